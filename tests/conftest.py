@@ -1,0 +1,193 @@
+"""Shared test machinery: fd-leak guard, the ``ss`` oracle, polling, and running as ``nobody``."""
+
+from __future__ import annotations
+
+import gc
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+LINUX = sys.platform.startswith("linux")
+DEBIAN_PYTHON = "/usr/bin/python3"
+
+needs_linux = pytest.mark.skipif(not LINUX, reason="reads the Linux kernel's TCP tables")
+needs_ss = pytest.mark.skipif(shutil.which("ss") is None, reason="ss (iproute2) is not installed")
+
+
+def _open_fds() -> set[int]:
+    return {int(fd) for fd in os.listdir("/proc/self/fd")} if LINUX else set()
+
+
+@pytest.fixture(autouse=True)
+def no_fd_leak():
+    """Every test must leave the process with the descriptors it found."""
+    gc.collect()
+    before = _open_fds()
+    yield
+    deadline = time.monotonic() + 2.0
+    while True:
+        gc.collect()
+        leaked = _open_fds() - before
+        if not leaked or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    details = {fd: _describe(fd) for fd in leaked}
+    assert not leaked, f"test leaked file descriptors: {details}"
+
+
+def _describe(fd: int) -> str:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return "?"
+
+
+def wait_for(predicate, timeout: float = 5.0, interval: float = 0.01, what: str = "condition"):
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}; last value {value!r}")
+        time.sleep(interval)
+
+
+# ------------------------------------------------------------------ the ss oracle
+
+_SS_TIMER = re.compile(r"timer:\((\w+),([^,]+),(\d+)\)")
+
+
+def _ss_seconds(text: str) -> float:
+    total = 0.0
+    for number, unit in re.findall(r"([\d.]+)(min|sec|ms)", text):
+        total += float(number) * {"min": 60, "sec": 1, "ms": 0.001}[unit]
+    return total
+
+
+def ss_rows(port: int) -> list[dict]:
+    """``ss -tan -o`` rows with ``port`` at either end: state, ends, timer name and seconds."""
+    out = subprocess.run(
+        ["ss", "-tan", "-o", f"( sport = :{port} or dport = :{port} )"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    rows = []
+    for line in out.splitlines()[1:]:
+        parts = line.split()
+        if len(parts) < 5:
+            continue
+        local, peer = parts[3], parts[4]
+        m = _SS_TIMER.search(line)
+        rows.append({
+            "state": parts[0],
+            "local_port": int(local.rsplit(":", 1)[1]),
+            "remote_port": 0 if peer.endswith(":*") else int(peer.rsplit(":", 1)[1]),
+            "timer": m.group(1) if m else "off",
+            "timer_s": _ss_seconds(m.group(2)) if m else 0.0,
+        })
+    return rows
+
+
+@pytest.fixture
+def listener():
+    """A listening socket on 127.0.0.1 with an ephemeral port, closed afterwards."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    yield sock
+    sock.close()
+
+
+# ------------------------------------------------------------------ running as nobody
+
+
+def can_drop_privileges() -> tuple[bool, str]:
+    if not LINUX:
+        return False, "dropping privileges is tested on Linux"
+    if os.geteuid() != 0:
+        return False, "needs root to drop privileges to nobody (CI runs as root)"
+    if not shutil.which("setpriv"):
+        return False, "setpriv (util-linux) is not installed"
+    if not os.path.exists(DEBIAN_PYTHON):
+        return False, f"{DEBIAN_PYTHON} (an interpreter nobody may run) is missing"
+    theirs = subprocess.run([DEBIAN_PYTHON, "-c", "import sys; print(sys.version_info[:2])"],
+                            capture_output=True, text=True).stdout.strip()
+    if theirs != str(sys.version_info[:2]):
+        return False, f"{DEBIAN_PYTHON} is Python {theirs}, the tests run {sys.version_info[:2]}"
+    return True, ""
+
+
+class Unprivileged:
+    """Runs code as ``nobody`` with Debian's Python, on a world-readable copy of tcplearn
+    (and, with ``packages=True``, of this environment's site-packages)."""
+
+    def __init__(self, packages: bool):
+        self.dir = Path(tempfile.mkdtemp(prefix="tcplearn-nobody-"))
+        self.dir.chmod(0o755)
+        shutil.copytree(ROOT / "tcplearn", self.dir / "tcplearn",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        paths = [str(self.dir)]
+        if packages:
+            site = Path(sysconfig.get_paths()["purelib"])
+            dest = self.dir / "site-packages"
+            shutil.copytree(site, dest, symlinks=True,
+                            ignore=shutil.ignore_patterns("__pycache__", "tcplearn*", "__editable__*"))
+            paths.append(str(dest))
+        self.home = self.dir / "home"
+        self.home.mkdir()
+        for path in [self.dir, *self.dir.rglob("*")]:
+            path.chmod(0o777 if path.is_relative_to(self.home) else
+                       (0o755 if path.is_dir() or os.access(path, os.X_OK) else 0o644))
+        self.env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "PYTHONPATH": os.pathsep.join(paths),
+            "HOME": str(self.home),
+            "MPLCONFIGDIR": str(self.home / "mpl"),
+            "JUPYTER_RUNTIME_DIR": str(self.home / "runtime"),
+            "IPYTHONDIR": str(self.home / "ipython"),
+            "TCPLEARN_FAST": "1",
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+
+    def run(self, args: list[str], timeout: float = 300, **kw) -> subprocess.CompletedProcess:
+        cmd = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+               "--inh-caps=-all", DEBIAN_PYTHON, *args]
+        return subprocess.run(cmd, env=self.env, capture_output=True, text=True,
+                              timeout=timeout, cwd=self.dir, **kw)
+
+    def python(self, code: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        return self.run(["-c", code], timeout=timeout)
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def nobody():
+    ok, why = can_drop_privileges()
+    if not ok:
+        pytest.skip(why)
+    env = Unprivileged(packages=False)
+    yield env
+    env.cleanup()
+
+
+@pytest.fixture(scope="session")
+def nobody_with_packages():
+    ok, why = can_drop_privileges()
+    if not ok:
+        pytest.skip(why)
+    env = Unprivileged(packages=True)
+    yield env
+    env.cleanup()
