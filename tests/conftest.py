@@ -137,6 +137,8 @@ class Unprivileged:
         self.dir.chmod(0o755)
         shutil.copytree(ROOT / "tcplearn", self.dir / "tcplearn",
                         ignore=shutil.ignore_patterns("__pycache__"))
+        for script in (ROOT / "tests" / "unprivileged").glob("*.py"):
+            shutil.copy(script, self.dir / script.name)
         paths = [str(self.dir)]
         if packages:
             site = Path(sysconfig.get_paths()["purelib"])
@@ -160,9 +162,11 @@ class Unprivileged:
             "PYTHONDONTWRITEBYTECODE": "1",
         }
 
-    def run(self, args: list[str], timeout: float = 300, **kw) -> subprocess.CompletedProcess:
+    def run(self, args: list[str], timeout: float = 300, wrap: tuple[str, ...] = (),
+            **kw) -> subprocess.CompletedProcess:
+        """Run Debian's Python with ``args`` as nobody; ``wrap`` goes between (e.g. unshare)."""
         cmd = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-               "--inh-caps=-all", DEBIAN_PYTHON, *args]
+               "--inh-caps=-all", *wrap, DEBIAN_PYTHON, *args]
         return subprocess.run(cmd, env=self.env, capture_output=True, text=True,
                               timeout=timeout, cwd=self.dir, **kw)
 

@@ -198,18 +198,19 @@ class PrivateLab:
         """Stop the worker and discard the namespace (what leaving ``with`` does)."""
         self._shutdown()
 
-    def _shutdown(self) -> None:
+    def _shutdown(self, graceful: bool = True) -> None:
         chan, pid = self._chan, self._pid
         self._chan = self._pid = None
         if chan is not None:
-            try:
-                _send(chan, ("stop",))
-            except OSError:
-                pass
+            if graceful:
+                try:
+                    _send(chan, ("stop",))
+                except OSError:
+                    graceful = False
             chan.close()
         if pid is None:
             return
-        deadline = time.monotonic() + 2.0
+        deadline = time.monotonic() + (2.0 if graceful else 0.0)
         while time.monotonic() < deadline:
             done, _ = os.waitpid(pid, os.WNOHANG)
             if done:
@@ -233,8 +234,9 @@ class PrivateLab:
                 "must be picklable (module-level functions, plain data)"
             ) from exc
         except BaseException:
-            # Interrupted or the worker died mid-call: the channel's state is unknown.
-            self._shutdown()
+            # Interrupted or the worker died mid-call: the channel's state is unknown,
+            # and the experiment may still be running, so stop the worker at once.
+            self._shutdown(graceful=False)
             raise
         if reply[0] == "ok":
             if reply[2]:

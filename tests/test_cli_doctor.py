@@ -1,0 +1,74 @@
+"""python -m tcplearn and doctor()."""
+
+import subprocess
+import sys
+
+import tcplearn
+
+from .conftest import needs_linux
+
+
+def cli(*args, timeout=60):
+    return subprocess.run([sys.executable, "-m", "tcplearn", *args], capture_output=True, text=True, timeout=timeout)
+
+
+@needs_linux
+def test_states_counts_a_listener_on_its_port(listener):
+    port = listener.getsockname()[1]
+    out = cli("states", "--port", str(port))
+    assert out.returncode == 0, out.stderr
+    lines = dict(line.split() for line in out.stdout.splitlines()[1:])
+    assert lines["LISTEN"] == "1" and lines["TIME-WAIT"] == "0" and lines["total"] == "1"
+    assert f"(port {port})" in out.stdout
+
+
+def test_bad_arguments_name_the_value():
+    out = cli("states", "--port", "99999")
+    assert out.returncode == 2 and "port must be from 0 to 65535, got 99999" in out.stderr
+    out = cli("states", "--watch", "soon")
+    assert out.returncode == 2 and "--watch takes seconds" in out.stderr
+
+
+@needs_linux
+def test_watch_refreshes_until_interrupted(listener):
+    import signal
+    import time
+    proc = subprocess.Popen([sys.executable, "-m", "tcplearn", "states", "--watch", "0.2",
+                             "--port", str(listener.getsockname()[1])], stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.5)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 0 and out.count("TCP sockets per state") >= 3
+
+
+def test_doctor_reports_the_machine():
+    report = tcplearn.doctor()
+    names = {c.name for c in report.checks}
+    assert {"operating system", "root", "/proc/net/tcp readable", "observation backend",
+            "teardown sysctls", "Node.js", "Binder", "private network lab"} <= names
+    assert len(report.live) == 7
+    html = report._repr_html_()
+    assert "<table>" in html and "What will be live here" in html
+    out = cli("doctor")
+    assert out.returncode == 0 and "What will be live here" in out.stdout
+
+
+def test_doctor_sees_binder_from_its_environment(monkeypatch):
+    monkeypatch.setenv("BINDER_LAUNCH_HOST", "https://mybinder.org/")
+    assert tcplearn.doctor().check("Binder").detail == "this is a Binder session"
+
+
+@needs_linux
+def test_doctor_reports_the_psutil_fallback(monkeypatch):
+    monkeypatch.setenv("TCPLEARN_BACKEND", "psutil")
+    report = tcplearn.doctor()
+    assert "psutil" in report.check("observation backend").detail
+    assert dict((p, h) for p, h, _ in report.live)["02 TIME-WAIT countdown (kernel timer)"] == "traces"
+
+
+def test_public_api_is_exported():
+    for name in ("TcpState", "TRANSITIONS", "TcpSocket", "parse_proc_net_tcp", "sockets", "count_states",
+                 "backend", "doctor", "sysctl", "PrivateLab", "LabUnavailable", "lab_available", "Segment"):
+        assert hasattr(tcplearn, name), name
