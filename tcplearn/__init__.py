@@ -13,7 +13,7 @@ The public API, re-exported here and stable:
 
 from __future__ import annotations
 
-from . import sysctl
+from . import sysctl, tour
 from .doctor import doctor
 from .lab import LabUnavailable, PrivateLab, Segment, lab_available
 from .observe import (
@@ -33,6 +33,6 @@ __all__ = [
     "TcpState", "Event", "TRANSITIONS",
     "TcpSocket", "parse_proc_net_tcp",
     "sockets", "count_states", "backend", "set_backend", "BackendInfo",
-    "doctor", "sysctl",
+    "doctor", "sysctl", "tour",
     "PrivateLab", "LabUnavailable", "lab_available", "Segment",
 ]

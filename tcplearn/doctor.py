@@ -55,6 +55,9 @@ class Report:
         lines += [f"  {part:<38} {how:<7} {why}" for part, how, why in self.live]
         return "\n".join(lines)
 
+    def __repr__(self) -> str:
+        return str(self)
+
     def _repr_html_(self) -> str:
         icon = {True: "✅", False: "❌", None: "ℹ️"}
         rows = "".join(

@@ -1,0 +1,143 @@
+"""One-call experiments for ``00-start-here``: a first look at the kernel's TCP table and
+at the private lab.  Each returns a pandas DataFrame and cleans up everything it opened."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from . import sysctl
+from .lab import PrivateLab, Segment, lab_available
+from .observe import TcpSocket, sockets
+
+__all__ = ["first_look", "lab_side_by_side", "capture_one_connection", "segments_frame",
+           "sockets_frame", "Notice"]
+
+
+class Notice(str):
+    """A one-line message a notebook shows instead of a result it cannot produce here."""
+
+    def _repr_markdown_(self) -> str:
+        return f"> **Note:** {self}"
+
+
+def sockets_frame(rows: list[TcpSocket], roles: dict[int, str] | None = None):
+    """``TcpSocket`` rows as a DataFrame; ``roles`` maps a local port to a name ("client")."""
+    import pandas as pd
+
+    return pd.DataFrame(
+        [{
+            "role": (roles or {}).get(r.local_port, ""),
+            "state": r.state.label,
+            "local": f"{r.local_address}:{r.local_port}",
+            "remote": f"{r.remote_address}:{r.remote_port}",
+            "timer": r.timer,
+            "timer left (s)": r.timer_remaining,
+            "inode": r.inode,
+        } for r in rows]
+    )
+
+
+def _settled(port: int, count: int, timeout: float = 2.0) -> list[TcpSocket]:
+    deadline = time.monotonic() + timeout
+    rows = sockets(port=port)
+    while len(rows) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+        rows = sockets(port=port)
+    return rows
+
+
+def first_look(family: int = socket.AF_INET):
+    """Open one loopback connection and show what the kernel's table holds for it.
+
+    Returns a DataFrame with a row per socket on the server's port (the listener, the
+    client's end, the server's end), read from the kernel while the connection is open.
+    Everything is closed before returning.
+    """
+    host = "::1" if family == socket.AF_INET6 else "127.0.0.1"
+    with socket.socket(family) as listener:
+        listener.bind((host, 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        with socket.create_connection((host, port)) as client:
+            server, _ = listener.accept()
+            with server:
+                rows = _settled(port, 3)
+                roles = {port: "server", client.getsockname()[1]: "client"}
+                frame = sockets_frame(rows, roles)
+                frame.loc[frame["remote"].str.endswith(":0"), "role"] = "listener"
+    return frame.sort_values("role", ignore_index=True)
+
+
+def lab_side_by_side(name: str = "tcp_fin_timeout", value: object = 5):
+    """The host's value of a setting beside a private lab's, before and after the lab
+    changes it (a DataFrame), or a one-line ``Notice`` saying why no lab can start here."""
+    import pandas as pd
+
+    spec = sysctl.setting(name)
+    ok, why = lab_available()
+    if not ok:
+        return Notice(f"No private lab on this machine: {why}. The host's value is "
+                      f"{sysctl.read(spec.short)!r}, and nothing was changed.")
+    with PrivateLab() as lab:
+        lab_before = lab.read_sysctl(spec.short)
+        lab.sysctl(**{spec.short: value})
+        lab_after = lab.read_sysctl(spec.short)
+        host_during = sysctl.read(spec.short)
+    return pd.DataFrame(
+        {"this machine": [host_during, sysctl.read(spec.short)],
+         "private lab": [lab_before, lab_after]},
+        index=[f"{spec.name} when the lab started", f"after lab.sysctl({spec.short}={value!r})"],
+    )
+
+
+def _connect_once() -> int:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        with socket.create_connection(listener.getsockname()):
+            server, _ = listener.accept()
+            server.close()
+        return listener.getsockname()[1]
+
+
+def capture_one_connection():
+    """Open and close one loopback connection and capture its segments.
+
+    In a private lab where one can start; else on this machine's loopback when root
+    (only that connection's segments are kept); else a one-line ``Notice``.  Returns a
+    DataFrame, one row per segment: time, direction, flags, relative seq/ack, length.
+    """
+    ok, why = lab_available()
+    if ok:
+        with PrivateLab() as lab:
+            port, segments = lab.run(_connect_once, capture=True)
+        return segments_frame(segments, server_port=port)
+    if sysctl.is_root():
+        from .lab.capture import Capture
+
+        try:
+            with Capture("lo") as cap:
+                port = _connect_once()
+                cap.settle()
+        except OSError as exc:
+            return Notice(f"No private lab ({why}), and capturing on this machine failed: {exc}")
+        mine = [s for s in cap.segments if port in (s.sport, s.dport)]
+        return segments_frame(mine, server_port=port)
+    return Notice(f"No private lab here ({why}) and you are not root, so no packets can be "
+                  "captured; notebook 01 shows what RFC 9293 says is sent instead.")
+
+
+def segments_frame(segments: list[Segment], server_port: int | None = None):
+    """Segments as a DataFrame; with ``server_port``, each row says who sent it."""
+    import pandas as pd
+
+    def who(s: Segment) -> str:
+        if server_port is None:
+            return f"{s.sport} → {s.dport}"
+        return "server → client" if s.sport == server_port else "client → server"
+
+    return pd.DataFrame(
+        [{"t (ms)": round(s.t * 1000, 3), "direction": who(s), "flags": s.flags,
+          "seq": s.seq, "ack": s.ack, "len": s.length} for s in segments]
+    )

@@ -1,0 +1,83 @@
+"""Every notebook in notebooks/ executes headless, as this user and as nobody, and keeps the
+series' teaching shape."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb"))
+IDS = [p.stem for p in NOTEBOOKS]
+
+
+def text_of(nb, kind="markdown"):
+    return "\n".join(c.source for c in nb.cells if c.cell_type == kind)
+
+
+RUNNER = ROOT / "tests" / "unprivileged" / "run_notebooks.py"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_notebook_executes_without_errors(path):
+    # In a child process, as nobody's run does: nbclient's zmq context keeps descriptors.
+    env = {**os.environ, "TCPLEARN_FAST": "1"}
+    result = subprocess.run([sys.executable, str(RUNNER), path.name], cwd=path.parent, env=env,
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {path.name: "ok"}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_notebook_is_committed_without_outputs(path):
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, f"strip outputs of {path.name}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_notebook_has_the_teaching_shape(path):
+    nb = nbformat.read(path, as_version=4)
+    first = nb.cells[0].source
+    for heading in ("What you'll learn", "Prerequisites", "Time needed"):
+        assert heading in first, f"{path.name} must open with '{heading}'"
+    md = text_of(nb)
+    assert "Predict" in md and "Explain" in md, "predict -> observe -> explain"
+    assert "<details>" in md, "self-check exercises with hidden solutions"
+    assert "## Summary" in md and "## What's next" in md
+    # Thin notebooks: narrative plus short calls into tcplearn.
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert len(cell.source.splitlines()) <= 6, f"a code cell of {path.name} is not thin:\n{cell.source}"
+
+
+def test_start_here_lists_the_series_truthfully():
+    md = text_of(nbformat.read(ROOT / "notebooks" / "00-start-here.ipynb", as_version=4))
+    rows = re.findall(r"^\| (0[1-5]) \| (.+?) \|", md, flags=re.M)
+    assert [n for n, _ in rows] == ["01", "02", "03", "04", "05"]
+    for number, cell in rows:
+        present = list((ROOT / "notebooks").glob(f"{number}-*.ipynb"))
+        if present:
+            assert f"]({present[0].name})" in cell and "coming" not in cell, f"link {present[0].name}"
+        else:
+            assert "coming" in cell, f"notebook {number} is missing but not marked 'coming'"
+
+
+def test_notebooks_run_as_an_unprivileged_user(nobody_with_packages):
+    env = nobody_with_packages
+    dest = env.dir / "notebooks"
+    shutil.copytree(ROOT / "notebooks", dest, dirs_exist_ok=True)
+    for p in [dest, *dest.rglob("*")]:
+        p.chmod(0o777 if p.is_dir() else 0o666)
+    names = [f"notebooks/{p.name}" for p in NOTEBOOKS]
+    result = env.run(["run_notebooks.py", *names], timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    assert outcome == {n: "ok" for n in names}
