@@ -231,3 +231,47 @@ def test_backend_forced_by_environment(monkeypatch):
     monkeypatch.setenv("TCPLEARN_BACKEND", "nonsense")
     with pytest.raises(ValueError, match="TCPLEARN_BACKEND='nonsense'"):
         tcplearn.backend()
+
+
+def test_unfiltered_count_via_sockstat_matches_a_full_dump_and_proc(listener):
+    """count_states() without filters takes TIME-WAIT from /proc/net/sockstat minus the
+    orphaned FIN-WAIT-2 mini-sockets; it must equal a full dump.  Run in a private lab so
+    that no other test's sockets change the numbers between the reads."""
+    if not tcplearn.lab_available()[0]:
+        pytest.skip(tcplearn.lab_available()[1])
+    with tcplearn.PrivateLab() as lab:
+        fast, full, proc, tw, fw2_mini = lab.run(_sockstat_scenario)
+    assert fast == full == proc
+    assert fast[TcpState.TIME_WAIT] == 300 and fast[TcpState.FIN_WAIT_2] == 1
+    assert tw == 301 and fw2_mini == 1  # the kernel's tw counter includes the FIN-WAIT-2 mini-socket
+
+
+def _sockstat_scenario():
+    import time
+
+    from tcplearn.observe import _sockstat_trusted
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen()
+    for _ in range(300):
+        c = socket.create_connection(lst.getsockname())
+        a, _ = lst.accept()
+        c.close()
+        a.close()
+    c = socket.create_connection(lst.getsockname())
+    held, _ = lst.accept()
+    c.close()  # orphaned FIN-WAIT-2: a timewait mini-socket counted in sockstat's tw
+    deadline = time.monotonic() + 5
+    while netlink.dump_counts()[TcpState.FIN_WAIT_2] != 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _sockstat_trusted()
+    fast = tcplearn.count_states()
+    full = netlink.dump_counts()
+    proc = dict.fromkeys(TcpState, 0)
+    for s in procfs.parse_proc_net_tcp(procfs.read_table()):
+        proc[s.state] += 1
+    mini = sum(1 for s in netlink.dump_sockets() if s.state is TcpState.FIN_WAIT_2 and s.timer == "timewait")
+    tw = netlink.sockstat_tw()
+    held.close()
+    lst.close()
+    return fast, full, proc, tw, mini

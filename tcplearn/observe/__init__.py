@@ -5,7 +5,9 @@ Backends, in the order they are tried:
 * listing (``sockets``): ``/proc/net/tcp{,6}`` (the only source with the kernel's
   ``tm->when`` timers for every socket), then sock_diag netlink, then psutil;
 * counting (``count_states``): sock_diag netlink (filtered and counted in the kernel's
-  dump, the fastest), then ``/proc``, then psutil.
+  dump, the fastest; for an unfiltered count TIME-WAIT sockets are not even dumped: the
+  kernel's own ``tw`` counter in ``/proc/net/sockstat`` gives them), then ``/proc``,
+  then psutil.
 
 ``TCPLEARN_BACKEND`` (``auto``, ``procfs``, ``netlink``, ``psutil``) or
 ``set_backend()`` forces one, e.g. to see what a macOS learner sees.  Everything
@@ -188,6 +190,25 @@ def _list(name: str, families: tuple[int, ...], port: int | None) -> list[TcpSoc
     return psutil_backend.list_sockets()
 
 
+_sockstat_checked: dict[int, bool] = {}
+
+
+def _sockstat_trusted() -> bool:
+    """Whether this kernel's sockstat ``tw`` counts exactly this namespace's timewait
+    mini-sockets, checked once per process against a full dump (older kernels kept one
+    counter for all namespaces; those fall back to the full dump)."""
+    pid = os.getpid()
+    if pid not in _sockstat_checked:
+        try:
+            full = netlink.dump_counts()
+            fast = netlink.dump_counts(time_wait_from_sockstat=True)
+            drift = abs(full[TcpState.TIME_WAIT] - fast[TcpState.TIME_WAIT])
+            _sockstat_checked[pid] = drift <= max(2, full[TcpState.TIME_WAIT] // 100)
+        except OSError:
+            _sockstat_checked[pid] = False
+    return _sockstat_checked[pid]
+
+
 def count_states(*, port: int | None = None, family: int | None = None) -> dict[TcpState, int]:
     """How many sockets are in each state: every ``TcpState`` is a key, zeros included.
 
@@ -199,7 +220,10 @@ def count_states(*, port: int | None = None, family: int | None = None) -> dict[
     name = backend().counting
     if name == "netlink":
         try:
-            return netlink.dump_counts(families, port=port)
+            everything = port is None and len(families) == 2
+            return netlink.dump_counts(
+                families, port=port, time_wait_from_sockstat=everything and _sockstat_trusted()
+            )
         except OSError as exc:
             _warn_once("netlink-count", f"sock_diag netlink unavailable ({exc}); counting from /proc")
             name = "procfs"

@@ -29,7 +29,7 @@ import struct
 from ..states import TcpState
 from .record import TcpSocket
 
-__all__ = ["NetlinkUnavailable", "dump_counts", "dump_sockets", "dump_raw", "available"]
+__all__ = ["NetlinkUnavailable", "dump_counts", "dump_sockets", "dump_raw", "available", "sockstat_tw"]
 
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
@@ -171,27 +171,72 @@ def _uniform(chunk: bytes) -> bool:
     )
 
 
+_FW2 = TcpState.FIN_WAIT_2.value
+_TIMEWAIT_TIMER = 3  # idiag_timer of a timewait mini-socket
+
+
+def _walk_count(chunk: bytes, tally: list[int]) -> int:
+    """Add a chunk's states to ``tally``; return how many FIN-WAIT-2 *mini-sockets* it held."""
+    if len(chunk) % _MSG_SIZE == 0 and _uniform(chunk):
+        # Only attribute-free 88-byte messages: state and timer bytes sit at fixed strides.
+        states = chunk[_STATE_OFFSET::_MSG_SIZE]
+        for code in set(states):
+            tally[code] += states.count(code)
+        if _FW2 not in states:
+            return 0
+        timers = chunk[_STATE_OFFSET + 1::_MSG_SIZE]
+        return sum(1 for st, tm in zip(states, timers, strict=True) if st == _FW2 and tm == _TIMEWAIT_TIMER)
+    mini = 0
+    offset = 0
+    while offset < len(chunk):
+        length = _NLMSGHDR.unpack_from(chunk, offset)[0]
+        state = chunk[offset + _STATE_OFFSET]
+        tally[state] += 1
+        if state == _FW2 and chunk[offset + _STATE_OFFSET + 1] == _TIMEWAIT_TIMER:
+            mini += 1
+        offset += (length + 3) & ~3
+    return mini
+
+
+def sockstat_tw(proc_root: str = "/proc") -> int | None:
+    """The ``tw`` field of ``/proc/net/sockstat``: the kernel's own count of timewait
+    mini-sockets in this namespace (TIME-WAIT plus orphaned FIN-WAIT-2; facts S1/L8)."""
+    try:
+        with open(f"{proc_root}/net/sockstat") as f:
+            for line in f:
+                if line.startswith("TCP:"):
+                    fields = line.split()
+                    return int(fields[fields.index("tw") + 1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def dump_counts(
-    families: tuple[int, ...] = (socket.AF_INET, socket.AF_INET6), *, port: int | None = None
+    families: tuple[int, ...] = (socket.AF_INET, socket.AF_INET6),
+    *,
+    port: int | None = None,
+    time_wait_from_sockstat: bool = False,
 ) -> dict[TcpState, int]:
     """Count sockets per state with sock_diag; every ``TcpState`` is a key.
 
     TIME-WAIT mini-sockets carry no attributes, so their messages are 88 bytes each: a
-    chunk made only of those is counted with one strided slice.  Other chunks are walked.
+    chunk made only of those is counted with one strided slice.  With
+    ``time_wait_from_sockstat`` (all families, no port) the kernel does not even send
+    them: every other state is dumped, and TIME-WAIT is the kernel's own ``tw`` counter
+    less the FIN-WAIT-2 mini-sockets that counter also includes.
     """
     tally = [0] * 16
+    states = _ALL_STATES & ~(1 << TcpState.TIME_WAIT.value) if time_wait_from_sockstat else _ALL_STATES
+    tw_total = sockstat_tw() if time_wait_from_sockstat else None
+    if time_wait_from_sockstat and tw_total is None:
+        raise NetlinkUnavailable("no tw field in /proc/net/sockstat")
+    mini = 0
     for family in families:
-        for chunk in dump_raw(family, port=port):
-            if len(chunk) % _MSG_SIZE == 0 and _uniform(chunk):
-                states = chunk[_STATE_OFFSET::_MSG_SIZE]
-                for code in set(states):
-                    tally[code] += states.count(code)
-                continue
-            offset = 0
-            while offset < len(chunk):
-                length = _NLMSGHDR.unpack_from(chunk, offset)[0]
-                tally[chunk[offset + _STATE_OFFSET]] += 1
-                offset += (length + 3) & ~3
+        for chunk in dump_raw(family, port=port, states=states):
+            mini += _walk_count(chunk, tally)
+    if tw_total is not None:
+        tally[TcpState.TIME_WAIT.value] = max(0, tw_total - mini)
     return {state: tally[state.value] for state in TcpState}
 
 
