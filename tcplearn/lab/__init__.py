@@ -27,7 +27,7 @@ from .. import sysctl as _sysctl
 from .namespace import NamespaceError, die_with_parent, enter, why_blocked
 from .segments import Segment, parse_frame, relative
 
-__all__ = ["PrivateLab", "LabUnavailable", "lab_available", "Segment", "parse_frame", "relative"]
+__all__ = ["PrivateLab", "LabUnavailable", "lab_available", "in_lab", "Segment", "parse_frame", "relative"]
 
 T = TypeVar("T")
 _LEN = struct.Struct("!Q")
@@ -80,7 +80,16 @@ def _close_inherited(keep: int) -> None:
                 pass
 
 
+_IN_LAB = False
+
+
+def in_lab() -> bool:
+    """True in a lab's worker process (inside its private namespaces)."""
+    return _IN_LAB
+
+
 def _worker_main(chan: socket.socket) -> None:
+    global _IN_LAB
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent()
     _close_inherited(chan.fileno())
@@ -89,6 +98,7 @@ def _worker_main(chan: socket.socket) -> None:
     except NamespaceError as exc:
         _send(chan, ("failed", str(exc)))
         return
+    _IN_LAB = True
     _send(chan, ("ready", os.getpid()))
     while True:
         try:

@@ -7,6 +7,7 @@ appears once.  Timestamps are the kernel's (SO_TIMESTAMPNS).
 
 from __future__ import annotations
 
+import errno
 import select
 import socket
 import struct
@@ -73,6 +74,10 @@ class Capture:
                 data, anc, _, addr = sock.recvmsg(65535, 64)
             except BlockingIOError:
                 return
+            except OSError as exc:
+                if exc.errno == errno.ENETDOWN:
+                    return  # the interface went down (an experiment's choice); it comes back
+                raise
             if addr[2] != PACKET_OUTGOING:
                 continue
             self._last = time.monotonic()
