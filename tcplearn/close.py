@@ -439,7 +439,7 @@ def _play(name: str, capture: bool, in_lab: bool, wait_timeout: float):
 
     steps = SCENARIOS[name]
     cap = Capture("lo") if capture else None
-    with cap or nullcontext(), ConnectionPair() as pair:
+    with cap or nullcontext(), ConnectionPair(settle_timeout=min(SETTLE_TIMEOUT, wait_timeout)) as pair:
         for method, *args in steps:
             if method == "simultaneous_close":
                 pair.simultaneous_close(drop_until_both_closed=in_lab)

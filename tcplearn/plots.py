@@ -19,6 +19,29 @@ from .states import TRANSITIONS, Event, TcpState
 __all__ = ["STATE_STYLE", "StateStyle", "state_diagram", "sequence_diagram", "legend_handles"]
 
 
+def _png(fig: Figure) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def _register_with_ipython() -> None:
+    """Let a notebook show a returned Figure as a picture.  Figures here are not made by
+    pyplot, so nothing else registers IPython's PNG formatter for them."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None:
+        shell.display_formatter.formatters["image/png"].for_type(Figure, _png)
+
+
+_register_with_ipython()
+
+
 @dataclass(frozen=True)
 class StateStyle:
     color: str
@@ -153,9 +176,14 @@ def state_diagram(highlight: dict[TcpState, str] | None = None, *, show_rst: boo
         if not rst:
             mx, my = (start[0] + end[0]) / 2, (start[1] + end[1]) / 2
             dx, dy = end[0] - start[0], end[1] - start[1]
-            # place the label beside the arc's bulge
+            # arc3 bulges by rad/2 of the chord; put a curved arc's label just outside it
             mx -= rad * dy * 0.5
             my += rad * dx * 0.5
+            if rad:
+                norm = (dx * dx + dy * dy) ** 0.5 or 1.0
+                side = 0.45 if rad < 0 else -0.45
+                mx += side * dy / norm
+                my -= side * dx / norm
             ax.text(mx, my, event.value.replace(" / ", "\n"), fontsize=7, ha="center", va="center",
                     color="#222222", zorder=4,
                     bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85})

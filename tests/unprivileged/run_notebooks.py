@@ -19,6 +19,9 @@ for path in sys.argv[1:]:
         errors = [o for o in outputs if o.get("output_type") == "error"]
         errors += [o for o in outputs if o.get("output_type") == "stream"
                    and o.get("name") == "stderr" and "Traceback" in o.get("text", "")]
+        # A figure must reach the learner as a picture, not as "<Figure size ...>" text.
+        errors += [o for o in outputs if "image/png" not in o.get("data", {})
+                   and str(o.get("data", {}).get("text/plain", "")).startswith("<Figure")]
         results[path] = "ok" if not errors else json.dumps(errors)[:2000]
     except CellExecutionError as exc:
         results[path] = str(exc)[-3000:]
