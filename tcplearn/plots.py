@@ -16,7 +16,8 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 from .states import TRANSITIONS, Event, TcpState
 
-__all__ = ["STATE_STYLE", "StateStyle", "state_diagram", "sequence_diagram", "legend_handles"]
+__all__ = ["STATE_STYLE", "StateStyle", "state_diagram", "sequence_diagram", "legend_handles",
+           "countdown_plot", "myth_plot", "simulation_diagram"]
 
 
 def _png(fig: Figure) -> bytes:
@@ -243,12 +244,20 @@ def sequence_diagram(history, segments_by_step=None, *, server_port: int | None 
         if row[0] == "seg":
             _, sender, flags, detail = row
             x0 = _LANE[sender]
-            arrow = FancyArrowPatch((x0, y), (1.0 - x0, y + 0.55), arrowstyle="-|>", mutation_scale=13,
-                                    color="#b2182b" if "RST" in flags else "#222222",
+            lost = flags.endswith("(lost)")
+            # A lost segment stops halfway, dashed, with a cross where it vanished.
+            x1 = 0.5 if lost else 1.0 - x0
+            arrow = FancyArrowPatch((x0, y), (x1, y + (0.28 if lost else 0.55)),
+                                    arrowstyle="-" if lost else "-|>", mutation_scale=13,
+                                    color="#b2182b" if ("RST" in flags or lost) else "#222222",
+                                    linestyle="--" if lost else "-",
                                     linewidth=1.4, zorder=2, gid=f"segment:{n_arrows}:{sender}:{flags}")
             ax.add_patch(arrow)
+            if lost:
+                ax.text(x1, y + 0.28, "✗", color="#b2182b", ha="center", va="center", fontsize=14, zorder=5)
             n_arrows += 1
-            ax.text(0.5, y + 0.22, flags + (f"  {detail}" if detail else ""), ha="center", va="center",
+            ax.text(0.5 if not lost else 0.5 + (0.22 if x0 == 0 else -0.22), y + 0.1 if lost else y + 0.22,
+                    flags + (f"  {detail}" if detail else ""), ha="center", va="center",
                     fontsize=8.5, zorder=4,
                     bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.9})
         else:
@@ -266,3 +275,70 @@ def sequence_diagram(history, segments_by_step=None, *, server_port: int | None 
     fig.tcplearn_segments = n_arrows
     fig.tight_layout()
     return fig
+
+
+# ---------------------------------------------------------------- TIME-WAIT figures
+
+
+def countdown_plot(countdown, title: str = "TIME-WAIT: the kernel's own timer, read live"):
+    """The kernel's TIME-WAIT timer over time, from ``timewait.sample_countdown``."""
+    style = STATE_STYLE[TcpState.TIME_WAIT]
+    fig = Figure(figsize=(8, 4))
+    ax = fig.subplots()
+    tw = countdown[countdown["state"] == "TIME_WAIT"]
+    ax.plot(tw["t"], tw["timer_remaining"], color=style.color, linestyle=style.linestyle,
+            marker=style.marker, label="timer left (kernel)", gid="countdown")
+    gone = countdown[countdown["state"] == "CLOSED"]
+    if len(gone):
+        ax.axvline(gone["t"].iloc[0], color="black", linestyle=":", label="gone from the table")
+    ax.set_xlabel("seconds since the socket entered TIME-WAIT")
+    ax.set_ylabel("seconds left on the kernel's timer")
+    ax.set_ylim(bottom=0)
+    ax.set_title(title)
+    ax.legend(loc="upper right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def myth_plot(table, fin_timeout: int):
+    """The timers of ``timewait.myth_test``: an orphaned FIN-WAIT-2, a TIME-WAIT, and an
+    orphaned FIN-WAIT-2 whose peer's FIN arrives midway.  Each reading is drawn in the
+    style of the state it was in; the lines are labelled with the socket they belong to."""
+    fig = Figure(figsize=(9, 4.6))
+    ax = fig.subplots()
+    for name in dict.fromkeys(table["socket"]):
+        rows = table[(table["socket"] == name) & (table["state"] != "CLOSED")]
+        parts = [part for _, part in rows.groupby((rows["state"] != rows["state"].shift()).cumsum())]
+        for part in parts:
+            style = STATE_STYLE[TcpState[part["state"].iloc[0]]]
+            ax.plot(part["t"], part["timer_remaining"], color=style.color, linestyle=style.linestyle,
+                    marker=style.marker, markersize=5, gid=f"timer:{name}:{part['state'].iloc[0]}")
+        if len(parts) > 1:  # the socket moved state: show where and why
+            a, b = parts[0].iloc[-1], parts[1].iloc[0]
+            ax.annotate("", xy=(b["t"], b["timer_remaining"]), xytext=(a["t"], a["timer_remaining"]),
+                        arrowprops={"arrowstyle": "->", "linestyle": ":", "color": "#333333"})
+            ax.text(b["t"] + 0.1, 33, "the peer's FIN arrives:\na fresh 60 s TIME-WAIT", fontsize=8)
+        last = rows.iloc[-1] if len(rows) else None
+        if last is not None:
+            offset = {"TIME-WAIT": 2.5, "orphaned FIN-WAIT-2": 1.5}.get(name, -3.5)
+            ax.text(last["t"], last["timer_remaining"] + offset, name, fontsize=8, ha="right")
+    ax.axhline(fin_timeout, color="#555555", linestyle=":")
+    handles = legend_handles([TcpState.FIN_WAIT_2, TcpState.TIME_WAIT])
+    from matplotlib.lines import Line2D
+
+    handles.append(Line2D([], [], color="#555555", linestyle=":", label=f"tcp_fin_timeout = {fin_timeout} s"))
+    ax.legend(handles=handles, loc="center right", fontsize=8)
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("seconds left on the kernel's timer")
+    ax.set_ylim(0, 66)
+    ax.set_title("One setting, two timers: tcp_fin_timeout moves only the orphaned FIN-WAIT-2")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def simulation_diagram(sim):
+    """A ``model`` simulation as a sequence diagram, titled as a simulation."""
+    kind = "with" if sim.time_wait else "WITHOUT"
+    return sequence_diagram(sim.steps, title=f"Simulated, {kind} TIME-WAIT: {sim.name} (model, not measured)")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "Setting", "SETTINGS", "SysctlError", "read", "read_all", "validate", "command",
-    "apply", "is_root", "write_raw", "setting", "reason",
+    "apply", "is_root", "write_raw", "setting", "reason", "table",
 ]
 
 
@@ -245,3 +245,13 @@ def apply(**values: object) -> Iterator[dict[str, Value]]:
                 errors.append(str(exc))
         if errors:
             raise SysctlError("could not restore: " + "; ".join(errors))
+
+
+def table():
+    """The known settings with their current values and meanings, as a DataFrame."""
+    import pandas as pd
+
+    values = read_all()
+    return pd.DataFrame([{"setting": spec.name, "value": values[key], "unit": spec.unit,
+                          "per network namespace": spec.per_netns, "what it does": spec.meaning}
+                         for key, spec in SETTINGS.items()])

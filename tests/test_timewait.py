@@ -1,0 +1,132 @@
+"""TIME-WAIT and FIN-WAIT-2 timers against the kernel, ss and /proc/sys; the myth test; 2MSL models."""
+
+import matplotlib
+import pytest
+
+matplotlib.use("Agg")
+
+import tcplearn  # noqa: E402
+from tcplearn import model, plots, sysctl, timewait  # noqa: E402
+
+from .conftest import needs_linux, needs_ss, ss_rows  # noqa: E402
+
+pytestmark = needs_linux
+
+
+@pytest.mark.slow
+def test_time_wait_lasts_60_seconds_on_this_kernel():
+    length = timewait.measure_time_wait(progress=False)
+    assert 59.0 <= length <= 61.0, length  # TCP_TIMEWAIT_LEN = 60*HZ (facts L1)
+
+
+@needs_ss
+def test_sampled_timer_matches_ss_within_a_second():
+    exp = timewait.start_time_wait()
+    try:
+        mine = timewait.sample(exp)
+        theirs = next(r for r in ss_rows(exp["server_port"])
+                      if r["local_port"] == exp["client_port"] and r["state"] == "TIME-WAIT")
+        assert mine["state"] == "TIME_WAIT" and mine["timer"] == theirs["timer"] == "timewait"
+        assert abs(mine["timer_remaining"] - theirs["timer_s"]) <= 1.0
+    finally:
+        timewait.release(exp)
+
+
+def test_countdown_falls_one_second_per_second():
+    frame = timewait.sample_countdown(2.0, 0.5, progress=False)
+    tw = frame[frame["state"] == "TIME_WAIT"]
+    assert len(tw) >= 4 and 58.0 <= tw["timer_remaining"].iloc[0] <= 60.0
+    slope = (tw["timer_remaining"].iloc[-1] - tw["timer_remaining"].iloc[0]) / (tw["t"].iloc[-1] - tw["t"].iloc[0])
+    assert -1.1 <= slope <= -0.9
+    assert "Sampled" in timewait.summarize(frame)  # 2 s cannot measure the whole length, and says so
+    fig = plots.countdown_plot(frame)
+    assert len(fig.axes[0].get_lines()[0].get_xdata()) == len(tw)
+
+
+def test_orphaned_fin_wait_2_timer_starts_at_tcp_fin_timeout():
+    setting = sysctl.read("tcp_fin_timeout")  # readable without root
+    exp = timewait.start_orphaned_fin_wait_2()
+    try:
+        assert exp["state"] == "FIN_WAIT_2" and exp["timer"] == "timewait"
+        assert abs(exp["timer_remaining"] - setting) <= 1.0
+    finally:
+        timewait.release(exp)
+
+
+def test_half_closed_fin_wait_2_has_no_timer_and_a_late_fin_starts_a_fresh_time_wait():
+    table = timewait.fin_wait_2_vs_setting()
+    half = table[table["socket"].str.startswith("half-closed")].iloc[0]
+    assert half["state"] == "FIN_WAIT_2" and half["kernel timer"] == "off"
+    later = timewait.fin_arrives_later(pause=1.2)
+    before, after = later.iloc[0], later.iloc[1]
+    assert before["state"] == "FIN_WAIT_2" and after["state"] == "TIME_WAIT"
+    assert after["timer_remaining"] > before["timer_remaining"] + 0.8  # restarted, not continued
+    assert after["timer_remaining"] >= 59.0
+
+
+def test_the_myth_refuted_in_a_lab():
+    ok, why = tcplearn.lab_available()
+    if not ok:
+        pytest.skip(why)
+    host_before = sysctl.read("tcp_fin_timeout")
+    table, where = timewait.myth_test(5, progress=False, watch=6.0)
+    assert where == "lab" and sysctl.read("tcp_fin_timeout") == host_before
+    first = timewait.MythResult(table, where, 5).first_timers()
+    assert abs(first["orphaned FIN-WAIT-2"] - 5) <= 1.0   # follows tcp_fin_timeout
+    assert 58.0 <= first["TIME-WAIT"] <= 60.0               # does not
+    fw2 = table[table["socket"] == "orphaned FIN-WAIT-2"]
+    gone_at = fw2[fw2["state"] == "CLOSED"]["t"].min()
+    assert 4.0 <= gone_at <= 6.0                             # it lived about tcp_fin_timeout
+    late = table[table["socket"] == timewait.LATE_FIN]
+    assert list(dict.fromkeys(late["state"])) == ["FIN_WAIT_2", "TIME_WAIT"]
+    assert late[late["state"] == "TIME_WAIT"]["timer_remaining"].max() >= 58.0
+    fig = plots.myth_plot(table, 5)
+    gids = {line.get_gid() for line in fig.axes[0].get_lines()}
+    assert f"timer:{timewait.LATE_FIN}:TIME_WAIT" in gids and "timer:TIME-WAIT:TIME_WAIT" in gids
+
+
+@pytest.mark.parametrize("new,old,bound", [(False, False, False), (True, True, True), (True, False, False)])
+def test_server_restart_needs_so_reuseaddr_on_both_servers(new, old, bound):
+    result = timewait.server_restart(new, old_server_reuse_address=old)
+    assert result["time_wait_on_port"] == 1
+    assert result["bound"] is bound
+    if not bound:
+        assert result["error"].startswith("EADDRINUSE")
+
+
+def test_os_defaults_name_their_sources():
+    table = timewait.os_defaults()
+    assert set(table["system"]) >= {"Linux", "macOS (XNU)", "FreeBSD", "Windows"}
+    assert table.set_index("system").loc["Linux", "TIME-WAIT"] == "60 s"
+    assert table["source"].str.len().min() > 10
+    assert not table.set_index("system").loc["Windows", "confirmed"]
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="seconds must be in"):
+        timewait.sample_countdown(0, progress=False)
+    with pytest.raises(sysctl.SysctlError, match="tcp_fin_timeout=0 refused"):
+        timewait.myth_test(0)
+    with pytest.raises(ValueError, match="pause must be"):
+        timewait.fin_arrives_later(pause=-1)
+
+
+# ---------------------------------------------------------------- the 2MSL models
+
+
+def test_lost_last_ack_model():
+    with_tw, without = model.lost_last_ack(True), model.lost_last_ack(False)
+    assert with_tw.steps[-1].client_state.name == with_tw.steps[-1].server_state.name == "CLOSED"
+    assert ("client", "ACK (lost)") in with_tw.steps[2].segments
+    assert ("client", "RST") in without.steps[-1].segments and "reset" in without.outcome
+    fig = plots.simulation_diagram(without)
+    gids = [p.get_gid() for p in fig.axes[0].patches if (p.get_gid() or "").startswith("segment:")]
+    assert any(g.endswith("ACK (lost)") for g in gids) and "model" in fig.axes[0].get_title()
+
+
+def test_old_duplicate_model():
+    assert model.old_duplicate(True).data_delivered == []
+    assert model.old_duplicate(False).data_delivered == ["OLD"]
+    # A copy that outlives the MSL cannot exist: the model refuses it.
+    with pytest.raises(ValueError, match="no segment outlives the MSL"):
+        model.old_duplicate(False, msl=1.0, delay=1.5)
