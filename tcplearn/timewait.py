@@ -21,7 +21,7 @@ from .states import TcpState
 __all__ = [
     "fast_mode", "start_time_wait", "start_orphaned_fin_wait_2", "start_half_closed",
     "deliver_peer_fin", "sample", "release", "sample_countdown", "measure_time_wait",
-    "myth_test", "server_restart", "os_defaults",
+    "myth_test", "server_restart", "os_defaults", "kernel_hz", "timer_slack",
 ]
 
 #: Sockets an experiment keeps open between calls, by experiment id (per process).
@@ -337,6 +337,37 @@ def os_defaults():
 
 
 
+# ---------------------------------------------------------------- the kernel's timer wheel
+
+# kernel/time/timer.c: a timer 60 s away lands on a wheel level whose slots are this many
+# milliseconds wide, and fires at the end of its slot (never early).  Keyed by CONFIG_HZ.
+_WHEEL_SLOT_MS_AT_60S = {100: 5120, 250: 2048, 300: 1706, 1000: 4096}
+
+
+def kernel_hz() -> int | None:
+    """The kernel's CONFIG_HZ, from its build configuration where readable, else ``None``."""
+    import gzip
+    import platform
+
+    for path, opener in ((f"/boot/config-{platform.release()}", open), ("/proc/config.gz", gzip.open)):
+        try:
+            with opener(path, "rt") as f:
+                for line in f:
+                    if line.startswith("CONFIG_HZ="):
+                        return int(line.split("=", 1)[1])
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def timer_slack() -> tuple[int | None, float]:
+    """``(CONFIG_HZ, seconds)``: how much later than 60 s a TIME-WAIT socket may leave,
+    because the timer wheel rounds a 60 s timer up to the end of its slot.  With HZ
+    unknown, the widest slot of the common HZ values (5.12 s)."""
+    hz = kernel_hz()
+    return hz, _WHEEL_SLOT_MS_AT_60S.get(hz, max(_WHEEL_SLOT_MS_AT_60S.values())) / 1000
+
+
 # ---------------------------------------------------------------- notebook helpers
 
 
@@ -348,8 +379,12 @@ def summarize(countdown) -> str:
     start = tw["timer_remaining"].iloc[0]
     if len(gone):
         last, first_gone = tw["t"].iloc[-1], gone["t"].iloc[0]
+        hz, slack = timer_slack()
+        grid = f"CONFIG_HZ={hz}" if hz else "an unknown HZ"
         return (f"Measured: the kernel's timer started at {start:.2f} s, and the socket left the table "
-                f"between {last:.1f} s and {first_gone:.1f} s after it entered TIME-WAIT.")
+                f"between {last:.1f} s and {first_gone:.1f} s after it entered TIME-WAIT. (This kernel, "
+                f"with {grid}, fires a 60 s timer at the end of a {slack:g} s slot, so anything from "
+                f"60 to {60 + slack:.2f} s is TCP_TIMEWAIT_LEN at work.)")
     span = tw["t"].iloc[-1] - tw["t"].iloc[0]
     fell = start - tw["timer_remaining"].iloc[-1]
     return (f"Sampled {span:.1f} s of the countdown (a short window, as in fast mode): the kernel's timer "

@@ -16,7 +16,11 @@ pytestmark = needs_linux
 @pytest.mark.slow
 def test_time_wait_lasts_60_seconds_on_this_kernel():
     length = timewait.measure_time_wait(progress=False)
-    assert 59.0 <= length <= 61.0, length  # TCP_TIMEWAIT_LEN = 60*HZ (facts L1)
+    # TCP_TIMEWAIT_LEN = 60*HZ (facts L1), fired at the end of a timer-wheel slot: never
+    # early, at most one slot late (kernel/time/timer.c: 2.048 s at HZ=250).  Measured here
+    # over 12 sockets: 60.36-62.07 s at HZ=250.  The 0.2 s covers the 50 ms polling.
+    hz, slack = timewait.timer_slack()
+    assert 59.9 <= length <= 60.0 + slack + 0.2, (length, hz, slack)
 
 
 @needs_ss
