@@ -17,7 +17,7 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 from .states import TRANSITIONS, Event, TcpState
 
 __all__ = ["STATE_STYLE", "StateStyle", "state_diagram", "sequence_diagram", "legend_handles",
-           "countdown_plot", "myth_plot", "simulation_diagram"]
+           "countdown_plot", "myth_plot", "simulation_diagram", "timeout_timeline"]
 
 
 def _png(fig: Figure) -> bytes:
@@ -342,3 +342,41 @@ def simulation_diagram(sim):
     """A ``model`` simulation as a sequence diagram, titled as a simulation."""
     kind = "with" if sim.time_wait else "WITHOUT"
     return sequence_diagram(sim.steps, title=f"Simulated, {kind} TIME-WAIT: {sim.name} (model, not measured)")
+
+
+# ---------------------------------------------------------------- timeouts
+
+
+_EVENT_STYLE = {  # event -> (marker, colour, size)
+    "send": ("v", _OI["black"], 60), "recv": ("o", _OI["green"], 45), "data": ("o", _OI["green"], 45),
+    "write": ("^", _OI["blue"], 45), "timeout": ("X", _OI["vermillion"], 110),
+    "eof": ("s", _OI["black"], 60), "end": ("s", _OI["black"], 60), "close": ("D", _OI["grey"], 55),
+}
+
+
+def timeout_timeline(lanes: dict[str, list[dict]], *, title: str | None = None):
+    """One lane per client (``{"lane name": events}``, events as the ``timeouts`` clients
+    return them), on one time axis; each event kind has one marker.  Returns the Figure."""
+    from matplotlib.lines import Line2D
+
+    fig = Figure(figsize=(10, 0.9 * len(lanes) + 1.6))
+    ax = fig.subplots()
+    names = list(lanes)
+    for y, name in enumerate(reversed(names)):
+        ax.axhline(y, color="#dddddd", zorder=0)
+        for kind in dict.fromkeys(e["event"] for e in lanes[name]):
+            marker, color, size = _EVENT_STYLE.get(kind, ("o", _OI["grey"], 40))
+            xs = [e["t"] for e in lanes[name] if e["event"] == kind]
+            ax.scatter(xs, [y] * len(xs), marker=marker, color=color, s=size, zorder=3,
+                       gid=f"events:{name}:{kind}")
+    ax.set_yticks(range(len(names)), list(reversed(names)))
+    ax.set_xlabel("seconds since connect")
+    ax.set_ylim(-0.7, len(names) - 0.3)
+    kinds = sorted({e["event"] for events in lanes.values() for e in events})
+    handles = [Line2D([], [], linestyle="", marker=_EVENT_STYLE.get(k, ("o",))[0],
+                      color=_EVENT_STYLE.get(k, ("o", _OI["grey"]))[1], label=k) for k in kinds]
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=len(handles), fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_title(title or "The same silence, three kinds of \"timeout\"")
+    fig.tight_layout()
+    return fig

@@ -38,13 +38,14 @@ def sockets_frame(rows: list[TcpSocket], roles: dict[int, str] | None = None):
     )
 
 
-def _settled(port: int, count: int, timeout: float = 2.0) -> list[TcpSocket]:
+def _settled(port: int, wanted: set[tuple[int, int]], timeout: float = 2.0) -> list[TcpSocket]:
+    """This port's rows, polled until every wanted (local port, remote port) pair is there."""
     deadline = time.monotonic() + timeout
-    rows = sockets(port=port)
-    while len(rows) < count and time.monotonic() < deadline:
+    while True:
+        rows = [r for r in sockets(port=port) if (r.local_port, r.remote_port) in wanted]
+        if {(r.local_port, r.remote_port) for r in rows} >= wanted or time.monotonic() > deadline:
+            return rows
         time.sleep(0.01)
-        rows = sockets(port=port)
-    return rows
 
 
 def first_look(family: int = socket.AF_INET):
@@ -62,10 +63,13 @@ def first_look(family: int = socket.AF_INET):
         with socket.create_connection((host, port)) as client:
             server, _ = listener.accept()
             with server:
-                rows = _settled(port, 3)
-                roles = {port: "server", client.getsockname()[1]: "client"}
-                frame = sockets_frame(rows, roles)
-                frame.loc[frame["remote"].str.endswith(":0"), "role"] = "listener"
+                cport = client.getsockname()[1]
+                # only this connection's rows: the port numbers may also carry an older
+                # connection's TIME-WAIT
+                mine = {(port, 0): "listener", (cport, port): "client", (port, cport): "server"}
+                rows = _settled(port, set(mine))
+                frame = sockets_frame(rows)
+                frame["role"] = [mine[(r.local_port, r.remote_port)] for r in rows]
     return frame.sort_values("role", ignore_index=True)
 
 

