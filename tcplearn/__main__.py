@@ -1,4 +1,10 @@
-"""Command line: ``python -m tcplearn states [--port P] [--watch S]`` and ``python -m tcplearn doctor``."""
+"""Command line:
+
+    python -m tcplearn states [--port P] [--watch SECONDS]
+    python -m tcplearn doctor
+    python -m tcplearn load --rate R --duration S [--closer client|server] [--count N]
+                            [--sources K] [--bind-before-connect] [--ipv6] [--target HOST:PORT]
+"""
 
 from __future__ import annotations
 
@@ -30,6 +36,25 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _positive(name: str):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} takes a number, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{name} must be positive, got {value:g}")
+        return value
+    return parse
+
+
+def _target(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"--target takes HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
 def _table(port: int | None) -> str:
     counts = count_states(port=port)
     shown = [s for s in TcpState if s.is_rfc or counts[s]]
@@ -47,10 +72,39 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("--port", type=_port, help="count only sockets with this port at either end")
     st.add_argument("--watch", type=_seconds, metavar="SECONDS", help="refresh every SECONDS until Ctrl-C")
     sub.add_parser("doctor", help="what this machine offers the series")
+    ld = sub.add_parser("load", help="a bounded loopback load (connections churned, TIME-WAIT made)")
+    ld.add_argument("--rate", type=_positive("--rate"), help="connections per second (default: as fast as possible)")
+    ld.add_argument("--duration", type=_positive("--duration"), default=5.0, help="seconds (default 5)")
+    ld.add_argument("--count", type=int, help="stop after this many connections")
+    ld.add_argument("--closer", choices=("client", "server"), default="client")
+    ld.add_argument("--concurrency", type=int)
+    ld.add_argument("--sources", type=int, default=1, help="spread over 127.0.0.1..N")
+    ld.add_argument("--bind-before-connect", action="store_true")
+    ld.add_argument("--ipv6", action="store_true", help="use ::1")
+    ld.add_argument("--target", type=_target, help="HOST:PORT of a loopback server (default: its own)")
     args = parser.parse_args(argv)
 
     if args.command == "doctor":
         print(doctor())
+        return 0
+    if args.command == "load":
+        import socket
+
+        from .load import run_load
+
+        try:
+            result = run_load(rate=args.rate, duration=args.duration, count=args.count, closer=args.closer,
+                              concurrency=args.concurrency, sources=args.sources,
+                              bind_before_connect=args.bind_before_connect,
+                              family=socket.AF_INET6 if args.ipv6 else socket.AF_INET, target=args.target)
+        except ValueError as exc:
+            parser.error(str(exc))
+        except KeyboardInterrupt:
+            print("interrupted: the load was stopped and cleaned up")
+            return 130
+        errors = ", ".join(f"{k} {v}" for k, v in sorted(result.errors.items())) or "none"
+        print(f"{result.connections} connections in {result.elapsed:.2f} s: {result.rate:.0f}/s; errors: {errors}")
+        print("kernel counters: " + ", ".join(f"{k} +{v}" for k, v in result.netstat_delta().items()))
         return 0
     if args.watch is None:
         print(_table(args.port))

@@ -17,7 +17,7 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 from .states import TRANSITIONS, Event, TcpState
 
 __all__ = ["STATE_STYLE", "StateStyle", "state_diagram", "sequence_diagram", "legend_handles",
-           "countdown_plot", "myth_plot", "simulation_diagram", "timeout_timeline"]
+           "countdown_plot", "myth_plot", "simulation_diagram", "timeout_timeline", "counts_plot", "load_plot"]
 
 
 def _png(fig: Figure) -> bytes:
@@ -378,5 +378,54 @@ def timeout_timeline(lanes: dict[str, list[dict]], *, title: str | None = None):
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=len(handles), fontsize=8)
     ax.grid(axis="x", alpha=0.3)
     ax.set_title(title or "The same silence, three kinds of \"timeout\"")
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------- state counts under load
+
+
+def counts_plot(samples, *, model=None, states=None, title: str = "TCP states over time (kernel counts)",
+                load_window: tuple[float, float] | None = None):
+    """Per-state counts over time from ``sample_states`` / ``StateSampler`` (each state in its
+    fixed style), with a model's prediction (``model.predict_counts``) overlaid when given."""
+    fig = Figure(figsize=(9, 4.5))
+    ax = fig.subplots()
+    shown = states or [s for s in TcpState.rfc_states() if s.name in samples and samples[s.name].max() > 0]
+    for state in shown:
+        style = STATE_STYLE[state]
+        ax.plot(samples["t"], samples[state.name], color=style.color, linestyle=style.linestyle,
+                label=f"{state.label} (measured)", gid=f"measured:{state.name}")
+    if model is not None:
+        ax.plot(model["t"], model["TIME_WAIT"], color="black", linestyle="--", linewidth=1.2,
+                label="TIME-WAIT (model)", gid="model:TIME_WAIT")
+    if load_window is not None:
+        ax.axvspan(*load_window, color="#cccccc", alpha=0.3, label="load running")
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("sockets")
+    ax.set_ylim(bottom=0)
+    ax.set_title(title)
+    ax.legend(loc="upper right", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def load_plot(result, *, title: str | None = None):
+    """A ``LoadResult``'s timeline: completed connections and errors per second."""
+    fig = Figure(figsize=(9, 3.6))
+    ax = fig.subplots()
+    tl = result.timeline
+    ax.plot(tl["t"], tl["connections"] * 10, color=_OI["green"], label="connections / s", gid="load:ok")
+    if tl["errors"].sum():
+        names = ", ".join(sorted(result.errors))
+        ax.plot(tl["t"], tl["errors"] * 10, color=_OI["vermillion"], label=f"errors / s ({names})",
+                gid="load:errors")
+    ax.set_xlabel("seconds since the load started")
+    ax.set_ylabel("per second")
+    ax.set_ylim(bottom=0)
+    ax.set_title(title or f"Load: {result.connections} connections, {result.rate:.0f}/s achieved")
+    ax.legend(loc="upper right", fontsize=8)
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig

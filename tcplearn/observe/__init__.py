@@ -84,7 +84,18 @@ def _requested() -> str:
     return name
 
 
+_procfs_probe: dict[int, tuple[bool, str]] = {}
+
+
 def _procfs_ok() -> tuple[bool, str]:
+    """Whether /proc/net/tcp can be read (probed once per process: reading it is not free)."""
+    pid = os.getpid()
+    if pid not in _procfs_probe:
+        _procfs_probe[pid] = _probe_procfs()
+    return _procfs_probe[pid]
+
+
+def _probe_procfs() -> tuple[bool, str]:
     try:
         with open("/proc/net/tcp", "rb") as f:
             f.read(1)

@@ -33,6 +33,7 @@ __all__ = ["NetlinkUnavailable", "dump_counts", "dump_sockets", "dump_raw", "ava
 
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
+TCPDIAG_GETSOCK = 18  # the older request: its dump covers both families in one walk (AF_UNSPEC)
 NLM_F_REQUEST = 0x1
 NLM_F_DUMP = 0x300
 NLMSG_ERROR = 2
@@ -44,6 +45,8 @@ INET_DIAG_BC_D_EQ = 12  # D_COND DEV_COND MARK_COND S_EQ D_EQ CGROUP_COND
 
 _NLMSGHDR = struct.Struct("=IHHII")
 _REQ = struct.Struct("=BBBxI")  # followed by a 48-byte inet_diag_sockid
+# struct inet_diag_req (compat): family, src_len, dst_len, ext, sockid (48), states, dbs
+_REQ_COMPAT = struct.Struct("=BBBB48sII")
 _MSG = struct.Struct("=BBBB2s2s16s16sIQIIIII")  # inet_diag_msg, 72 bytes
 _MSG_SIZE = _NLMSGHDR.size + _MSG.size  # 88: a message with no attributes
 _STATE_OFFSET = _NLMSGHDR.size + 1
@@ -101,6 +104,15 @@ def _port_bytecode(port: int) -> bytes:
 
 
 def _request(family: int, states: int, port: int | None, seq: int) -> bytes:
+    if family == socket.AF_UNSPEC:
+        # The kernel runs this request with sdiag_family = AF_UNSPEC ("compatibility" in
+        # inet_diag_dump_compat): IPv4 and IPv6 sockets come from a single walk of the
+        # shared TCP hash table, instead of one walk per family.
+        body = _REQ_COMPAT.pack(socket.AF_INET, 0, 0, 0, bytes(48), states, 0)
+        if port is not None:
+            body += _port_bytecode(port)
+        return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), TCPDIAG_GETSOCK,
+                              NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body
     body = _REQ.pack(family, socket.IPPROTO_TCP, 0, states) + bytes(48)
     if port is not None:
         body += _port_bytecode(port)
@@ -198,6 +210,29 @@ def _walk_count(chunk: bytes, tally: list[int]) -> int:
     return mini
 
 
+def _walks(families: tuple[int, ...]) -> tuple[int, ...]:
+    """The dumps to request: one AF_UNSPEC dump covers IPv4 and IPv6 together."""
+    if set(families) == {socket.AF_INET, socket.AF_INET6} and _compat_ok():
+        return (socket.AF_UNSPEC,)
+    return tuple(families)
+
+
+_compat: dict[int, bool] = {}
+
+
+def _compat_ok() -> bool:
+    """Whether this kernel answers the one-walk request (probed once per process)."""
+    pid = os.getpid()
+    if pid not in _compat:
+        try:
+            for _ in dump_raw(socket.AF_UNSPEC, states=1 << TcpState.LISTEN.value):
+                pass
+            _compat[pid] = True
+        except OSError:
+            _compat[pid] = False
+    return _compat[pid]
+
+
 def sockstat_tw(proc_root: str = "/proc") -> int | None:
     """The ``tw`` field of ``/proc/net/sockstat``: the kernel's own count of timewait
     mini-sockets in this namespace (TIME-WAIT plus orphaned FIN-WAIT-2; facts S1/L8)."""
@@ -232,7 +267,7 @@ def dump_counts(
     if time_wait_from_sockstat and tw_total is None:
         raise NetlinkUnavailable("no tw field in /proc/net/sockstat")
     mini = 0
-    for family in families:
+    for family in _walks(families):
         for chunk in dump_raw(family, port=port, states=states):
             mini += _walk_count(chunk, tally)
     if tw_total is not None:
@@ -252,7 +287,7 @@ def dump_sockets(
     milliseconds (``jiffies_delta_to_msecs``); the tests cross-check it against /proc.
     """
     out: list[TcpSocket] = []
-    for family in families:
+    for family in _walks(families):
         for chunk in dump_raw(family, port=port, states=states):
             offset = 0
             while offset < len(chunk):

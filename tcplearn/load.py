@@ -1,0 +1,505 @@
+"""``run_load``: a bounded loopback load generator that churns short TCP connections.
+
+Safe by construction: targets must be loopback (127.0.0.0/8 or ::1); rate, count and
+duration are capped (``MAX_RATE``, ``MAX_COUNT``, ``MAX_DURATION``); concurrency is
+capped by the free file descriptors (RLIMIT_NOFILE); every thread, socket and the
+server process it starts are cleaned up, also on errors and KeyboardInterrupt.
+
+A run is ``LoadRun.start()`` / ``poll()`` / ``finish()``, so a caller can watch it with a
+progress bar, in this process or inside a private lab's worker (``run_load(lab=...)``).
+"""
+
+from __future__ import annotations
+
+import errno as errno_mod
+import ipaddress
+import os
+import resource
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+__all__ = ["run_load", "LoadResult", "LoadRun", "netstat", "with_settings", "time_wait_by_side", "MAX_RATE", "MAX_COUNT", "MAX_DURATION",
+           "MAX_SOURCES", "MAX_CONCURRENCY"]
+
+MAX_RATE = 50_000         # connections per second
+MAX_COUNT = 2_000_000     # connections per run
+MAX_DURATION = 300.0      # seconds per run
+MAX_SOURCES = 16          # source addresses 127.0.0.1 .. 127.0.0.16
+MAX_CONCURRENCY = 64      # client threads
+IP_BIND_ADDRESS_NO_PORT = 24
+BIN = 0.1                 # timeline resolution, seconds
+STOP_ON = {"ECONNREFUSED", "EMFILE", "ENFILE"}  # nothing more can succeed after these
+
+
+@dataclass
+class LoadResult:
+    """What a load run did: ``connections`` completed, achieved ``rate`` per second, errors
+    by errno name, ``elapsed`` seconds, and a ``timeline`` DataFrame (per 0.1 s: t,
+    connections, errors).  ``netstat_before``/``after`` are the kernel's TcpExt counters."""
+
+    connections: int
+    rate: float
+    errors: dict[str, int]
+    elapsed: float
+    timeline: object
+    settings: dict = field(default_factory=dict)
+    netstat_before: dict = field(default_factory=dict)
+    netstat_after: dict = field(default_factory=dict)
+    stopped_because: str = ""
+    samples: object = None          # DataFrame of state counts during the run, if sampled
+    target: tuple = ()              # (host, port) the load connected to
+    note: str = ""                  # where it ran (lab / machine), for notebooks
+
+    def first_error_at(self) -> float | None:
+        """Seconds into the run when the first connection failed (None if none did)."""
+        failed = self.timeline[self.timeline["errors"] > 0] if len(self.timeline) else self.timeline
+        return float(failed["t"].min()) - BIN if len(failed) else None
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import Markdown, display
+
+        from .plots import load_plot
+
+        if self.note:
+            display(Markdown(f"> {self.note}"))
+        display(load_plot(self))
+        errors = ", ".join(f"{k}: {v}" for k, v in sorted(self.errors.items())) or "none"
+        delta = ", ".join(f"{k} +{v}" for k, v in self.netstat_delta().items())
+        display(Markdown(f"**{self.connections}** connections in {self.elapsed:.1f} s "
+                         f"(**{self.rate:.0f}/s**); errors: {errors}; kernel counters: {delta}."))
+
+    def netstat_delta(self, *names: str) -> dict[str, int]:
+        """How much each TcpExt counter grew during the run (default: TW, TWRecycled,
+        TCPTimeWaitOverflow)."""
+        names = names or ("TW", "TWRecycled", "TCPTimeWaitOverflow")
+        return {n: self.netstat_after.get(n, 0) - self.netstat_before.get(n, 0) for n in names}
+
+
+def netstat() -> dict[str, int]:
+    """The kernel's ``TcpExt`` counters from ``/proc/net/netstat`` (this network namespace),
+    among them ``TW`` (grows by one for every socket entering TIME-WAIT: measured on Linux
+    6.18, +200 at once for 200 connections in a fresh lab), ``TWRecycled`` (TIME-WAIT ports
+    reused by ``tcp_tw_reuse``, despite the name) and ``TCPTimeWaitOverflow`` (closes that
+    got no TIME-WAIT because ``tcp_max_tw_buckets`` was full).  Empty where unreadable."""
+    try:
+        with open("/proc/net/netstat") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return {}
+    for names, values in zip(lines[::2], lines[1::2], strict=False):
+        if names.startswith("TcpExt:"):
+            return dict(zip(names.split()[1:], map(int, values.split()[1:]), strict=False))
+    return {}
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _fd_headroom() -> int:
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        used = len(os.listdir("/proc/self/fd"))
+    except OSError:
+        used = 64
+    return max(0, soft - used - 32)
+
+
+class LoadRun:
+    """One bounded run; see ``run_load`` for the arguments."""
+
+    def __init__(self, *, rate=None, duration=5.0, count=None, closer="client", concurrency=None,
+                 sources=1, bind_before_connect=False, family=socket.AF_INET, target=None,
+                 sample_interval=None):
+        if sample_interval is not None and not 0.01 <= sample_interval <= 10:
+            raise ValueError(f"sample_interval must be 0.01-10 s or None; got {sample_interval!r}")
+        self.sample_interval = sample_interval
+        self._sampler = None
+        if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float))
+                                 or not 0 < rate <= MAX_RATE):
+            raise ValueError(f"rate must be a number of connections per second in (0, {MAX_RATE}], "
+                             f"or None for as fast as possible; got {rate!r}")
+        if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not 0 < duration <= MAX_DURATION:
+            raise ValueError(f"duration must be seconds in (0, {MAX_DURATION:g}]; got {duration!r}")
+        if count is not None and (isinstance(count, bool) or not isinstance(count, int) or not 0 < count <= MAX_COUNT):
+            raise ValueError(f"count must be an int in [1, {MAX_COUNT}] or None; got {count!r}")
+        if closer not in ("client", "server"):
+            raise ValueError(f"closer must be 'client' or 'server'; got {closer!r}")
+        if family not in (socket.AF_INET, socket.AF_INET6):
+            raise ValueError(f"family must be socket.AF_INET or socket.AF_INET6; got {family!r}")
+        if not isinstance(sources, int) or not 1 <= sources <= MAX_SOURCES:
+            raise ValueError(f"sources must be an int from 1 to {MAX_SOURCES}; got {sources!r}")
+        if sources > 1 and family == socket.AF_INET6:
+            raise ValueError("several sources need IPv4 (127.0.0.x); IPv6 has only one loopback address, ::1")
+        if target is not None:
+            host, port = target
+            if not _loopback(host):
+                raise ValueError(f"target {host!r} refused: load goes to loopback only (127.0.0.0/8 or ::1)")
+            if not isinstance(port, int) or not 1 <= port <= 65535:
+                raise ValueError(f"target port must be 1-65535; got {port!r}")
+        headroom = _fd_headroom()
+        if concurrency is None:
+            concurrency = 1  # measured: a second client thread only adds GIL contention (bench_load.py)
+        if not isinstance(concurrency, int) or not 1 <= concurrency <= MAX_CONCURRENCY:
+            raise ValueError(f"concurrency must be an int from 1 to {MAX_CONCURRENCY}; got {concurrency!r}")
+        if concurrency > headroom:
+            raise ValueError(f"concurrency {concurrency} needs more file descriptors than the {headroom} "
+                             "free under RLIMIT_NOFILE")
+        self.settings = dict(rate=rate, duration=float(duration), count=count, closer=closer,
+                             concurrency=concurrency, sources=sources,
+                             bind_before_connect=bool(bind_before_connect), family=family, target=target)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._server: subprocess.Popen | None = None
+        self._done = [0] * concurrency
+        self._bins: list[dict[int, list[int]]] = [{} for _ in range(concurrency)]
+        self._errors: list[dict[str, int]] = [{} for _ in range(concurrency)]
+        self._t0 = 0.0
+        self._t_end = 0.0
+        self.stopped_because = ""
+        self._before: dict = {}
+
+    # -- lifecycle
+
+    def start(self) -> LoadRun:
+        s = self.settings
+        try:
+            if s["target"] is None:
+                host = "::1" if s["family"] == socket.AF_INET6 else "127.0.0.1"
+                self._server = subprocess.Popen(
+                    [sys.executable, "-m", "tcplearn.loadserver", "--host", host, "--closer", s["closer"]],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                line = self._server.stdout.readline()
+                if not line.startswith("PORT "):
+                    raise RuntimeError(f"the load's server did not start: {line!r}")
+                self.target = (host, int(line.split()[1]))
+            else:
+                self.target = tuple(s["target"])
+            self._before = netstat()
+            if self.sample_interval:
+                from .sampler import StateSampler
+
+                self._sampler = StateSampler(self.sample_interval).__enter__()
+            self._t0 = time.monotonic()
+            self._t_end = self._t0 + s["duration"]
+            for i in range(s["concurrency"]):
+                th = threading.Thread(target=self._worker, args=(i,), name=f"tcplearn-load-{i}", daemon=True)
+                th.start()
+                self._threads.append(th)
+        except BaseException:
+            self._cleanup()
+            raise
+        return self
+
+    def poll(self) -> dict:
+        """Progress so far: elapsed seconds, connections, errors, and whether it is done."""
+        done = not any(th.is_alive() for th in self._threads)
+        return {"elapsed": time.monotonic() - self._t0, "connections": sum(self._done),
+                "errors": sum(sum(e.values()) for e in self._errors), "done": done}
+
+    def stop(self, reason: str = "stopped") -> None:
+        if not self.stopped_because:
+            self.stopped_because = reason
+        self._stop.set()
+
+    def finish(self) -> LoadResult:
+        """Wait for the workers, stop the server, and return the result."""
+        import pandas as pd
+
+        try:
+            for th in self._threads:
+                th.join()
+        finally:
+            self._cleanup()
+        elapsed = max(1e-9, min(time.monotonic(), self._t_end_actual) - self._t0)
+        errors: dict[str, int] = {}
+        for e in self._errors:
+            for k, v in e.items():
+                errors[k] = errors.get(k, 0) + v
+        merged: dict[int, list[int]] = {}
+        for bins in self._bins:
+            for b, (ok, bad) in bins.items():
+                m = merged.setdefault(b, [0, 0])
+                m[0] += ok
+                m[1] += bad
+        last = max(merged) if merged else 0
+        timeline = pd.DataFrame([{"t": round((b + 1) * BIN, 3), "connections": merged.get(b, [0, 0])[0],
+                                  "errors": merged.get(b, [0, 0])[1]} for b in range(last + 1)])
+        total = sum(self._done)
+        samples = None
+        if self._sampler is not None:
+            samples = self._sampler.frame()
+            samples["t"] -= self._t0 - self._sampler._t0  # on the load's clock
+        return LoadResult(total, total / elapsed, errors, elapsed, timeline, dict(self.settings),
+                          self._before, netstat(), self.stopped_because or "finished", samples,
+                          tuple(self.target))
+
+    def _cleanup(self) -> None:
+        self._stop.set()
+        for th in self._threads:
+            th.join(timeout=10)
+        if self._sampler is not None:
+            self._sampler.__exit__(None, None, None)
+        if self._server is not None:
+            server, self._server = self._server, None
+            try:
+                server.stdin.close()
+                server.wait(timeout=3)
+            except (OSError, subprocess.TimeoutExpired):
+                server.kill()
+                server.wait()
+            finally:
+                server.stdout.close()
+
+    @property
+    def _t_end_actual(self) -> float:
+        return getattr(self, "_finished_at", time.monotonic())
+
+    # -- the client threads
+
+    def _worker(self, index: int) -> None:
+        s = self.settings
+        rate = s["rate"] / s["concurrency"] if s["rate"] else None
+        count = s["count"]
+        target, family, closer = self.target, s["family"], s["closer"]
+        sources = [f"127.0.0.{i + 1}" for i in range(s["sources"])] if s["sources"] > 1 else None
+        bind_first = s["bind_before_connect"]
+        bins, errors = self._bins[index], self._errors[index]
+        t0, end, stop = self._t0, self._t_end, self._stop
+        next_at = t0 + index / (s["rate"] or 1e9)
+        n = 0
+        while not stop.is_set():
+            now = time.monotonic()
+            if now >= end:
+                break
+            if count is not None and sum(self._done) >= count:
+                break
+            if rate is not None:
+                if now < next_at:
+                    time.sleep(min(next_at - now, end - now))
+                    continue
+                next_at += 1.0 / rate
+                if next_at < now - 1.0:  # fell far behind: do not burst to catch up
+                    next_at = now
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            ok = True
+            try:
+                if sources is not None or bind_first:
+                    src = sources[n % len(sources)] if sources else ("::1" if family == socket.AF_INET6
+                                                                    else "127.0.0.1")
+                    if not bind_first:
+                        # choose the source address only; let connect() pick the port (facts L26)
+                        sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+                    sock.bind((src, 0))
+                sock.connect(target)
+                if closer == "server":
+                    sock.settimeout(5)
+                    sock.recv(1)  # the server closes first: wait for its FIN
+            except OSError as exc:
+                ok = False
+                name = errno_mod.errorcode.get(exc.errno, type(exc).__name__) if exc.errno else type(exc).__name__
+                errors[name] = errors.get(name, 0) + 1
+                if name in STOP_ON:
+                    self.stop(f"{name}: {exc.strerror}")
+                elif rate is None:
+                    time.sleep(0.0005)  # do not spin on a failing connect
+            finally:
+                sock.close()
+            n += 1
+            b = int((time.monotonic() - t0) / BIN)
+            slot = bins.get(b)
+            if slot is None:
+                slot = bins[b] = [0, 0]
+            if ok:
+                slot[0] += 1
+                self._done[index] += 1
+            else:
+                slot[1] += 1
+        self._finished_at = time.monotonic()
+
+
+# ---------------------------------------------------------------- the public call
+
+_runs: dict[int, LoadRun] = {}
+
+
+def _start_remote(settings: dict) -> int:
+    run = LoadRun(**settings).start()
+    _runs[id(run)] = run
+    return id(run)
+
+
+def _poll_remote(ident: int) -> dict:
+    return _runs[ident].poll()
+
+
+def _stop_remote(ident: int) -> None:
+    _runs[ident].stop("interrupted")
+
+
+def _finish_remote(ident: int) -> LoadResult:
+    return _runs.pop(ident).finish()
+
+
+def run_load(*, rate: float | None = None, duration: float = 5.0, count: int | None = None,
+             closer: str = "client", concurrency: int | None = None, sources: int = 1,
+             bind_before_connect: bool = False, family: int = socket.AF_INET,
+             target: tuple[str, int] | None = None, progress: bool = True, lab=None,
+             sample_interval: float | None = None) -> LoadResult:
+    """Churn short loopback connections for ``duration`` seconds (or ``count`` connections).
+
+    ``rate=None`` means as fast as it can; ``target=None`` starts a server of its own (in a
+    child process); ``closer`` says which side closes first and so holds TIME-WAIT;
+    ``sources`` spreads connections over 127.0.0.1..N; ``bind_before_connect`` binds to
+    port 0 before connecting, which changes how ports are chosen.  ``lab`` runs it inside
+    a ``PrivateLab`` (the progress bar stays here); ``sample_interval`` also counts the
+    states every so many seconds while it runs (``LoadResult.samples``).  Returns a
+    ``LoadResult``.  Ctrl-C stops the run cleanly and re-raises.
+    """
+    from tqdm.auto import tqdm
+
+    settings = dict(rate=rate, duration=duration, count=count, closer=closer, concurrency=concurrency,
+                    sources=sources, bind_before_connect=bind_before_connect, family=family, target=target,
+                    sample_interval=sample_interval)
+    LoadRun(**settings)  # validate here, before anything starts (also for a lab run)
+    call = (lambda fn, *a: lab.run(fn, *a)) if lab is not None else (lambda fn, *a: fn(*a))
+    ident = call(_start_remote, settings)
+    total = count if count is not None else duration
+    bar = tqdm(total=total, unit="conn" if count else "s", desc="load", disable=not progress, leave=False)
+    try:
+        while True:
+            status = call(_poll_remote, ident)
+            bar.n = min(total, status["connections"] if count else round(status["elapsed"], 1))
+            bar.set_postfix(conn=status["connections"], err=status["errors"], refresh=False)
+            bar.refresh()
+            if status["done"]:
+                break
+            time.sleep(0.2)
+    except BaseException:
+        try:
+            call(_stop_remote, ident)
+            call(_finish_remote, ident)
+        finally:
+            bar.close()
+        raise
+    bar.close()
+    return call(_finish_remote, ident)
+
+
+def with_settings(sysctls: dict, **load_kwargs):
+    """Run a load with kernel settings changed for it: in a private lab (no root, machine
+    untouched), else as root with ``sysctl.apply`` (restored afterwards), else return a
+    one-line ``Notice`` saying why it cannot run here.  The result's ``note`` says where."""
+    from . import sysctl
+    from .lab import PrivateLab, lab_available
+    from .tour import Notice
+
+    shown = ", ".join(f"{k}={v}" for k, v in sysctls.items())
+    ok, why = lab_available()
+    if ok:
+        with PrivateLab() as lab:
+            lab.sysctl(**sysctls)
+            result = run_load(lab=lab, **load_kwargs)
+        result.note = f"Ran in your private lab with {shown} (this machine's settings untouched)."
+        return result
+    if sysctl.is_root():
+        with sysctl.apply(**sysctls):
+            result = run_load(**load_kwargs)
+        result.note = f"No private lab ({why}); ran on this machine as root with {shown}, then restored it."
+        return result
+    return Notice(f"No private lab here ({why}) and you are not root, so {shown} cannot be set; "
+                  "the model below shows what would happen.")
+
+
+def time_wait_by_side(result: LoadResult) -> dict[str, int]:
+    """TIME-WAIT sockets now held by each side of a load's connections: the server side
+    (local port = the target's port) and the client side."""
+    from .observe import sockets
+    from .states import TcpState
+
+    port = result.target[1]
+    sides = {"server side": 0, "client side": 0}
+    for s in sockets(port=port, states=TcpState.TIME_WAIT):
+        sides["server side" if s.local_port == port else "client side"] += 1
+    return sides
+
+
+class PlateauRun:
+    """A load at a steady rate, then the drain after it: measured counts and the model."""
+
+    def __init__(self, result: LoadResult, samples, model, time_wait: float, reuse: bool = False):
+        self.result, self.samples, self.model, self.time_wait = result, samples, model, time_wait
+        self.reuse = reuse
+
+    def measured_peak(self) -> int:
+        return int(self.samples["TIME_WAIT"].max())
+
+    def predicted_peak(self) -> float:
+        return float(self.model["TIME_WAIT"].max())
+
+    def figure(self):
+        from .plots import counts_plot
+        from .states import TcpState
+
+        return counts_plot(self.samples, model=self.model, states=[TcpState.TIME_WAIT],
+                           load_window=(0, self.result.elapsed),
+                           title="TIME-WAIT during and after a steady load: measured vs model")
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import Markdown, display
+
+        display(self.figure())
+        display(Markdown(
+            f"Load: {self.result.rate:.0f} connections/s for {self.result.elapsed:.1f} s. TIME-WAIT peak: "
+            f"**{self.measured_peak()} measured**, {self.predicted_peak():.0f} predicted "
+            f"(model: TIME-WAIT lasting {self.time_wait:.1f} s on average here; "
+            + ("with `tcp_tw_reuse` letting `connect()` reuse TIME-WAIT ports on loopback, so only the "
+               "distinct ports of the last minute stay in TIME-WAIT)." if self.reuse else
+               "no reuse, so every connection of the last minute stays in TIME-WAIT).")))
+
+
+def watch_plateau(rate: float = 200, duration: float | None = None, drain: float | None = None,
+                  *, progress: bool = True) -> PlateauRun:
+    """Run a client-closes load at ``rate`` for ``duration`` s (default 70; 3 in fast mode),
+    counting states every second, then keep counting for ``drain`` s (default 65; 2 in fast
+    mode) while the TIME-WAIT sockets expire.  Returns a ``PlateauRun`` with the model's
+    prediction for the same achieved rate and duration."""
+    from . import model
+    from .sampler import sample_states
+    from .timewait import fast_mode, timer_slack
+
+    fast = fast_mode()
+    duration = (3.0 if fast else 70.0) if duration is None else duration
+    drain = (2.0 if fast else 65.0) if drain is None else drain
+    interval = 0.25 if fast else 1.0
+    result = run_load(rate=rate, duration=duration, sample_interval=interval, progress=progress)
+    after = sample_states(drain, interval, progress=progress)
+    after["t"] += result.elapsed
+    import pandas as pd
+
+    samples = pd.concat([result.samples, after], ignore_index=True)
+    # TIME-WAIT lasts 60 s plus, on average, half a timer-wheel slot (notebook 02); whether
+    # connect() may reuse TIME-WAIT ports, and how many ports there are, is read from the kernel
+    time_wait = 60.0 + timer_slack()[1] / 2
+    reuse, ports = _kernel_reuse()
+    baseline = int(result.samples["TIME_WAIT"].iloc[0]) if len(result.samples) else 0
+    predicted = model.predict_counts(result.rate, result.elapsed, time_wait=time_wait,
+                                     until=samples["t"].max(), step=interval, reuse=reuse, ports=ports)
+    predicted["TIME_WAIT"] += baseline  # sockets already in TIME-WAIT before the run
+    return PlateauRun(result, samples, predicted, time_wait, reuse)
+
+
+def _kernel_reuse() -> tuple[bool, int | None]:
+    """Whether connect() on loopback may reuse TIME-WAIT ports here, and the port count."""
+    from . import model, sysctl
+
+    tw_reuse, port_range = sysctl.read("tcp_tw_reuse"), sysctl.read("ip_local_port_range")
+    ports = model.ports_in_range(port_range) if port_range else None
+    return (tw_reuse is not None and ports is not None and model.reuse_applies(tw_reuse, loopback=True)), ports

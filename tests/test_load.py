@@ -1,0 +1,220 @@
+"""The load generator, the sampler and the model, against the kernel's own counters."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import matplotlib
+import pytest
+
+matplotlib.use("Agg")
+
+import tcplearn  # noqa: E402
+from tcplearn import TcpState, model, sysctl  # noqa: E402
+from tcplearn.load import MAX_DURATION, MAX_RATE, run_load, time_wait_by_side, watch_plateau, with_settings  # noqa: E402
+from tcplearn.observe.netlink import sockstat_tw  # noqa: E402
+from tcplearn.sampler import StateSampler, sample_states  # noqa: E402
+
+from .conftest import needs_linux, needs_ss  # noqa: E402
+
+pytestmark = needs_linux
+
+
+def lab_or_skip():
+    ok, why = tcplearn.lab_available()
+    if not ok:
+        pytest.skip(why)
+
+
+def _children():
+    import psutil
+
+    return [p for p in psutil.Process(os.getpid()).children(recursive=True) if p.is_running()]
+
+
+def _counts_in_lab():
+    """A short load in a fresh namespace, then three independent counts of TIME-WAIT."""
+    result = run_load(rate=2000, duration=1.0, progress=False)
+    time.sleep(0.2)
+    ours = tcplearn.count_states()[TcpState.TIME_WAIT]
+    stat = sockstat_tw()
+    ss_walk = subprocess.run(["ss", "-tan", "state", "time-wait"], capture_output=True, text=True).stdout
+    ss_summary = subprocess.run(["ss", "-s"], capture_output=True, text=True).stdout
+    timewait_line = next(line for line in ss_summary.splitlines() if line.startswith("TCP:"))
+    return result.connections, ours, stat, len(ss_walk.splitlines()) - 1, timewait_line
+
+
+@needs_ss
+def test_time_wait_count_agrees_with_sockstat_and_ss():
+    lab_or_skip()
+    with tcplearn.PrivateLab() as lab:
+        made, ours, stat, walked, summary = lab.run(_counts_in_lab)
+    assert made >= 1900
+    assert ours == made                      # every connection left one TIME-WAIT behind
+    assert stat == ours                      # /proc/net/sockstat tw
+    assert abs(walked - ours) <= 2           # ss walking the sockets
+    assert f"timewait {ours})" in summary    # ss -s
+
+
+def test_achieved_rate_and_timeline():
+    result = run_load(rate=500, duration=1.0, progress=False)
+    assert 480 <= result.connections <= 510 and 450 <= result.rate <= 520 and result.errors == {}
+    assert result.timeline["connections"].sum() == result.connections
+    assert time_wait_by_side(result)["client side"] >= result.connections - 5
+
+
+def test_server_closing_first_puts_time_wait_on_the_server():
+    result = run_load(rate=300, duration=0.5, closer="server", progress=False)
+    time.sleep(0.2)
+    sides = time_wait_by_side(result)
+    assert sides["server side"] >= result.connections - 5 and sides["client side"] == 0
+
+
+def test_fast_plateau_model_within_ten_percent():
+    os.environ["TCPLEARN_FAST"] = "1"
+    try:
+        run = watch_plateau(rate=400, progress=False)
+    finally:
+        del os.environ["TCPLEARN_FAST"]
+    assert abs(run.measured_peak() - run.predicted_peak()) <= 0.1 * run.predicted_peak()
+    fig = run.figure()
+    gids = {line.get_gid() for line in fig.axes[0].get_lines()}
+    assert {"measured:TIME_WAIT", "model:TIME_WAIT"} <= gids
+
+
+def _plateau_in_lab(rate, duration, tw_reuse):
+    tcplearn.sysctl.write_raw(tcplearn.sysctl.SETTINGS["tcp_tw_reuse"], tw_reuse)
+    with StateSampler(1.0) as sampler:
+        result = run_load(rate=rate, duration=duration, progress=False)
+    return result.rate, sampler.frame()
+
+
+@pytest.mark.slow
+def test_plateau_matches_the_model_within_ten_percent_with_and_without_reuse():
+    lab_or_skip()
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tcplearn.timewait import timer_slack
+
+    def one(tw_reuse):
+        with tcplearn.PrivateLab() as lab:
+            return lab.run(_plateau_in_lab, 500, 66.0, tw_reuse)
+
+    with ThreadPoolExecutor(2) as pool:  # both runs at once: one minute, not two
+        no_reuse, reuse = pool.map(one, (0, 2))
+    ports = model.ports_in_range(sysctl.read("ip_local_port_range"))
+    time_wait = 60 + timer_slack()[1] / 2
+    for (achieved, frame), use in ((no_reuse, False), (reuse, True)):
+        plateau = frame[frame["t"] >= 62]["TIME_WAIT"].mean()
+        predicted = model.time_wait_plateau(achieved, time_wait=time_wait, ports=ports, reuse=use)
+        assert abs(plateau - predicted) <= 0.1 * predicted, (use, plateau, predicted)
+
+
+def test_port_exhaustion_starts_when_the_model_says():
+    lab_or_skip()
+    result = with_settings({"ip_local_port_range": (40000, 40199), "tcp_tw_reuse": 0},
+                           rate=100, duration=3.0, progress=False)
+    expected = model.exhaustion_time(100, model.ports_in_range((40000, 40199)))
+    assert "EADDRNOTAVAIL" in result.errors
+    assert abs(result.first_error_at() - expected) <= 0.3
+    reused = with_settings({"ip_local_port_range": (40000, 40199), "tcp_tw_reuse": 1},
+                           rate=100, duration=3.0, progress=False)
+    assert reused.errors == {} and reused.netstat_delta()["TWRecycled"] > 0
+
+
+def test_bind_before_connect_defeats_tw_reuse():
+    lab_or_skip()
+    result = with_settings({"ip_local_port_range": (40000, 40199)}, rate=100, duration=3.0,
+                           bind_before_connect=True, progress=False)
+    assert "EADDRINUSE" in result.errors and result.connections <= 200
+
+
+def test_max_tw_buckets_caps_time_wait():
+    lab_or_skip()
+    result = with_settings({"tcp_max_tw_buckets": 100}, rate=500, duration=1.0, sample_interval=0.1,
+                           progress=False)
+    assert result.samples["TIME_WAIT"].max() == 100
+    assert result.netstat_delta()["TCPTimeWaitOverflow"] == result.connections - 100
+
+
+def test_several_sources_and_ipv6():
+    result = run_load(rate=400, duration=0.5, sources=4, progress=False)
+    assert result.errors == {} and result.connections >= 190
+    import socket
+    if socket.has_ipv6:
+        result = run_load(rate=200, duration=0.5, family=socket.AF_INET6, progress=False)
+        assert result.errors == {} and result.connections >= 90
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(target=("10.0.0.1", 80)), "loopback only"),
+    (dict(target=("example.org", 80)), "loopback only"),
+    (dict(rate=-5), "rate must be"),
+    (dict(rate=MAX_RATE + 1), "rate must be"),
+    (dict(duration=0), "duration must be"),
+    (dict(duration=MAX_DURATION + 1), "duration must be"),
+    (dict(count=0), "count must be"),
+    (dict(closer="both"), "closer must be"),
+    (dict(sources=2, family=10), "several sources need IPv4"),
+    (dict(concurrency=10_000), "concurrency must be"),
+])
+def test_bad_inputs_get_clear_errors(kwargs, message):
+    before = _children()
+    with pytest.raises(ValueError, match=message):
+        run_load(progress=False, **kwargs)
+    assert _children() == before  # refused before anything started
+
+
+def test_inverted_port_range_is_refused():
+    with pytest.raises(sysctl.SysctlError, match="low <= high"):
+        sysctl.validate("ip_local_port_range", (40199, 40000))
+    with pytest.raises(ValueError, match="low <= high"):
+        model.ports_in_range((40199, 40000))
+
+
+def test_threads_children_and_descriptors_come_back_after_a_run_and_an_interrupted_run():
+    threads, children = threading.active_count(), _children()
+    run_load(rate=1000, duration=0.5, progress=False)
+    assert threading.active_count() == threads and _children() == children
+    timer = threading.Timer(0.4, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        run_load(rate=1000, duration=20, progress=False)
+    assert time.monotonic() - t0 < 5
+    deadline = time.monotonic() + 5
+    while (threading.active_count() != threads or _children() != children) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert threading.active_count() == threads and _children() == children
+
+
+def test_sampler_thread_stops_and_samples_are_counts():
+    threads = threading.active_count()
+    frame = sample_states(0.6, 0.1, progress=False)
+    assert len(frame) >= 5 and {"t", "TIME_WAIT", "ESTABLISHED"} <= set(frame.columns)
+    assert threading.active_count() == threads
+    with pytest.raises(ValueError, match="interval"):
+        StateSampler(0)
+
+
+def test_model_numbers():
+    assert model.time_wait_plateau(200) == 12000
+    assert model.time_wait_plateau(5000, max_tw_buckets=131072) == 131072
+    assert round(model.sustainable_rate(28232)) == 471   # facts K2: about 470/s
+    assert model.exhaustion_time(100, 200) == 2.0 and model.exhaustion_time(1, 200) is None
+    assert model.reuse_applies(2, loopback=True) and not model.reuse_applies(2, loopback=False)
+    assert not model.reuse_applies(1, bind_before_connect=True)
+    frame = model.predict_counts(10, 5, time_wait=60, until=70, step=1)
+    assert frame.set_index("t").loc[5, "TIME_WAIT"] == 50 and frame.set_index("t").loc[70, "TIME_WAIT"] == 0
+
+
+def test_cli_load_runs_and_refuses_non_loopback():
+    ok = subprocess.run([sys.executable, "-m", "tcplearn", "load", "--rate", "200", "--duration", "0.5"],
+                        capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0 and "connections in" in ok.stdout
+    bad = subprocess.run([sys.executable, "-m", "tcplearn", "load", "--target", "10.1.2.3:80"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "loopback only" in bad.stderr
