@@ -182,8 +182,18 @@ def command(name: str, value: object) -> str:
 
 
 def is_root() -> bool:
-    """True when running as root on a POSIX system."""
-    return hasattr(os, "geteuid") and os.geteuid() == 0
+    """True when running as root *on this machine*: uid 0 in the initial user namespace.
+
+    Inside a user namespace (a container, or ``unshare -U``) uid 0 owns nothing of the
+    machine's settings, so it does not count."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return False
+    try:
+        with open("/proc/self/uid_map") as f:
+            first = f.read().split()
+    except OSError:
+        return True  # no user namespaces here at all: uid 0 is root
+    return first[:3] == ["0", "0", "4294967295"]
 
 
 def write_raw(spec: Setting, value: Value, *, proc_root: str = "/proc") -> None:

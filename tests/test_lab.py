@@ -58,8 +58,10 @@ def test_abortive_close_sends_rst_and_leaves_no_time_wait(lab_result):
     assert lab_result["abort_counts"] == {"LISTEN": 1}
 
 
-def test_last_ack_can_be_held_in_a_lab(lab_result):
-    assert lab_result["last_ack"] == {"held": True, "states": ["FIN_WAIT_2", "LAST_ACK", "LISTEN"]}
+def test_last_ack_can_be_held_in_a_lab_and_ss_agrees(lab_result):
+    last_ack = lab_result["last_ack"]
+    assert last_ack["held"] and last_ack["states"] == ["FIN_WAIT_2", "LAST_ACK", "LISTEN"]
+    assert last_ack["ss"] == ["FIN-WAIT-2", "LAST-ACK", "LISTEN"]  # the oracle, inside the lab
 
 
 def test_lab_sysctl_refuses_bad_values_global_and_unknown_names(lab_result):
@@ -132,6 +134,13 @@ def test_using_a_closed_lab_and_bad_arguments_are_clear_errors():
             lab.sysctl()
         with pytest.raises(TypeError, match="must be picklable"):
             lab.run(lambda: 1)
+
+
+def test_uid_0_inside_a_user_namespace_is_not_root_of_the_machine(nobody):
+    r = nobody.run(["-c", "from tcplearn import sysctl; import os; print(os.geteuid(), sysctl.is_root())"],
+                   wrap=("unshare", "--user", "--map-root-user"))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["0", "False"]
 
 
 def test_lab_unavailable_is_a_runtime_error_with_a_reason():

@@ -54,7 +54,10 @@ def graceful_close():
     lst, client, server = _pair()
     port = lst.getsockname()[1]
     client.close()
-    _poll(lambda: tcplearn.count_states(port=port)[TcpState.CLOSE_WAIT] == 1)
+    # FIN-WAIT-2 means the client received the ACK of its FIN: only then is the server's
+    # FIN a segment of its own (under load the ACK may otherwise ride on it).
+    _poll(lambda: (c := tcplearn.count_states(port=port))[TcpState.CLOSE_WAIT] == 1
+          and c[TcpState.FIN_WAIT_2] == 1)
     server.close()
     _poll(lambda: tcplearn.count_states(port=port)[TcpState.TIME_WAIT] == 1)
     lst.close()
@@ -86,17 +89,22 @@ def hold_last_ack():
     lst, client, server = _pair()
     port = lst.getsockname()[1]
     client.shutdown(socket.SHUT_WR)
-    _poll(lambda: tcplearn.count_states(port=port)[TcpState.CLOSE_WAIT] == 1)
+    _poll(lambda: (c := tcplearn.count_states(port=port))[TcpState.CLOSE_WAIT] == 1
+          and c[TcpState.FIN_WAIT_2] == 1)  # the ACK of the client's FIN has arrived
     _set_lo(False)
     try:
         server.close()  # its FIN cannot be delivered
         held = _poll(lambda: tcplearn.count_states(port=port)[TcpState.LAST_ACK] == 1)
         seen = sorted(s.state.name for s in tcplearn.sockets(port=port))
+        import subprocess
+        ss = subprocess.run(["ss", "-tan", f"( sport = :{port} or dport = :{port} )"],
+                            capture_output=True, text=True).stdout.split("\n")[1:]
+        ss_states = sorted(line.split()[0] for line in ss if line.strip())
     finally:
         _set_lo(True)
     client.close()
     lst.close()
-    return {"held": bool(held), "states": seen}
+    return {"held": bool(held), "states": seen, "ss": ss_states}
 
 
 def sleeper(seconds):
