@@ -67,6 +67,12 @@ class LoadResult:
         if self.note:
             display(Markdown(f"> {self.note}"))
         display(load_plot(self))
+        if self.samples is not None and len(self.samples):
+            from .plots import counts_plot
+            from .states import TcpState
+
+            display(counts_plot(self.samples, states=[TcpState.TIME_WAIT],
+                                title="TIME-WAIT during the run (kernel counts)"))
         errors = ", ".join(f"{k}: {v}" for k, v in sorted(self.errors.items())) or "none"
         delta = ", ".join(f"{k} +{v}" for k, v in self.netstat_delta().items())
         display(Markdown(f"**{self.connections}** connections in {self.elapsed:.1f} s "
