@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "Setting", "SETTINGS", "SysctlError", "read", "read_all", "validate", "command",
-    "apply", "is_root", "write_raw", "setting", "reason", "table",
+    "apply", "is_root", "write_raw", "setting", "reason", "table", "kernel_has",
 ]
 
 
@@ -265,3 +265,10 @@ def table():
     return pd.DataFrame([{"setting": spec.name, "value": values[key], "unit": spec.unit,
                           "per network namespace": spec.per_netns, "what it does": spec.meaning}
                          for key, spec in SETTINGS.items()])
+
+
+def kernel_has(name: str) -> bool:
+    """Whether this kernel has the setting ``name`` at all (any name, known or not), e.g.
+    ``kernel_has("net.ipv4.tcp_tw_recycle")``: False since Linux 4.12 removed it."""
+    path = "/proc/sys/" + name.strip().replace(".", "/")
+    return os.path.exists(path)

@@ -1,0 +1,89 @@
+"""The sysctl playground, driven without a browser: set .value, read what the callbacks return."""
+
+import matplotlib
+import pytest
+
+matplotlib.use("Agg")
+
+import tcplearn  # noqa: E402
+from tcplearn import model, sysctl  # noqa: E402
+from tcplearn.widgets import predict, sysctl_playground  # noqa: E402
+
+from .conftest import needs_linux  # noqa: E402
+
+BASE = dict(tcp_fin_timeout=60, tcp_tw_reuse=2, tcp_max_tw_buckets=131072,
+            ip_local_port_range=(32768, 60999), rate=200, duration=90, closer="client",
+            bind_before_connect=False)
+
+
+def test_prediction_follows_each_knob():
+    base = predict(**BASE)
+    assert base["reuse"] and base["plateau"] == pytest.approx(model.time_wait_plateau(200, ports=28232, reuse=True))
+    no_reuse = predict(**{**BASE, "tcp_tw_reuse": 0})
+    assert no_reuse["plateau"] == pytest.approx(12000) and no_reuse["exhaustion_at"] is None
+    capped = predict(**{**BASE, "tcp_tw_reuse": 0, "tcp_max_tw_buckets": 1000})
+    assert capped["plateau"] == 1000 and any("TCPTimeWaitOverflow" in n for n in capped["notes"])
+    narrow = predict(**{**BASE, "tcp_tw_reuse": 0, "ip_local_port_range": (40000, 40199), "rate": 100})
+    assert narrow["exhaustion_at"] == 2.0 and any("EADDRNOTAVAIL" in n for n in narrow["notes"])
+    bound = predict(**{**BASE, "bind_before_connect": True, "ip_local_port_range": (40000, 40199), "rate": 100})
+    assert not bound["reuse"] and any("EADDRINUSE" in n for n in bound["notes"])
+    # the myth: tcp_fin_timeout does not move TIME-WAIT
+    assert predict(**{**BASE, "tcp_fin_timeout": 5})["plateau"] == base["plateau"]
+    leak = predict(**{**BASE, "closer": "leak", "tcp_fin_timeout": 5, "rate": 10})
+    assert leak["frame"]["FIN_WAIT_2"].max() == pytest.approx(50) and leak["frame"]["TIME_WAIT"].max() == 0
+
+
+def test_bad_values_are_refused_by_the_same_rules_as_sysctl():
+    with pytest.raises(sysctl.SysctlError, match="tcp_tw_reuse=5 refused"):
+        predict(**{**BASE, "tcp_tw_reuse": 5})
+    with pytest.raises(sysctl.SysctlError, match="low <= high"):
+        predict(**{**BASE, "ip_local_port_range": (50000, 40000)})
+
+
+@needs_linux
+def test_controls_drive_the_model_and_the_commands():
+    pg = sysctl_playground()
+    first = pg.last["prediction"]["frame"]["TIME_WAIT"].max()
+    assert pg.last["commands"] == [] or all(c.startswith("sudo sysctl -w") for c in pg.last["commands"])
+    pg.controls["tcp_tw_reuse"].value = 0
+    pg.controls["rate"].value = 1000
+    after = pg.last["prediction"]["frame"]["TIME_WAIT"].max()
+    assert after != first
+    assert "sudo sysctl -w net.ipv4.tcp_tw_reuse=0" in pg.last["commands"]
+    line = pg.last["figure"].axes[0].get_lines()[0]
+    assert line.get_gid() == "model:TIME_WAIT" and max(line.get_ydata()) == pytest.approx(after)
+    pg.controls["closer"].value = "leak"
+    assert pg.run_button.disabled
+    with pytest.raises(ValueError, match="no live run"):
+        pg.run_live()
+
+
+@needs_linux
+def test_run_live_overlays_a_measurement():
+    pg = sysctl_playground()
+    pg.controls["rate"].value = 200
+    pg.controls["duration"].value = 1
+    result = pg.run_live()["live"]
+    assert result.connections >= 180
+    gids = {line.get_gid() for line in pg.last["figure"].axes[0].get_lines()}
+    assert {"model:TIME_WAIT", "measured:TIME_WAIT"} <= gids
+    assert "own settings" in pg.status.value
+
+
+@needs_linux
+def test_apply_for_this_run_uses_a_lab_and_leaves_the_machine_alone():
+    ok, why = tcplearn.lab_available()
+    if not ok:
+        pytest.skip(why)
+    before = sysctl.read_all()
+    pg = sysctl_playground()
+    assert pg.apply_mode == "lab" and not pg.apply_toggle.disabled
+    pg.controls["tcp_tw_reuse"].value = 0
+    pg.controls["ip_local_port_range"].value = (40000, 40199)
+    pg.controls["rate"].value = 100
+    pg.controls["duration"].value = 3
+    pg.apply_toggle.value = True
+    result = pg.run_live()["live"]
+    assert "EADDRNOTAVAIL" in result.errors and abs(result.first_error_at() - 2.0) <= 0.3
+    assert "private lab" in pg.status.value
+    assert sysctl.read_all() == before
