@@ -440,9 +440,10 @@ def time_wait_by_side(result: LoadResult) -> dict[str, int]:
 class PlateauRun:
     """A load at a steady rate, then the drain after it: measured counts and the model."""
 
-    def __init__(self, result: LoadResult, samples, model, time_wait: float, reuse: bool = False):
+    def __init__(self, result: LoadResult, samples, model, time_wait: float, reuse: bool = False,
+                 note: str = ""):
         self.result, self.samples, self.model, self.time_wait = result, samples, model, time_wait
-        self.reuse = reuse
+        self.reuse, self.note = reuse, note
 
     def measured_peak(self) -> int:
         return int(self.samples["TIME_WAIT"].max())
@@ -461,6 +462,8 @@ class PlateauRun:
     def _ipython_display_(self) -> None:
         from IPython.display import Markdown, display
 
+        if self.note:
+            display(Markdown(f"> {self.note}"))
         display(self.figure())
         display(Markdown(
             f"Load: {self.result.rate:.0f} connections/s for {self.result.elapsed:.1f} s. TIME-WAIT peak: "
@@ -481,6 +484,8 @@ def watch_plateau(rate: float = 200, duration: float | None = None, drain: float
     from .sampler import sample_states
     from .timewait import fast_mode, timer_slack
 
+    if not sys.platform.startswith("linux"):
+        return _recorded_plateau()
     fast = fast_mode()
     duration = (3.0 if fast else 70.0) if duration is None else duration
     drain = (2.0 if fast else 65.0) if drain is None else drain
@@ -500,6 +505,20 @@ def watch_plateau(rate: float = 200, duration: float | None = None, drain: float
                                      until=samples["t"].max(), step=interval, reuse=reuse, ports=ports)
     predicted["TIME_WAIT"] += baseline  # sockets already in TIME-WAIT before the run
     return PlateauRun(result, samples, predicted, time_wait, reuse)
+
+
+def _recorded_plateau() -> PlateauRun:
+    """The plateau experiment as recorded on Linux, for machines without its TIME-WAIT counts."""
+    import pandas as pd
+
+    from .traces import load
+
+    trace = load("plateau")
+    frame, meta = trace.frame, trace.meta
+    result = LoadResult(int(meta["rate"] * meta["load_seconds"]), meta["rate"], {}, meta["load_seconds"],
+                        pd.DataFrame(columns=["t", "connections", "errors"]))
+    model_frame = pd.DataFrame({"t": frame["t"], "TIME_WAIT": frame["model"]})
+    return PlateauRun(result, frame, model_frame, 60.0, meta.get("reuse", False), trace.note)
 
 
 def _kernel_reuse() -> tuple[bool, int | None]:

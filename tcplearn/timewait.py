@@ -153,6 +153,16 @@ def sample_countdown(seconds: float | None = None, interval: float | None = None
     import pandas as pd
     from tqdm.auto import tqdm
 
+    from .observe import backend
+
+    if lab is None and not backend().live_timers:
+        # no kernel timers to read here (macOS, Windows, a psutil-only system): a recorded run
+        from .traces import load
+
+        trace = load("time_wait_countdown")
+        trace.frame.attrs["note"] = trace.note
+        trace.frame.attrs["hz"] = trace.meta.get("hz")  # the recording kernel's, for the explanation
+        return trace.frame
     if seconds is None:
         seconds = 3.0 if fast_mode() else 75.0
     if interval is None:
@@ -374,12 +384,22 @@ def timer_slack() -> tuple[int | None, float]:
 def summarize(countdown) -> str:
     """One sentence on a ``sample_countdown`` frame: the measured length when the socket
     disappeared while sampled, else how far the kernel's timer fell while it was watched."""
+    prefix = countdown.attrs.get("note", "")
+    if prefix:
+        return prefix + " " + _summarize(countdown)
+    return _summarize(countdown)
+
+
+def _summarize(countdown) -> str:
     tw = countdown[countdown["state"] == "TIME_WAIT"]
     gone = countdown[countdown["state"] == "CLOSED"]
     start = tw["timer_remaining"].iloc[0]
     if len(gone):
         last, first_gone = tw["t"].iloc[-1], gone["t"].iloc[0]
         hz, slack = timer_slack()
+        if "hz" in countdown.attrs:  # a recorded run: its own kernel's timer wheel
+            hz = countdown.attrs["hz"]
+            slack = _WHEEL_SLOT_MS_AT_60S.get(hz, max(_WHEEL_SLOT_MS_AT_60S.values())) / 1000
         grid = f"CONFIG_HZ={hz}" if hz else "an unknown HZ"
         return (f"Measured: the kernel's timer started at {start:.2f} s, and the socket left the table "
                 f"between {last:.1f} s and {first_gone:.1f} s after it entered TIME-WAIT. (This kernel, "
