@@ -70,30 +70,25 @@ def test_start_here_lists_the_series_truthfully():
             assert "coming" in cell, f"notebook {number} is missing but not marked 'coming'"
 
 
-def test_notebooks_run_as_an_unprivileged_user(nobody_with_packages):
-    env = nobody_with_packages
+def _run_as_nobody(env, wrap=()) -> None:
+    """Copy the notebooks where nobody may write, run them all as nobody, expect every one ok."""
     dest = env.dir / "notebooks"
     shutil.copytree(ROOT / "notebooks", dest, dirs_exist_ok=True)
     for p in [dest, *dest.rglob("*")]:
         p.chmod(0o777 if p.is_dir() else 0o666)
     names = [f"notebooks/{p.name}" for p in NOTEBOOKS]
-    result = env.run(["run_notebooks.py", *names], timeout=900)
+    result = env.run(["run_notebooks.py", *names], timeout=900, wrap=wrap)
     assert result.returncode == 0, result.stderr[-3000:]
-    outcome = json.loads(result.stdout.strip().splitlines()[-1])
-    assert outcome == {n: "ok" for n in names}
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {n: "ok" for n in names}
+
+
+def test_notebooks_run_as_an_unprivileged_user(nobody_with_packages):
+    _run_as_nobody(nobody_with_packages)
 
 
 def test_notebooks_fall_back_where_user_namespaces_are_blocked(nobody_with_packages):
     """As nobody inside a user namespace that may not create more (no lab, no root over the
     machine): every notebook still runs, on the fallbacks (model, RFC arrows, notices)."""
-    env = nobody_with_packages
-    dest = env.dir / "notebooks"
-    shutil.copytree(ROOT / "notebooks", dest, dirs_exist_ok=True)
-    for p in [dest, *dest.rglob("*")]:
-        p.chmod(0o777 if p.is_dir() else 0o666)
-    names = [f"notebooks/{p.name}" for p in NOTEBOOKS]
     blocked = ("unshare", "--user", "--map-root-user", "sh", "-c",
                'echo 0 > /proc/sys/user/max_user_namespaces && exec "$0" "$@"')
-    result = env.run(["run_notebooks.py", *names], timeout=900, wrap=blocked)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == {n: "ok" for n in names}
+    _run_as_nobody(nobody_with_packages, wrap=blocked)
