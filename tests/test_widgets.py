@@ -87,3 +87,33 @@ def test_apply_for_this_run_uses_a_lab_and_leaves_the_machine_alone():
     assert "EADDRNOTAVAIL" in result.errors and abs(result.first_error_at() - 2.0) <= 0.3
     assert "private lab" in pg.status.value
     assert sysctl.read_all() == before
+
+
+@needs_linux
+@pytest.mark.root
+def test_apply_as_root_without_a_lab_restores_also_when_the_run_fails(monkeypatch):
+    if not sysctl.is_root():
+        pytest.skip("applying on the machine needs root (CI is root)")
+    import tcplearn.lab
+    import tcplearn.load
+
+    monkeypatch.setattr(tcplearn.lab, "lab_available", lambda: (False, "forced off for this test"))
+    before = sysctl.read_all()
+    pg = sysctl_playground()
+    assert pg.apply_mode == "root" and "restored" in pg.apply_reason
+    new_fin = 7 if before["tcp_fin_timeout"] != 7 else 8
+    pg.controls["tcp_fin_timeout"].value = new_fin
+    pg.controls["duration"].value = 1
+    pg.controls["rate"].value = 100
+    pg.apply_toggle.value = True
+    seen = {}
+
+    def failing_run(**kwargs):
+        seen["during"] = sysctl.read("tcp_fin_timeout")
+        raise RuntimeError("the load failed half-way")
+
+    monkeypatch.setattr(tcplearn.load, "run_load", failing_run)
+    with pytest.raises(RuntimeError, match="half-way"):
+        pg.run_live()
+    assert seen["during"] == new_fin            # applied on the machine for the run
+    assert sysctl.read_all() == before          # and restored after the failure
