@@ -12,7 +12,6 @@ progress bar, in this process or inside a private lab's worker (``run_load(lab=.
 from __future__ import annotations
 
 import errno as errno_mod
-import ipaddress
 import os
 import resource
 import socket
@@ -21,6 +20,8 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+
+from ._util import is_loopback
 
 __all__ = ["run_load", "LoadResult", "LoadRun", "netstat", "with_settings", "time_wait_by_side", "MAX_RATE", "MAX_COUNT", "MAX_DURATION",
            "MAX_SOURCES", "MAX_CONCURRENCY"]
@@ -102,13 +103,6 @@ def netstat() -> dict[str, int]:
     return {}
 
 
-def _loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _fd_headroom() -> int:
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     try:
@@ -146,7 +140,7 @@ class LoadRun:
             raise ValueError("several sources need IPv4 (127.0.0.x); IPv6 has only one loopback address, ::1")
         if target is not None:
             host, port = target
-            if not _loopback(host):
+            if not is_loopback(host):
                 raise ValueError(f"target {host!r} refused: load goes to loopback only (127.0.0.0/8 or ::1)")
             if not isinstance(port, int) or not 1 <= port <= 65535:
                 raise ValueError(f"target port must be 1-65535; got {port!r}")
@@ -169,6 +163,7 @@ class LoadRun:
         self._errors: list[dict[str, int]] = [{} for _ in range(concurrency)]
         self._t0 = 0.0
         self._t_end = 0.0
+        self._finished_at = 0.0  # when the last worker stopped (the run's real end)
         self.stopped_because = ""
         self._before: dict = {}
 
@@ -224,7 +219,7 @@ class LoadRun:
                 th.join()
         finally:
             self._cleanup()
-        elapsed = max(1e-9, min(time.monotonic(), self._t_end_actual) - self._t0)
+        elapsed = max(1e-9, min(self._finished_at or time.monotonic(), self._t_end) - self._t0)
         errors: dict[str, int] = {}
         for e in self._errors:
             for k, v in e.items():
@@ -263,10 +258,6 @@ class LoadRun:
                 server.wait()
             finally:
                 server.stdout.close()
-
-    @property
-    def _t_end_actual(self) -> float:
-        return getattr(self, "_finished_at", time.monotonic())
 
     # -- the client threads
 
@@ -328,7 +319,7 @@ class LoadRun:
                 self._done[index] += 1
             else:
                 slot[1] += 1
-        self._finished_at = time.monotonic()
+        self._finished_at = max(self._finished_at, time.monotonic())
 
 
 # ---------------------------------------------------------------- the public call
@@ -375,7 +366,9 @@ def run_load(*, rate: float | None = None, duration: float = 5.0, count: int | N
                     sources=sources, bind_before_connect=bind_before_connect, family=family, target=target,
                     sample_interval=sample_interval)
     LoadRun(**settings)  # validate here, before anything starts (also for a lab run)
-    call = (lambda fn, *a: lab.run(fn, *a)) if lab is not None else (lambda fn, *a: fn(*a))
+    from .lab import runner
+
+    call = runner(lab)
     ident = call(_start_remote, settings)
     total = count if count is not None else duration
     bar = tqdm(total=total, unit="conn" if count else "s", desc="load", disable=not progress, leave=False)

@@ -24,6 +24,8 @@ import time
 import warnings
 from importlib import resources
 
+from ._util import is_loopback
+
 __all__ = [
     "settimeout_timeline", "node_style_timeline", "run_node_client", "node_validate", "IdleTimeout",
     "NodeArgumentError", "recv_until", "sendall_with_timeout", "so_rcvtimeo_recv", "nonblocking_recv",
@@ -41,10 +43,13 @@ def _check_duration(duration_s: float) -> float:
     return float(duration_s)
 
 
-def _connect(address, timeout: float | None = 5.0) -> socket.socket:
-    host = address[0]
-    if host not in ("127.0.0.1", "::1", "localhost") and not host.startswith("127."):
+def _require_loopback(host: object) -> None:
+    if not is_loopback(host):
         raise ValueError(f"only loopback addresses are allowed (127.0.0.0/8, ::1), got {host!r}")
+
+
+def _connect(address, timeout: float | None = 5.0) -> socket.socket:
+    _require_loopback(address[0])
     return socket.create_connection(address, timeout=timeout)
 
 
@@ -233,8 +238,7 @@ def run_node_client(address, timeout_ms: float, duration_s: float, *,
     duration_s = _check_duration(duration_s)
     validate_msecs(timeout_ms)
     host, port = address[:2]
-    if host not in ("127.0.0.1", "::1", "localhost") and not str(host).startswith("127."):
-        raise ValueError(f"only loopback addresses are allowed (127.0.0.0/8, ::1), got {host!r}")
+    _require_loopback(host)
     args = {"host": host, "port": port, "timeout_ms": timeout_ms, "duration_s": duration_s,
             "writes": [[t, b.decode("latin-1")] for t, b in writes], "destroy_at_s": destroy_at_s}
     result = _run_node(args, timeout=duration_s + 15)

@@ -15,6 +15,7 @@ import socket
 import time
 from collections.abc import Callable
 
+from .lab import runner
 from .observe import TcpSocket, sockets
 from .states import TcpState
 
@@ -139,11 +140,6 @@ def release(experiment: dict | None = None) -> None:
 # ---------------------------------------------------------------- driving from the caller
 
 
-def _runner(lab):
-    """A function that runs ``fn(*args)`` here, or in ``lab`` when one is given."""
-    return (lambda fn, *a: lab.run(fn, *a)) if lab is not None else (lambda fn, *a: fn(*a))
-
-
 def sample_countdown(seconds: float | None = None, interval: float | None = None, *,
                      lab=None, progress: bool = True):
     """Create a TIME-WAIT socket and read its kernel timer until it disappears, or for
@@ -169,7 +165,7 @@ def sample_countdown(seconds: float | None = None, interval: float | None = None
         interval = 0.5 if fast_mode() else 1.0
     if not 0 < seconds <= 300 or not 0.01 <= interval <= 60:
         raise ValueError(f"seconds must be in (0, 300] and interval in [0.01, 60]; got {seconds}, {interval}")
-    run = _runner(lab)
+    run = runner(lab)
     exp = run(start_time_wait)
     rows = [dict(exp, t=0.0)]
     bar = tqdm(total=round(seconds), unit="s", desc="TIME-WAIT countdown", disable=not progress,
@@ -197,7 +193,7 @@ def measure_time_wait(*, lab=None, progress: bool = True, limit: float = 130.0) 
     About 60 s on Linux.  Waits the full time (with a progress bar) even in fast mode."""
     from tqdm.auto import tqdm
 
-    run = _runner(lab)
+    run = runner(lab)
     exp = run(start_time_wait)
     if exp["state"] != "TIME_WAIT":
         run(release, exp)
@@ -237,10 +233,10 @@ def myth_test(fin_timeout: int = 5, *, progress: bool = True, watch: float | Non
     if ok:
         with PrivateLab() as lab:
             lab.sysctl(tcp_fin_timeout=fin_timeout)
-            return _watch_both(_runner(lab), watch, progress), "lab"
+            return _watch_both(runner(lab), watch, progress), "lab"
     if sysctl.is_root():
         with sysctl.apply(tcp_fin_timeout=fin_timeout):
-            return _watch_both(_runner(None), watch, progress), "host"
+            return _watch_both(runner(None), watch, progress), "host"
     raise LabUnavailable(f"{why}, and you are not root, so tcp_fin_timeout cannot be changed here")
 
 

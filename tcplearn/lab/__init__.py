@@ -24,10 +24,11 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from .. import sysctl as _sysctl
+from .._util import per_process
 from .namespace import NamespaceError, die_with_parent, enter, why_blocked
 from .segments import Segment, parse_frame, relative
 
-__all__ = ["PrivateLab", "LabUnavailable", "lab_available", "in_lab", "Segment", "parse_frame", "relative"]
+__all__ = ["PrivateLab", "LabUnavailable", "lab_available", "in_lab", "runner", "Segment", "parse_frame", "relative"]
 
 T = TypeVar("T")
 _LEN = struct.Struct("!Q")
@@ -294,20 +295,23 @@ class PrivateLab:
         return self.run(_sysctl.read, _sysctl.setting(name).short)
 
 
-_available: dict[int, tuple[bool, str]] = {}
-
-
+@per_process
 def lab_available() -> tuple[bool, str]:
     """Whether a private lab can start here, and if not, why (one plain sentence).
 
     Tries once per process by starting and stopping a lab (~20 ms).
     """
-    pid = os.getpid()
-    if pid not in _available:
-        try:
-            with PrivateLab():
-                pass
-            _available[pid] = (True, "user + network namespaces work here: real knobs and packets, no root")
-        except LabUnavailable as exc:
-            _available[pid] = (False, str(exc))
-    return _available[pid]
+    try:
+        with PrivateLab():
+            pass
+    except LabUnavailable as exc:
+        return False, str(exc)
+    return True, "user + network namespaces work here: real knobs and packets, no root"
+
+
+def runner(lab: PrivateLab | None) -> Callable[..., Any]:
+    """``call(fn, *args)``: runs ``fn`` inside ``lab`` when one is given, else right here.
+    Lets one experiment drive its steps (and show progress) from the caller either way."""
+    if lab is None:
+        return lambda fn, *args: fn(*args)
+    return lambda fn, *args: lab.run(fn, *args)

@@ -22,6 +22,7 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .._util import per_process
 from ..states import TcpState
 from . import netlink, procfs, psutil_backend
 from .procfs import ParsedTable, decode_address, parse_proc_net_tcp
@@ -84,18 +85,9 @@ def _requested() -> str:
     return name
 
 
-_procfs_probe: dict[int, tuple[bool, str]] = {}
-
-
+@per_process
 def _procfs_ok() -> tuple[bool, str]:
     """Whether /proc/net/tcp can be read (probed once per process: reading it is not free)."""
-    pid = os.getpid()
-    if pid not in _procfs_probe:
-        _procfs_probe[pid] = _probe_procfs()
-    return _procfs_probe[pid]
-
-
-def _probe_procfs() -> tuple[bool, str]:
     try:
         with open("/proc/net/tcp", "rb") as f:
             f.read(1)
@@ -201,23 +193,17 @@ def _list(name: str, families: tuple[int, ...], port: int | None) -> list[TcpSoc
     return psutil_backend.list_sockets()
 
 
-_sockstat_checked: dict[int, bool] = {}
-
-
+@per_process
 def _sockstat_trusted() -> bool:
     """Whether this kernel's sockstat ``tw`` counts exactly this namespace's timewait
     mini-sockets, checked once per process against a full dump (older kernels kept one
     counter for all namespaces; those fall back to the full dump)."""
-    pid = os.getpid()
-    if pid not in _sockstat_checked:
-        try:
-            full = netlink.dump_counts()
-            fast = netlink.dump_counts(time_wait_from_sockstat=True)
-            drift = abs(full[TcpState.TIME_WAIT] - fast[TcpState.TIME_WAIT])
-            _sockstat_checked[pid] = drift <= max(2, full[TcpState.TIME_WAIT] // 100)
-        except OSError:
-            _sockstat_checked[pid] = False
-    return _sockstat_checked[pid]
+    try:
+        full = netlink.dump_counts()
+        fast = netlink.dump_counts(time_wait_from_sockstat=True)
+    except OSError:
+        return False
+    return abs(full[TcpState.TIME_WAIT] - fast[TcpState.TIME_WAIT]) <= max(2, full[TcpState.TIME_WAIT] // 100)
 
 
 def count_states(*, port: int | None = None, family: int | None = None) -> dict[TcpState, int]:

@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
-import os
 import socket
 import struct
 
+from .._util import per_process
 from ..states import TcpState
 from .record import TcpSocket
 
@@ -63,21 +63,10 @@ class NetlinkUnavailable(OSError):
     """sock_diag cannot be used here (not Linux, or the socket/dump was refused)."""
 
 
-_probe: dict[int, tuple[bool, str]] = {}
-
-
+@per_process
 def available() -> tuple[bool, str]:
-    """Whether a sock_diag TCP dump works here, and why not if it does not.
-
-    Probed once per process (a forked lab worker probes again in its own namespace).
-    """
-    pid = os.getpid()
-    if pid not in _probe:
-        _probe[pid] = _probe_once()
-    return _probe[pid]
-
-
-def _probe_once() -> tuple[bool, str]:
+    """Whether a sock_diag TCP dump works here, and why not if it does not (probed once
+    per process; a forked lab worker probes again in its own namespace)."""
     if not hasattr(socket, "AF_NETLINK"):
         return False, "no AF_NETLINK on this platform"
     try:
@@ -217,20 +206,15 @@ def _walks(families: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(families)
 
 
-_compat: dict[int, bool] = {}
-
-
+@per_process
 def _compat_ok() -> bool:
     """Whether this kernel answers the one-walk request (probed once per process)."""
-    pid = os.getpid()
-    if pid not in _compat:
-        try:
-            for _ in dump_raw(socket.AF_UNSPEC, states=1 << TcpState.LISTEN.value):
-                pass
-            _compat[pid] = True
-        except OSError:
-            _compat[pid] = False
-    return _compat[pid]
+    try:
+        for _ in dump_raw(socket.AF_UNSPEC, states=1 << TcpState.LISTEN.value):
+            pass
+    except OSError:
+        return False
+    return True
 
 
 def sockstat_tw(proc_root: str = "/proc") -> int | None:
