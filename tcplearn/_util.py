@@ -38,3 +38,11 @@ def is_loopback(host: object) -> bool:
         return ipaddress.ip_address(str(host)).is_loopback
     except ValueError:
         return False
+
+
+def system_name() -> str:
+    """This operating system as a learner calls it: "macOS", "Windows", "Linux", …"""
+    import sys
+
+    return {"darwin": "macOS", "win32": "Windows", "cygwin": "Windows (Cygwin)"}.get(
+        sys.platform, "Linux" if sys.platform.startswith("linux") else sys.platform)

@@ -19,7 +19,7 @@ from itertools import pairwise
 from .observe import sockets
 from .states import TRANSITIONS, Event, TcpState, next_state, reachable
 
-__all__ = ["ConnectionPair", "Step", "predict", "check_history"]
+__all__ = ["ConnectionPair", "Step", "predict", "check_history", "SCENARIOS", "CloseRun", "run_scenario"]
 
 SETTLE_TIMEOUT = 2.0
 _ENDS = ("client", "server")
@@ -393,7 +393,8 @@ SCENARIOS: dict[str, tuple[tuple, ...]] = {
 class CloseRun:
     """One scenario's result: the pair's ``history``, the captured segments of each step
     (``None`` when nothing could be captured), the server's port, and ``where`` it ran:
-    ``"lab"``, ``"host"`` (root, on this machine's loopback) or ``"rfc"`` (no capture)."""
+    ``"lab"``, ``"host"`` (root, on this machine's loopback), ``"rfc"`` (no capture) or
+    ``"recorded"`` (a run recorded on Linux, where nothing can run live)."""
 
     name: str
     history: list[Step]
@@ -421,6 +422,36 @@ class CloseRun:
         if last.client_state == last.server_state:
             return {last.client_state: "client + server"}
         return {last.client_state: "client", last.server_state: "server"}
+
+    def to_record(self) -> dict:
+        """Plain JSON-able data, from which ``from_record`` rebuilds this run (traces)."""
+        from dataclasses import asdict
+
+        def step(s: Step) -> dict:
+            d = asdict(s)
+            d.update(client_state=s.client_state.name, server_state=s.server_state.name,
+                     expected=[x.name for x in s.expected], trail=[[a.name, b.name] for a, b in s.trail])
+            return d
+
+        return {"name": self.name, "history": [step(s) for s in self.history], "where": self.where,
+                "server_port": self.server_port, "segments_by_step":
+                None if self.segments_by_step is None else [[asdict(g) for g in gs] for gs in self.segments_by_step]}
+
+    @classmethod
+    def from_record(cls, record: dict, note: str) -> CloseRun:
+        """A ``CloseRun`` from ``to_record()`` data, shown under ``note``."""
+        from .lab import Segment
+
+        def step(d: dict) -> Step:
+            return Step(**{**d, "segments": tuple(tuple(x) for x in d["segments"]),
+                           "client_state": TcpState[d["client_state"]], "server_state": TcpState[d["server_state"]],
+                           "expected": tuple(TcpState[x] for x in d["expected"]),
+                           "trail": tuple((TcpState[a], TcpState[b]) for a, b in d["trail"])})
+
+        segments = record["segments_by_step"]
+        return cls(record["name"], [step(d) for d in record["history"]],
+                   None if segments is None else [[Segment(**g) for g in gs] for gs in segments],
+                   record["server_port"], "recorded", note)
 
     def _ipython_display_(self) -> None:
         from IPython.display import Markdown, display
@@ -472,13 +503,18 @@ def run_scenario(name: str) -> CloseRun:
     In a private lab where one can start (real captured segments; the simultaneous close
     is made real by losing both FINs; the CLOSE-WAIT leak runs with tcp_fin_timeout=1);
     else on this machine, capturing as root when possible; else without capture, the
-    arrows then being what RFC 9293 says is sent.  ``CloseRun.note`` says which, in one line.
+    arrows then being what RFC 9293 says is sent.  Where the kernel's states cannot be read
+    at all (macOS, Windows, no ``/proc``), the run recorded in a Linux lab is replayed.
+    ``CloseRun.note`` says which, in one line.
     """
-    from . import sysctl
+    from . import sysctl, traces
     from .lab import PrivateLab, lab_available
 
     if name not in SCENARIOS:
         raise ValueError(f"unknown scenario {name!r}: expected one of {', '.join(SCENARIOS)}")
+    if traces.why_not_live():
+        trace, record = traces.recorded_run("close_scenarios", "run_scenario", name)
+        return CloseRun.from_record(record, trace.note)
     ok, why = lab_available()
     if ok:
         with PrivateLab() as lab:

@@ -145,25 +145,30 @@ def doctor() -> Report:
     lab_ok, lab_why = _lab_status()
     r.checks.append(Check("private network lab", lab_ok, lab_why))
 
-    live = info is not None and info.live_timers
-    states_how = "live" if info is not None else "traces"
+    from .traces import why_not_live
+
+    why = why_not_live()
+    live = not why
+    recorded = f"recorded Linux runs ({why})"
+    knob = _knob_why(lab_ok, root and linux)
     r.live = [
-        ("01 four-way close: kernel states", states_how,
-         str(info) if info else "no backend; recorded traces"),
-        ("01 real captured segments", "lab" if lab_ok else ("root" if root and linux else "rfc"),
+        ("01 four-way close: kernel states", "live" if live else "traces",
+         str(info) if live else recorded),
+        ("01 real captured segments", "lab" if lab_ok else ("root" if root and linux else
+                                                            ("rfc" if live else "traces")),
          "captured on the lab's loopback" if lab_ok else
          ("captured on the host loopback as root" if root and linux else
-          "no lab and no root: arrows show what RFC 9293 says is sent")),
+          ("no lab and no root: arrows show what RFC 9293 says is sent" if live else recorded))),
         ("02 TIME-WAIT countdown (kernel timer)", "live" if live else "traces",
-         "timers read from the kernel" if live else "this backend cannot see timers"),
-        ("02 change tcp_fin_timeout", "lab" if lab_ok else ("root" if root and linux else "model"),
-         _knob_why(lab_ok, root and linux)),
+         "timers read from the kernel" if live else recorded),
+        ("02 change tcp_fin_timeout", "lab" if lab_ok else ("root" if root and linux else "traces"),
+         knob if lab_ok or (root and linux) else (recorded if why else "no lab and not root: a recorded run")),
         ("03 real Node.js", "live" if node else "model",
          "Node found" if node else "no Node: the Python emulation of its idle timer"),
-        ("04 load and state counts", "live" if (linux and info) else "traces",
-         "loopback load, bounded" if linux else "recorded Linux runs"),
+        ("04 load and state counts", "live" if live else "traces",
+         "loopback load, bounded" if live else recorded),
         ("05 apply sysctls for a run", "lab" if lab_ok else ("root" if root and linux else "model"),
-         _knob_why(lab_ok, root and linux)),
+         knob),
     ]
     return r
 
@@ -173,7 +178,7 @@ def _knob_why(lab_ok: bool, root: bool) -> str:
         return "set inside a private lab: no root needed, the host is untouched"
     if root:
         return "no lab here; set on the host as root and restored afterwards"
-    return "no lab and not root: the model shows the effect"
+    return "no lab and not root: a recorded Linux run and the model show the effect"
 
 
 def _lab_status() -> tuple[bool, str]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import errno as errno_mod
 import os
-import resource
 import socket
 import subprocess
 import sys
@@ -23,7 +22,8 @@ from dataclasses import dataclass, field
 
 from ._util import is_loopback
 
-__all__ = ["run_load", "LoadResult", "LoadRun", "netstat", "with_settings", "time_wait_by_side", "MAX_RATE", "MAX_COUNT", "MAX_DURATION",
+__all__ = ["run_load", "LoadResult", "LoadRun", "netstat", "with_settings", "time_wait_by_side",
+           "time_wait_by_closer", "watch_plateau", "PlateauRun", "MAX_RATE", "MAX_COUNT", "MAX_DURATION",
            "MAX_SOURCES", "MAX_CONCURRENCY"]
 
 MAX_RATE = 50_000         # connections per second
@@ -79,6 +79,29 @@ class LoadResult:
         display(Markdown(f"**{self.connections}** connections in {self.elapsed:.1f} s "
                          f"(**{self.rate:.0f}/s**); errors: {errors}; kernel counters: {delta}."))
 
+    def to_record(self) -> dict:
+        """Plain JSON-able data, from which ``from_record`` rebuilds this result (traces)."""
+        import json
+
+        def rows(frame):
+            return None if frame is None else json.loads(frame.to_json(orient="records", double_precision=4))
+
+        keep = ("TW", "TWRecycled", "TCPTimeWaitOverflow")
+        return {"connections": self.connections, "rate": self.rate, "errors": self.errors,
+                "elapsed": self.elapsed, "timeline": rows(self.timeline), "settings": self.settings,
+                "netstat_before": {k: self.netstat_before.get(k, 0) for k in keep},
+                "netstat_after": {k: self.netstat_after.get(k, 0) for k in keep},
+                "stopped_because": self.stopped_because, "samples": rows(self.samples),
+                "target": list(self.target), "note": self.note}
+
+    @classmethod
+    def from_record(cls, record: dict, note: str) -> LoadResult:
+        """A ``LoadResult`` from ``to_record()`` data, shown under ``note``."""
+        import pandas as pd
+
+        frames = {k: None if record[k] is None else pd.DataFrame(record[k]) for k in ("timeline", "samples")}
+        return cls(**{**record, **frames, "target": tuple(record["target"]), "note": note})
+
     def netstat_delta(self, *names: str) -> dict[str, int]:
         """How much each TcpExt counter grew during the run (default: TW, TWRecycled,
         TCPTimeWaitOverflow)."""
@@ -104,7 +127,12 @@ def netstat() -> dict[str, int]:
 
 
 def _fd_headroom() -> int:
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        import resource  # POSIX only
+    except ImportError:
+        soft = 512  # no RLIMIT_NOFILE (Windows): a conservative bound of our own
+    else:
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     try:
         used = len(os.listdir("/proc/self/fd"))
     except OSError:
@@ -394,27 +422,34 @@ def run_load(*, rate: float | None = None, duration: float = 5.0, count: int | N
 
 def with_settings(sysctls: dict, **load_kwargs):
     """Run a load with kernel settings changed for it: in a private lab (no root, machine
-    untouched), else as root with ``sysctl.apply`` (restored afterwards), else return a
-    one-line ``Notice`` saying why it cannot run here.  The result's ``note`` says where."""
-    from . import sysctl
+    untouched), else as root with ``sysctl.apply`` (restored afterwards).  Where neither is
+    possible, or nothing can be observed live (macOS, Windows), the same call recorded in a
+    Linux lab, or a one-line ``Notice`` when it was not recorded.  The result's ``note``
+    says where it ran."""
+    from . import sysctl, traces
     from .lab import PrivateLab, lab_available
     from .tour import Notice
 
     shown = ", ".join(f"{k}={v}" for k, v in sysctls.items())
-    ok, why = lab_available()
+    why = traces.why_not_live()
+    ok, lab_why = lab_available() if not why else (False, why)
     if ok:
         with PrivateLab() as lab:
             lab.sysctl(**sysctls)
             result = run_load(lab=lab, **load_kwargs)
         result.note = f"Ran in your private lab with {shown} (this machine's settings untouched)."
         return result
-    if sysctl.is_root():
+    if not why and sysctl.is_root():
         with sysctl.apply(**sysctls):
             result = run_load(**load_kwargs)
-        result.note = f"No private lab ({why}); ran on this machine as root with {shown}, then restored it."
+        result.note = f"No private lab ({lab_why}); ran on this machine as root with {shown}, then restored it."
         return result
-    return Notice(f"No private lab here ({why}) and you are not root, so {shown} cannot be set; "
-                  "the model below shows what would happen.")
+    why = why or f"{lab_why}, and you are not root, so {shown} cannot be set"
+    trace, record = traces.recorded_run("load_runs", "with_settings", sysctls, **load_kwargs)
+    if record is None:
+        return Notice(f"{why[0].upper()}{why[1:]}; this run was not recorded, so the model shows what "
+                      "would happen.")
+    return LoadResult.from_record(record, traces.note(trace, why))
 
 
 def time_wait_by_side(result: LoadResult) -> dict[str, int]:
@@ -428,6 +463,24 @@ def time_wait_by_side(result: LoadResult) -> dict[str, int]:
     for s in sockets(port=port, states=TcpState.TIME_WAIT):
         sides["server side" if s.local_port == port else "client side"] += 1
     return sides
+
+
+def time_wait_by_closer(rate: float = 300, duration: float = 1.0) -> dict[str, dict[str, int]]:
+    """Two short loads, one where the client closes first and one where the server does,
+    each followed by ``time_wait_by_side``: which side holds the TIME-WAIT sockets.  Where
+    the kernel's table cannot be read (macOS, Windows), the same call recorded on Linux
+    (its ``"recorded"`` entry says so)."""
+    from . import traces
+
+    if traces.why_not_live():
+        trace, result = traces.recorded_run("load_runs", "time_wait_by_closer", rate=rate, duration=duration)
+        if result is None:
+            raise ValueError(f"{traces.why_not_live()}, and time_wait_by_closer(rate={rate}, "
+                             f"duration={duration}) was not recorded; the default arguments were")
+        return {**result, "recorded": trace.note}
+    runs = {name: run_load(rate=rate, duration=duration, closer=closer, progress=False)
+            for name, closer in (("client closes first", "client"), ("server closes first", "server"))}
+    return {name: time_wait_by_side(result) for name, result in runs.items()}
 
 
 class PlateauRun:
@@ -476,8 +529,9 @@ def watch_plateau(rate: float = 200, duration: float | None = None, drain: float
     from . import model
     from .sampler import sample_states
     from .timewait import fast_mode, timer_slack
+    from .traces import why_not_live
 
-    if not sys.platform.startswith("linux"):
+    if why_not_live():
         return _recorded_plateau()
     fast = fast_mode()
     duration = (3.0 if fast else 70.0) if duration is None else duration

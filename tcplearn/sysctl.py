@@ -15,6 +15,8 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from ._util import system_name
+
 __all__ = [
     "Setting", "SETTINGS", "SysctlError", "read", "read_all", "validate", "command",
     "apply", "is_root", "write_raw", "setting", "reason", "table", "kernel_has",
@@ -130,7 +132,7 @@ def reason(name: str) -> str:
     """Why ``read(name)`` gives ``None`` here, in one sentence ('' if it does not)."""
     spec = setting(name)
     if not sys.platform.startswith("linux"):
-        return f"{spec.name} is a Linux spec; this is {sys.platform}"
+        return f"{spec.name} is a Linux setting, and this is {system_name()}"
     try:
         with open(spec.path) as f:
             f.read()
@@ -182,11 +184,13 @@ def command(name: str, value: object) -> str:
 
 
 def is_root() -> bool:
-    """True when running as root *on this machine*: uid 0 in the initial user namespace.
+    """True when running as root over this machine's Linux TCP settings: uid 0 in the
+    initial user namespace of a Linux kernel.
 
     Inside a user namespace (a container, or ``unshare -U``) uid 0 owns nothing of the
-    machine's settings, so it does not count."""
-    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+    machine's settings, so it does not count; nor does root on macOS or Windows, which
+    have none of these settings."""
+    if not sys.platform.startswith("linux") or not hasattr(os, "geteuid") or os.geteuid() != 0:
         return False
     try:
         with open("/proc/self/uid_map") as f:

@@ -20,6 +20,7 @@ import select
 import socket
 import struct
 import subprocess
+import sys
 import time
 import warnings
 from importlib import resources
@@ -304,8 +305,10 @@ def so_rcvtimeo_recv(address, timeout_s: float) -> dict:
     with _connect(address, timeout=5.0) as sock:
         sock.settimeout(None)  # blocking: SO_RCVTIMEO only matters for blocking calls
         sec = int(timeout_s)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
-                        struct.pack("ll", sec, int((timeout_s - sec) * 1e6)))
+        # Windows takes a DWORD of milliseconds; POSIX systems a struct timeval
+        value = (struct.pack("I", round(timeout_s * 1000)) if sys.platform == "win32"
+                 else struct.pack("ll", sec, int((timeout_s - sec) * 1e6)))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
         t0 = time.monotonic()
         try:
             data = sock.recv(1024)

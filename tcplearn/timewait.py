@@ -149,13 +149,11 @@ def sample_countdown(seconds: float | None = None, interval: float | None = None
     import pandas as pd
     from tqdm.auto import tqdm
 
-    from .observe import backend
+    from . import traces
 
-    if lab is None and not backend().live_timers:
+    if lab is None and traces.why_not_live():
         # no kernel timers to read here (macOS, Windows, a psutil-only system): a recorded run
-        from .traces import load
-
-        trace = load("time_wait_countdown")
+        trace = traces.load("time_wait_countdown")
         trace.frame.attrs["note"] = trace.note
         trace.frame.attrs["hz"] = trace.meta.get("hz")  # the recording kernel's, for the explanation
         return trace.frame
@@ -282,8 +280,15 @@ def server_restart(reuse_address: bool, *, old_server_reuse_address: bool | None
     server tries to ``bind`` that port.  ``reuse_address`` says whether the new server sets
     ``SO_REUSEADDR``; ``old_server_reuse_address`` whether the old one did (default: the
     same, as when one program restarts).  Returns ``{"bound": bool, "error": str,
-    "time_wait_on_port": int}``, all measured."""
+    "time_wait_on_port": int}``, all measured.  Where the kernel's table cannot be read
+    (macOS, Windows), the same call recorded on Linux, with its ``"recorded"`` note."""
+    from . import traces
+
     old_reuse = reuse_address if old_server_reuse_address is None else old_server_reuse_address
+    if traces.why_not_live():
+        trace, result = traces.recorded_run("time_wait_experiments", "server_restart", bool(reuse_address),
+                                            old_server_reuse_address=bool(old_reuse))
+        return {**result, "recorded": trace.note}
     lst = socket.socket()
     client = server = None
     try:
@@ -410,10 +415,15 @@ def _summarize(countdown) -> str:
 
 def fin_wait_2_vs_setting():
     """The orphaned FIN-WAIT-2 timer beside ``tcp_fin_timeout`` (read from /proc/sys, no root
-    needed), and a half-closed FIN-WAIT-2 that a process still holds.  A DataFrame."""
+    needed), and a half-closed FIN-WAIT-2 that a process still holds.  A DataFrame, or where
+    the kernel's timers cannot be read (macOS, Windows) a ``Recorded`` one from Linux."""
     import pandas as pd
 
-    from . import sysctl
+    from . import sysctl, traces
+
+    if traces.why_not_live():
+        trace, rows = traces.recorded_run("time_wait_experiments", "fin_wait_2_vs_setting")
+        return traces.Recorded(pd.DataFrame(rows), trace.note)
 
     setting = sysctl.read("tcp_fin_timeout")
     rows = []
@@ -451,8 +461,8 @@ def fin_arrives_later(pause: float = 1.0):
 class MythResult:
     """What ``myth_demo`` found: the readings, where they were taken, and the figure."""
 
-    def __init__(self, table, where: str, fin_timeout: int):
-        self.table, self.where, self.fin_timeout = table, where, fin_timeout
+    def __init__(self, table, where: str, fin_timeout: int, note: str = ""):
+        self.table, self.where, self.fin_timeout, self.note = table, where, fin_timeout, note
 
     def first_timers(self) -> dict[str, float]:
         """Each socket's first timer reading, in seconds."""
@@ -464,21 +474,35 @@ class MythResult:
 
         from .plots import myth_plot
 
-        place = ("in your private lab (the machine's own setting is untouched)" if self.where == "lab"
-                 else "on this machine as root (the original value has been restored)")
+        place = {"lab": "in your private lab (the machine's own setting is untouched)",
+                 "host": "on this machine as root (the original value has been restored)",
+                 "recorded": "in a private lab, in the recorded run"}[self.where]
+        if self.note:
+            display(Markdown(f"> {self.note}"))
         display(Markdown(f"> `tcp_fin_timeout` was set to {self.fin_timeout} s {place}."))
         display(myth_plot(self.table, self.fin_timeout))
 
 
 def myth_demo(fin_timeout: int = 5):
-    """``myth_test`` for a notebook: a ``MythResult`` to display, or a one-line notice where
-    ``tcp_fin_timeout`` cannot be changed (no lab, no root)."""
+    """``myth_test`` for a notebook: a ``MythResult`` to display.  Where ``tcp_fin_timeout``
+    cannot be changed (no lab, no root) or the timers cannot be read (macOS, Windows), the
+    run recorded on Linux with the same ``fin_timeout`` (its note says so), or a one-line
+    notice when that value was not recorded."""
+    import pandas as pd
+
+    from . import traces
     from .lab import LabUnavailable
     from .tour import Notice
 
-    try:
-        table, where = myth_test(fin_timeout)
-    except LabUnavailable as exc:
-        return Notice(f"{exc}. The part of this experiment that needs no change ran above: the orphaned "
-                      "FIN-WAIT-2 timer started at your machine's own tcp_fin_timeout.")
-    return MythResult(table, where, fin_timeout)
+    why = traces.why_not_live()
+    if not why:
+        try:
+            table, where = myth_test(fin_timeout)
+            return MythResult(table, where, fin_timeout)
+        except LabUnavailable as exc:
+            why = str(exc)
+    trace, rows = traces.recorded_run("time_wait_experiments", "myth_demo", fin_timeout=fin_timeout)
+    if rows is None:
+        return Notice(f"{why[0].upper()}{why[1:]}, and no run with tcp_fin_timeout={fin_timeout} was recorded "
+                      "(myth_demo() replays the recorded fin_timeout=5).")
+    return MythResult(pd.DataFrame(rows), "recorded", fin_timeout, traces.note(trace, why))

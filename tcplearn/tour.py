@@ -81,8 +81,9 @@ def lab_side_by_side(name: str = "tcp_fin_timeout", value: object = 5):
     spec = sysctl.setting(name)
     ok, why = lab_available()
     if not ok:
-        return Notice(f"No private lab on this machine: {why}. The host's value is "
-                      f"{sysctl.read(spec.short)!r}, and nothing was changed.")
+        host = sysctl.read(spec.short)
+        value = f"the host's value is {host!r}" if host is not None else sysctl.reason(spec.short)
+        return Notice(f"No private lab on this machine: {why}. Here {value}; nothing was changed.")
     with PrivateLab() as lab:
         lab_before = lab.read_sysctl(spec.short)
         lab.sysctl(**{spec.short: value})
@@ -109,9 +110,14 @@ def capture_one_connection():
     """Open and close one loopback connection and capture its segments.
 
     In a private lab where one can start; else on this machine's loopback when root
-    (only that connection's segments are kept); else a one-line ``Notice``.  Returns a
-    DataFrame, one row per segment: time, direction, flags, relative seq/ack, length.
+    (only that connection's segments are kept); else the connection recorded in a Linux
+    lab, as ``traces.Recorded`` with a one-line note.  Returns a DataFrame, one row per
+    segment: time, direction, flags, relative seq/ack, length.
     """
+    from .traces import why_not_live
+
+    if why_not_live():
+        return _recorded_capture(why_not_live())
     ok, why = lab_available()
     if ok:
         with PrivateLab() as lab:
@@ -125,11 +131,19 @@ def capture_one_connection():
                 port = _connect_once()
                 cap.settle()
         except OSError as exc:
-            return Notice(f"No private lab ({why}), and capturing on this machine failed: {exc}")
+            return _recorded_capture(f"{why}, and capturing as root failed: {exc}")
         mine = [s for s in cap.segments if port in (s.sport, s.dport)]
         return segments_frame(mine, server_port=port)
-    return Notice(f"No private lab here ({why}) and you are not root, so no packets can be "
-                  "captured; notebook 01 shows what RFC 9293 says is sent instead.")
+    return _recorded_capture(f"{why}, and you are not root, so nothing can be captured")
+
+
+def _recorded_capture(why: str):
+    import pandas as pd
+
+    from . import traces
+
+    trace, rows = traces.recorded_run("one_connection", "capture_one_connection")
+    return traces.Recorded(pd.DataFrame(rows), traces.note(trace, why))
 
 
 def segments_frame(segments: list[Segment], server_port: int | None = None):

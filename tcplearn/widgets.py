@@ -158,14 +158,19 @@ class Playground:
         self.commands = w.HTML()
         self.plot = w.Output()
         self.status = w.HTML()
-        self.run_button = w.Button(description="Run live (10 s max)", button_style="info", icon="play")
+        from .traces import why_not_live
+
+        self.live_why = why_not_live()  # '' where loads can be run and observed live
+        self.run_button = w.Button(description="Show the recorded run" if self.live_why else "Run live (10 s max)",
+                                   button_style="info", icon="play")
         self.apply_toggle = w.Checkbox(value=False, description="apply the chosen values for this run")
         lab_ok, why = lab_available()
         root = sysctl.is_root()
-        self.apply_mode = "lab" if lab_ok else ("root" if root else None)
+        self.apply_mode = "lab" if lab_ok and not self.live_why else ("root" if root and not self.live_why else None)
         if self.apply_mode is None:
             self.apply_toggle.disabled = True
-            self.apply_reason = f"Applying is off here: {why}, and you are not root."
+            self.apply_reason = (f"Applying is off here: {self.live_why}; the button shows a load recorded on Linux."
+                                 if self.live_why else f"Applying is off here: {why}, and you are not root.")
         else:
             self.apply_reason = ("Applied inside a private lab: no root needed, this machine untouched."
                                  if lab_ok else "No lab here: applied on this machine as root, restored after.")
@@ -218,7 +223,7 @@ class Playground:
         self.last = {"prediction": prediction, "figure": figure, "values": v,
                      "commands": [sysctl.command(k, val) for k, val in changed.items()]}
         self.summary.value = "<ul>" + "".join(f"<li>{n}</li>" for n in prediction["notes"]) + "</ul>"
-        self.commands.value = ("<b>To make these settings on a real machine</b> (root; think twice):<pre>"
+        self.commands.value = ("<b>To make these settings on a real Linux machine</b> (root; think twice):<pre>"
                                + "\n".join(self.last["commands"]) + "</pre>" if self.last["commands"] else
                                "<i>The chosen settings are this machine's own.</i>")
         self.run_button.disabled = v["closer"] == "leak"
@@ -229,11 +234,15 @@ class Playground:
 
     def run_live(self) -> dict:
         """Run a bounded load for the chosen workload (at most ``LIVE_MAX_DURATION`` s) and
-        overlay the measured TIME-WAIT count; with "apply" on, under the chosen settings."""
+        overlay the measured TIME-WAIT count; with "apply" on, under the chosen settings.
+        Where nothing can be observed live (macOS, Windows), overlay the load recorded on
+        Linux instead (``last["recorded"]`` holds its note)."""
         from IPython.display import display
 
         from .load import run_load, with_settings
 
+        if self.live_why:
+            return self._show_recorded()
         v = self.values()
         if v["closer"] == "leak":
             raise ValueError("the CLOSE-WAIT leak has no live run: a server that never closes is not something "
@@ -255,6 +264,25 @@ class Playground:
                                       title=f"Model (dashed) and this run (solid): {result.rate:.0f}/s achieved")
         errors = ", ".join(f"{k} {n}" for k, n in sorted(result.errors.items())) or "no errors"
         self.status.value = f"{where} {result.connections} connections, {errors}."
+        self.plot.clear_output(wait=True)
+        with self.plot:
+            display(self.last["figure"])
+        return self.last
+
+
+    def _show_recorded(self) -> dict:
+        from IPython.display import display
+
+        from .load import watch_plateau
+
+        run = watch_plateau(progress=False)  # the recorded run, here
+        measured = run.samples[["t", "TIME_WAIT"]].copy()
+        measured["TIME_WAIT"] -= measured["TIME_WAIT"].iloc[0]
+        self.last["recorded"] = run.note
+        self.last["figure"] = _figure(self.last["prediction"], measured,
+                                      title=f"Model (dashed) and a recorded Linux run (solid): "
+                                            f"{run.result.rate:.0f}/s for {run.result.elapsed:.0f} s")
+        self.status.value = run.note
         self.plot.clear_output(wait=True)
         with self.plot:
             display(self.last["figure"])

@@ -46,6 +46,8 @@ class Capture:
         self.started = 0.0
 
     def __enter__(self) -> Capture:
+        if not hasattr(socket, "AF_PACKET"):
+            raise OSError(errno.EAFNOSUPPORT, "capturing segments needs Linux's AF_PACKET sockets")
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
         try:
             sock.bind((self.interface, 0))

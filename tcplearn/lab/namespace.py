@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import fcntl
 import os
 import socket
 import struct
 import sys
+
+from .._util import system_name
 
 __all__ = ["enter", "why_blocked", "NamespaceError"]
 
@@ -45,7 +46,7 @@ def why_blocked(err: int | None = None) -> str:
     Looks at the known switches first; ``err`` is the errno ``unshare`` failed with.
     """
     if not sys.platform.startswith("linux"):
-        return f"private labs need Linux namespaces; this is {sys.platform}"
+        return f"private labs need Linux namespaces, and this is {system_name()}"
     if _read_int("/proc/sys/user/max_user_namespaces") == 0:
         return ("unprivileged user namespaces are disabled here "
                 "(user.max_user_namespaces=0), so a private lab cannot start")
@@ -87,6 +88,8 @@ def enter() -> None:
         _write("/proc/self/gid_map", f"0 {gid} 1")
     except OSError as exc:
         raise NamespaceError(f"could not map this user into the lab's namespace: {exc.strerror}") from exc
+    import fcntl  # POSIX only: imported here so that tcplearn still imports on Windows
+
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             ifr = struct.pack("16sh", b"lo", 0)

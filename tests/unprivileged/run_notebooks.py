@@ -1,17 +1,24 @@
 """Execute notebooks headless (used by tests/test_notebooks.py to run them as nobody).
 
-    python run_notebooks.py NOTEBOOK...   -> prints one JSON object: {path: "ok" | error text}
+    python run_notebooks.py [--save DIR] NOTEBOOK...
+        -> prints one JSON object: {path: "ok" | error text}; --save keeps the executed
+           notebooks in DIR, for tests that look at what a learner would see
 """
 
 import json
 import sys
+from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
+args = sys.argv[1:]
+save = None
+if args[:1] == ["--save"]:
+    save, args = Path(args[1]), args[2:]
 results = {}
-for path in sys.argv[1:]:
+for path in args:
     nb = nbformat.read(path, as_version=4)
     try:
         NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": "."}}).execute()
@@ -23,6 +30,8 @@ for path in sys.argv[1:]:
         errors += [o for o in outputs if "image/png" not in o.get("data", {})
                    and str(o.get("data", {}).get("text/plain", "")).startswith("<Figure")]
         results[path] = "ok" if not errors else json.dumps(errors)[:2000]
+        if save is not None:
+            nbformat.write(nb, save / Path(path).name)
     except CellExecutionError as exc:
         results[path] = str(exc)[-3000:]
 print(json.dumps(results))
