@@ -179,7 +179,11 @@ def node_style_timeline(address, timeout_ms: object, duration_s: float, *,
             if pending:
                 wake.append(pending[0][0])
             wait = max(0.0, min(wake) - now())
-            readable, _, _ = select.select([] if ended else [sock], [], [], wait)
+            if ended:  # nothing left to read; Windows' select() refuses three empty lists
+                time.sleep(wait)
+                readable = []
+            else:
+                readable, _, _ = select.select([sock], [], [], wait)
             if readable:
                 data = sock.recv(65536)
                 timer.refresh(now())  # every read callback refreshes, EOF included (facts N4)
