@@ -1,9 +1,12 @@
 """Recorded Linux runs, for machines where live is impossible (macOS, Windows, no /proc).
 
 Each trace is a plain-text JSON file in ``tcplearn/traces/``: ``meta`` (what was run, the
-kernel version, the kernel settings it ran under, the date, tcplearn's version) and
-``rows`` (the measurements).  They are produced by ``python -m tcplearn.traces record``,
-which anyone can rerun on a Linux machine; notebooks fall back to them and say so.
+kernel version, the kernel settings it ran under, the date, tcplearn's version), and
+``rows`` (a time series: the TIME-WAIT countdown, the load plateau) or ``runs`` (the
+results of single calls as the notebooks make them, keyed by ``key(function, *args)``).
+They are produced by ``python -m tcplearn.traces record``, which anyone can rerun on a
+Linux machine where a private lab can start.  ``why_not_live()`` decides, in one place,
+when an experiment replays its recording instead; the replay always says so in one line.
 """
 
 from __future__ import annotations
