@@ -127,13 +127,14 @@ def note(trace: Trace, why: str | None = None) -> str:
     impossible here (default: ``why_not_live()``)."""
     m = trace.meta
     why = why or why_not_live() or "asked for the recording"
+    # a lab run names the settings it changed in its "what"; the others are the machine's
+    changed = [k for k in _SHOWN if f"{k}=" in m["what"]]
+    settings = ", ".join(f"{k}={m['settings'].get(k)}" for k in _SHOWN if k not in changed)
     return (f"Live is impossible here ({why}), so this is a recorded run: {m['what']}, on Linux "
-            f"{m['kernel']} on {m['date']} (kernel settings: {_short(m['settings'])}).")
+            f"{m['kernel']} on {m['date']} ({'other ' if changed else ''}kernel settings: {settings}).")
 
 
-def _short(settings: dict) -> str:
-    keep = ("tcp_fin_timeout", "tcp_tw_reuse", "tcp_max_tw_buckets", "ip_local_port_range")
-    return ", ".join(f"{k}={settings.get(k)}" for k in keep)
+_SHOWN = ("tcp_fin_timeout", "tcp_tw_reuse", "tcp_max_tw_buckets", "ip_local_port_range")
 
 
 # ---------------------------------------------------------------- recording

@@ -98,6 +98,9 @@ def test_loads_replay_the_recorded_runs(no_live):
     for result in results:
         assert isinstance(result, load.LoadResult) and result.note.startswith(RECORDED)
     no_reuse, reuse, bind_first, capped = results
+    # the note names the lab's settings once, and the machine's only for the others
+    assert "tcp_tw_reuse=0" in no_reuse.note and "tcp_tw_reuse=2" not in no_reuse.note
+    assert "other kernel settings: tcp_fin_timeout=" in no_reuse.note
     assert no_reuse.errors.get("EADDRNOTAVAIL", 0) > 0 and no_reuse.connections <= 200
     assert reuse.errors == {} and reuse.connections >= 390
     assert bind_first.errors.get("EADDRINUSE", 0) > 0
