@@ -82,8 +82,8 @@ def lab_side_by_side(name: str = "tcp_fin_timeout", value: object = 5):
     ok, why = lab_available()
     if not ok:
         host = sysctl.read(spec.short)
-        value = f"the host's value is {host!r}" if host is not None else sysctl.reason(spec.short)
-        return Notice(f"No private lab on this machine: {why}. Here {value}; nothing was changed.")
+        value = f" The host's value is {host!r}." if host is not None else ""
+        return Notice(f"No private lab on this machine: {why}.{value} Nothing was changed.")
     with PrivateLab() as lab:
         lab_before = lab.read_sysctl(spec.short)
         lab.sysctl(**{spec.short: value})
