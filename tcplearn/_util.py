@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import os
+import socket
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -46,3 +47,24 @@ def system_name() -> str:
 
     return {"darwin": "macOS", "win32": "Windows", "cygwin": "Windows (Cygwin)"}.get(
         sys.platform, "Linux" if sys.platform.startswith("linux") else sys.platform)
+
+
+def loopback_host(family: int = socket.AF_INET) -> str:
+    """The loopback address of ``family``: ``"::1"`` for IPv6, else ``"127.0.0.1"``."""
+    return "::1" if family == socket.AF_INET6 else "127.0.0.1"
+
+
+def loopback_listener(family: int = socket.AF_INET, backlog: int = 1, *,
+                      reuse_address: bool = False) -> socket.socket:
+    """A TCP socket listening on an ephemeral loopback port (``reuse_address`` sets
+    ``SO_REUSEADDR`` before ``bind``); closed again if setting it up fails."""
+    lst = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        if reuse_address:
+            lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        lst.bind((loopback_host(family), 0))
+        lst.listen(backlog)
+    except BaseException:
+        lst.close()
+        raise
+    return lst

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from itertools import pairwise
 
+from ._util import loopback_listener
 from .observe import sockets
 from .states import TRANSITIONS, Event, TcpState, next_state, reachable
 
@@ -122,11 +123,8 @@ class ConnectionPair:
     # -- context
 
     def __enter__(self) -> ConnectionPair:
-        host = "::1" if self.family == socket.AF_INET6 else "127.0.0.1"
-        listener = socket.socket(self.family, socket.SOCK_STREAM)
+        listener = loopback_listener(self.family)
         try:
-            listener.bind((host, 0))
-            listener.listen(1)
             self.client = socket.create_connection(listener.getsockname()[:2])
             self.server, _ = listener.accept()
         except BaseException:

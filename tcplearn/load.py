@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from ._util import is_loopback
+from ._util import is_loopback, loopback_host
 
 __all__ = ["run_load", "LoadResult", "LoadRun", "netstat", "with_settings", "time_wait_by_side",
            "time_wait_by_closer", "watch_plateau", "PlateauRun", "MAX_RATE", "MAX_COUNT", "MAX_DURATION",
@@ -201,7 +201,7 @@ class LoadRun:
         s = self.settings
         try:
             if s["target"] is None:
-                host = "::1" if s["family"] == socket.AF_INET6 else "127.0.0.1"
+                host = loopback_host(s["family"])
                 self._server = subprocess.Popen(
                     [sys.executable, "-m", "tcplearn.loadserver", "--host", host, "--closer", s["closer"]],
                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -317,8 +317,7 @@ class LoadRun:
             ok = True
             try:
                 if sources is not None or bind_first:
-                    src = sources[n % len(sources)] if sources else ("::1" if family == socket.AF_INET6
-                                                                    else "127.0.0.1")
+                    src = sources[n % len(sources)] if sources else loopback_host(family)
                     if not bind_first:
                         # choose the source address only; let connect() pick the port (facts L26)
                         sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
@@ -432,23 +431,23 @@ def with_settings(sysctls: dict, **load_kwargs):
 
     shown = ", ".join(f"{k}={v}" for k, v in sysctls.items())
     why = traces.why_not_live()
-    ok, lab_why = lab_available() if not why else (False, why)
-    if ok:
-        with PrivateLab() as lab:
-            lab.sysctl(**sysctls)
-            result = run_load(lab=lab, **load_kwargs)
-        result.note = f"Ran in your private lab with {shown} (this machine's settings untouched)."
-        return result
-    if not why and sysctl.is_root():
-        with sysctl.apply(**sysctls):
-            result = run_load(**load_kwargs)
-        result.note = f"No private lab ({lab_why}); ran on this machine as root with {shown}, then restored it."
-        return result
-    why = why or f"{lab_why}, and you are not root, so {shown} cannot be set"
+    if not why:
+        ok, lab_why = lab_available()
+        if ok:
+            with PrivateLab() as lab:
+                lab.sysctl(**sysctls)
+                result = run_load(lab=lab, **load_kwargs)
+            result.note = f"Ran in your private lab with {shown} (this machine's settings untouched)."
+            return result
+        if sysctl.is_root():
+            with sysctl.apply(**sysctls):
+                result = run_load(**load_kwargs)
+            result.note = f"No private lab ({lab_why}); ran on this machine as root with {shown}, then restored it."
+            return result
+        why = f"{lab_why}, and you are not root, so {shown} cannot be set"
     trace, record = traces.recorded_run("load_runs", "with_settings", sysctls, **load_kwargs)
     if record is None:
-        return Notice(f"{why[0].upper()}{why[1:]}; this run was not recorded, so the model shows what "
-                      "would happen.")
+        return Notice(f"{why}; this run was not recorded, so the model shows what would happen.")
     return LoadResult.from_record(record, traces.note(trace, why))
 
 
@@ -472,10 +471,11 @@ def time_wait_by_closer(rate: float = 300, duration: float = 1.0) -> dict[str, d
     (its ``"recorded"`` entry says so)."""
     from . import traces
 
-    if traces.why_not_live():
+    why = traces.why_not_live()
+    if why:
         trace, result = traces.recorded_run("load_runs", "time_wait_by_closer", rate=rate, duration=duration)
         if result is None:
-            raise ValueError(f"{traces.why_not_live()}, and time_wait_by_closer(rate={rate}, "
+            raise ValueError(f"{why}, and time_wait_by_closer(rate={rate}, "
                              f"duration={duration}) was not recorded; the default arguments were")
         return {**result, "recorded": trace.note}
     runs = {name: run_load(rate=rate, duration=duration, closer=closer, progress=False)

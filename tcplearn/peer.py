@@ -8,6 +8,8 @@ import threading
 import time
 from collections.abc import Sequence
 
+from ._util import loopback_listener
+
 __all__ = ["TrickleServer"]
 
 MAX_SCHEDULE_S = 600.0
@@ -62,16 +64,8 @@ class TrickleServer:
         return self._listener.getsockname()[:2]
 
     def __enter__(self) -> TrickleServer:
-        host = "::1" if self.family == socket.AF_INET6 else "127.0.0.1"
-        lst = socket.socket(self.family, socket.SOCK_STREAM)
-        try:
-            lst.bind((host, 0))
-            lst.listen(4)
-            lst.settimeout(0.05)
-        except BaseException:
-            lst.close()
-            raise
-        self._listener = lst
+        self._listener = loopback_listener(self.family, 4)
+        self._listener.settimeout(0.05)
         self._thread = threading.Thread(target=self._serve, name="tcplearn-trickle", daemon=True)
         self._thread.start()
         return self

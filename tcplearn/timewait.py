@@ -15,6 +15,7 @@ import socket
 import time
 from collections.abc import Callable
 
+from ._util import loopback_listener
 from .lab import runner
 from .observe import TcpSocket, sockets
 from .states import TcpState
@@ -36,10 +37,8 @@ def fast_mode() -> bool:
 
 
 def _pair() -> tuple[socket.socket, socket.socket, socket.socket]:
-    lst = socket.socket()
+    lst = loopback_listener()
     try:
-        lst.bind(("127.0.0.1", 0))
-        lst.listen(1)
         client = socket.create_connection(lst.getsockname())
         server, _ = lst.accept()
     except BaseException:
@@ -289,13 +288,9 @@ def server_restart(reuse_address: bool, *, old_server_reuse_address: bool | None
         trace, result = traces.recorded_run("time_wait_experiments", "server_restart", bool(reuse_address),
                                             old_server_reuse_address=bool(old_reuse))
         return {**result, "recorded": trace.note}
-    lst = socket.socket()
+    lst = loopback_listener(reuse_address=old_reuse)
     client = server = None
     try:
-        if old_reuse:
-            lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        lst.bind(("127.0.0.1", 0))
-        lst.listen(1)
         port = lst.getsockname()[1]
         client = socket.create_connection(("127.0.0.1", port))
         server, _ = lst.accept()
@@ -503,6 +498,6 @@ def myth_demo(fin_timeout: int = 5):
             why = str(exc)
     trace, rows = traces.recorded_run("time_wait_experiments", "myth_demo", fin_timeout=fin_timeout)
     if rows is None:
-        return Notice(f"{why[0].upper()}{why[1:]}, and no run with tcp_fin_timeout={fin_timeout} was recorded "
+        return Notice(f"{why}, and no run with tcp_fin_timeout={fin_timeout} was recorded "
                       "(myth_demo() replays the recorded fin_timeout=5).")
     return MythResult(pd.DataFrame(rows), "recorded", fin_timeout, traces.note(trace, why))

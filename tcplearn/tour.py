@@ -7,6 +7,7 @@ import socket
 import time
 
 from . import sysctl
+from ._util import loopback_host, loopback_listener
 from .lab import PrivateLab, Segment, lab_available
 from .observe import TcpSocket, sockets
 
@@ -15,7 +16,11 @@ __all__ = ["first_look", "lab_side_by_side", "capture_one_connection", "segments
 
 
 class Notice(str):
-    """A one-line message a notebook shows instead of a result it cannot produce here."""
+    """A one-line message a notebook shows instead of a result it cannot produce here,
+    always starting with a capital letter (it often begins with a lower-case reason)."""
+
+    def __new__(cls, text: str) -> Notice:
+        return super().__new__(cls, text[:1].upper() + text[1:])
 
     def _repr_markdown_(self) -> str:
         return f"> **Note:** {self}"
@@ -55,10 +60,8 @@ def first_look(family: int = socket.AF_INET):
     client's end, the server's end), read from the kernel while the connection is open.
     Everything is closed before returning.
     """
-    host = "::1" if family == socket.AF_INET6 else "127.0.0.1"
-    with socket.socket(family) as listener:
-        listener.bind((host, 0))
-        listener.listen()
+    host = loopback_host(family)
+    with loopback_listener(family) as listener:
         port = listener.getsockname()[1]
         with socket.create_connection((host, port)) as client:
             server, _ = listener.accept()
@@ -97,9 +100,7 @@ def lab_side_by_side(name: str = "tcp_fin_timeout", value: object = 5):
 
 
 def _connect_once() -> int:
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
+    with loopback_listener() as listener:
         with socket.create_connection(listener.getsockname()):
             server, _ = listener.accept()
             server.close()
@@ -116,8 +117,9 @@ def capture_one_connection():
     """
     from .traces import why_not_live
 
-    if why_not_live():
-        return _recorded_capture(why_not_live())
+    why = why_not_live()
+    if why:
+        return _recorded_capture(why)
     ok, why = lab_available()
     if ok:
         with PrivateLab() as lab:

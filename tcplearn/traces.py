@@ -232,10 +232,12 @@ def record(directory: str | None = None) -> list[str]:
     from .load import watch_plateau
     from .timewait import sample_countdown
 
-    if why_not_live():
-        raise RuntimeError(f"traces are recorded where everything runs live, not here: {why_not_live()}")
-    if not lab_available()[0]:
-        raise RuntimeError(f"traces are recorded in private labs: {lab_available()[1]}")
+    why = why_not_live()
+    if why:
+        raise RuntimeError(f"traces are recorded where everything runs live, not here: {why}")
+    lab_ok, lab_why = lab_available()
+    if not lab_ok:
+        raise RuntimeError(f"traces are recorded in private labs: {lab_why}")
     path = Path(directory) if directory else Path(str(resources.files("tcplearn") / "traces"))
     path.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(2) as pool:  # both at once: the countdown is idle waiting

@@ -166,7 +166,7 @@ class Playground:
         self.apply_toggle = w.Checkbox(value=False, description="apply the chosen values for this run")
         lab_ok, why = lab_available()
         root = sysctl.is_root()
-        self.apply_mode = "lab" if lab_ok and not self.live_why else ("root" if root and not self.live_why else None)
+        self.apply_mode = None if self.live_why else "lab" if lab_ok else "root" if root else None
         if self.apply_mode is None:
             self.apply_toggle.disabled = True
             self.apply_reason = (f"Applying is off here: {self.live_why}; the button shows a load recorded on Linux."
