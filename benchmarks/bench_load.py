@@ -24,7 +24,7 @@ import threading
 import time
 
 import tcplearn
-from tcplearn.load import run_load
+from tcplearn.experiments.load import run_load
 
 
 def _inprocess_server():
@@ -64,7 +64,7 @@ def _inprocess_server():
 
 
 def _child_server():
-    proc = subprocess.Popen([sys.executable, "-m", "tcplearn.loadserver"], stdin=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "tcplearn.experiments.loadserver"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True)
     port = int(proc.stdout.readline().split()[1])
 

@@ -31,7 +31,7 @@ import time
 
 import tcplearn
 from tcplearn import TcpState
-from tcplearn.observe import netlink, procfs
+from tcplearn.base.observe import netlink, procfs
 
 MAX_SOCKETS = 60_000
 LISTENERS = 8

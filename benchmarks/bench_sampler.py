@@ -15,8 +15,8 @@ import sys
 import time
 
 import tcplearn
-from tcplearn.load import run_load
-from tcplearn.sampler import StateSampler
+from tcplearn.base.observe.sampler import StateSampler
+from tcplearn.experiments.load import run_load
 
 
 def cpu_share(seconds: float, backend: str | None) -> tuple[float, int]:

@@ -13,7 +13,7 @@ import sys
 import time
 
 import tcplearn
-from tcplearn import timewait
+from tcplearn.experiments import timewait
 
 
 def spread(n: int) -> list[float]:

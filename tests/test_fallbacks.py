@@ -18,9 +18,11 @@ matplotlib.use("Agg")
 import nbformat  # noqa: E402
 import pytest  # noqa: E402
 
-from tcplearn import close, load, timewait, tour, traces, widgets  # noqa: E402
-from tcplearn.states import TcpState  # noqa: E402
-from tcplearn.tour import Notice  # noqa: E402
+from tcplearn.base import kernel  # noqa: E402
+from tcplearn.base.experiment import Result, Where  # noqa: E402
+from tcplearn.base.states import TcpState  # noqa: E402
+from tcplearn.experiments import close, load, start_here, timewait  # noqa: E402
+from tcplearn.view import widgets  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORDED = "Live is impossible here"
@@ -30,17 +32,17 @@ RECORDED = "Live is impossible here"
 def no_live(monkeypatch):
     """The psutil backend: sockets and states, but not the kernel's table with timers."""
     monkeypatch.setenv("TCPLEARN_BACKEND", "psutil")
-    why = traces.why_not_live()
+    why = kernel.why_not_live()
     assert why == "the psutil backend cannot see the kernel's whole TCP table and its timers"
     return why
 
 
 def test_live_is_possible_here_and_impossible_off_linux(monkeypatch):
-    assert traces.why_not_live() == ""
+    assert kernel.why_not_live() == ""
     monkeypatch.setattr(sys, "platform", "darwin")
-    assert traces.why_not_live() == "macOS has no Linux TCP table with timers"
+    assert kernel.why_not_live() == "macOS has no Linux TCP table with timers"
     monkeypatch.setattr(sys, "platform", "win32")
-    assert traces.why_not_live() == "Windows has no Linux TCP table with timers"
+    assert kernel.why_not_live() == "Windows has no Linux TCP table with timers"
 
 
 def test_close_scenarios_replay_the_lab_recording(no_live):
@@ -63,7 +65,7 @@ def test_close_scenarios_replay_the_lab_recording(no_live):
 
 def test_time_wait_experiments_replay(no_live):
     fw2 = timewait.fin_wait_2_vs_setting()
-    assert isinstance(fw2, traces.Recorded) and fw2.note.startswith(RECORDED)
+    assert isinstance(fw2, Result) and fw2.where is Where.RECORDED and fw2.note.startswith(RECORDED)
     orphan = fw2.value.iloc[0]
     assert orphan["state"] == "FIN_WAIT_2" and abs(orphan["timer starts at (s)"] - orphan["tcp_fin_timeout (s)"]) < 1
 
@@ -72,31 +74,33 @@ def test_time_wait_experiments_replay(no_live):
     first = myth.first_timers()
     assert first["orphaned FIN-WAIT-2"] <= 5 and first["TIME-WAIT"] >= 59, "the myth is refuted by the recording"
     unrecorded = timewait.myth_demo(fin_timeout=7)
-    assert isinstance(unrecorded, Notice) and "no run with tcp_fin_timeout=7 was recorded" in unrecorded
+    assert unrecorded.value is None and unrecorded.where is Where.MODEL
+    assert "myth_demo(fin_timeout=7, watch=None) was not recorded" in unrecorded.note
+    assert "recorded: myth_demo(fin_timeout=5)" in unrecorded.note
 
     restarts = {(new, old): timewait.server_restart(new, old_server_reuse_address=old)
                 for new in (False, True) for old in (None, False, True)}
     for result in restarts.values():
-        assert result["recorded"].startswith(RECORDED) and result["time_wait_on_port"] == 1
+        assert result.note.startswith(RECORDED) and result["time_wait_on_port"] == 1
     assert [k for k, r in restarts.items() if r["bound"]] == [(True, None), (True, True)]
 
 
 def test_capture_replays_one_recorded_connection(no_live):
-    shown = tour.capture_one_connection()
-    assert isinstance(shown, traces.Recorded) and no_live in shown.note
+    shown = start_here.capture_one_connection()
+    assert shown.where is Where.RECORDED and no_live in shown.note
     flags = list(shown.value["flags"])
     assert flags[:3] == ["SYN", "SYN,ACK", "ACK"] and sum("FIN" in f for f in flags) == 2
 
 
 def test_loads_replay_the_recorded_runs(no_live):
     sides = load.time_wait_by_closer()
-    assert sides["recorded"].startswith(RECORDED)
+    assert sides.note.startswith(RECORDED)
     assert sides["client closes first"]["client side"] >= 290 and sides["client closes first"]["server side"] == 0
     assert sides["server closes first"]["server side"] >= 290 and sides["server closes first"]["client side"] == 0
 
-    results = [load.with_settings(sysctls, progress=False, **kwargs) for sysctls, kwargs in traces.NOTEBOOK_LOADS]
+    results = [load.with_settings(sysctls, progress=False, **kwargs) for sysctls, kwargs in load.NOTEBOOK_LOADS]
     for result in results:
-        assert isinstance(result, load.LoadResult) and result.note.startswith(RECORDED)
+        assert isinstance(result.value, load.LoadResult) and result.note.startswith(RECORDED)
     no_reuse, reuse, bind_first, capped = results
     # the note names the lab's settings once, and the machine's only for the others
     assert "tcp_tw_reuse=0" in no_reuse.note and "tcp_tw_reuse=2" not in no_reuse.note
@@ -107,7 +111,7 @@ def test_loads_replay_the_recorded_runs(no_live):
     assert capped.netstat_delta()["TCPTimeWaitOverflow"] > 0 and capped.samples["TIME_WAIT"].max() <= 100
 
     unrecorded = load.with_settings({"tcp_tw_reuse": 0}, rate=10, duration=1, progress=False)
-    assert isinstance(unrecorded, Notice) and "this run was not recorded" in unrecorded
+    assert unrecorded.value is None and unrecorded.where is Where.MODEL and "was not recorded" in unrecorded.note
 
 
 def test_playground_shows_the_recorded_run(no_live):
@@ -123,8 +127,8 @@ def test_doctor_says_what_is_recorded(no_live):
     from tcplearn import doctor
 
     plan = {part: how for part, how, _ in doctor().live}
-    assert plan["01 four-way close: kernel states"] == "traces"
-    assert plan["04 load and state counts"] == "traces"
+    assert plan["01 the four-way close and its variants, with captured segments"] == "recorded"
+    assert plan["04 TIME-WAIT during and after a steady load, beside the model"] == "recorded"
 
 
 def test_tcplearn_imports_without_posix_only_modules():

@@ -8,7 +8,7 @@ import pytest
 
 import tcplearn
 from tcplearn import LabUnavailable, PrivateLab, TcpState
-from tcplearn.lab import parse_frame, relative
+from tcplearn.base.lab import parse_frame, relative
 
 from .conftest import needs_linux, wait_for
 

@@ -14,9 +14,16 @@ matplotlib.use("Agg")
 
 import tcplearn  # noqa: E402
 from tcplearn import TcpState, model, sysctl  # noqa: E402
-from tcplearn.load import MAX_DURATION, MAX_RATE, run_load, time_wait_by_side, watch_plateau, with_settings  # noqa: E402
-from tcplearn.observe.netlink import sockstat_tw  # noqa: E402
-from tcplearn.sampler import StateSampler, sample_states  # noqa: E402
+from tcplearn.base.observe.netlink import sockstat_tw  # noqa: E402
+from tcplearn.base.observe.sampler import StateSampler, sample_states  # noqa: E402
+from tcplearn.experiments.load import (  # noqa: E402
+    MAX_DURATION,
+    MAX_RATE,
+    run_load,
+    time_wait_by_side,
+    watch_plateau,
+    with_settings,
+)
 
 from .conftest import needs_linux, needs_ss  # noqa: E402
 
@@ -115,7 +122,7 @@ def test_plateau_matches_the_model_within_ten_percent_with_and_without_reuse():
     lab_or_skip()
     from concurrent.futures import ThreadPoolExecutor
 
-    from tcplearn.timewait import timer_slack
+    from tcplearn.base.kernel import timer_slack
 
     def one(tw_reuse):
         with tcplearn.PrivateLab() as lab:

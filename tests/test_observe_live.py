@@ -7,7 +7,7 @@ import pytest
 
 import tcplearn
 from tcplearn import TcpState, count_states, sockets
-from tcplearn.observe import netlink, procfs
+from tcplearn.base.observe import netlink, procfs
 
 from .conftest import needs_linux, needs_ss, ss_rows, wait_for
 
@@ -203,7 +203,7 @@ def test_unreadable_proc_falls_back_to_netlink_with_a_warning(pair, monkeypatch)
         raise PermissionError(13, "Permission denied", "/proc/net/tcp")
 
     monkeypatch.setattr(procfs, "read_table", refused)
-    monkeypatch.setattr(tcplearn.observe, "_warned", set())
+    monkeypatch.setattr(tcplearn.base.observe, "_warned", set())
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         rows = sockets(port=port)
@@ -249,7 +249,7 @@ def test_unfiltered_count_via_sockstat_matches_a_full_dump_and_proc(listener):
 def _sockstat_scenario():
     import time
 
-    from tcplearn.observe import _sockstat_trusted
+    from tcplearn.base.observe import _sockstat_trusted
     lst = socket.socket()
     lst.bind(("127.0.0.1", 0))
     lst.listen()

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tcplearn import TcpState, parse_proc_net_tcp
-from tcplearn.observe.procfs import decode_address
+from tcplearn.base.observe.procfs import decode_address
 
 FIX = Path(__file__).parent / "fixtures" / "procfs"
 EXPECTED = json.loads((FIX / "EXPECTED_PARSE.json").read_text())

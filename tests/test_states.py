@@ -3,7 +3,7 @@
 import pytest
 
 from tcplearn import TRANSITIONS, Event, TcpState
-from tcplearn.states import next_state, reachable
+from tcplearn.base.states import next_state, reachable
 
 # RFC 9293 section 3.3.2 lists these eleven states.
 RFC_NAMES = {"LISTEN", "SYN-SENT", "SYN-RECEIVED", "ESTABLISHED", "FIN-WAIT-1", "FIN-WAIT-2",

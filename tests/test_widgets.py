@@ -7,7 +7,8 @@ matplotlib.use("Agg")
 
 import tcplearn  # noqa: E402
 from tcplearn import model, sysctl  # noqa: E402
-from tcplearn.widgets import predict, sysctl_playground  # noqa: E402
+from tcplearn.base.model import predict_settings as predict
+from tcplearn.view.widgets import sysctl_playground  # noqa: E402
 
 from .conftest import needs_linux  # noqa: E402
 
@@ -94,10 +95,10 @@ def test_apply_for_this_run_uses_a_lab_and_leaves_the_machine_alone():
 def test_apply_as_root_without_a_lab_restores_also_when_the_run_fails(monkeypatch):
     if not sysctl.is_root():
         pytest.skip("applying on the machine needs root (CI is root)")
-    import tcplearn.lab
-    import tcplearn.load
+    import tcplearn.base.lab
+    import tcplearn.experiments.load
 
-    monkeypatch.setattr(tcplearn.lab, "lab_available", lambda: (False, "forced off for this test"))
+    monkeypatch.setattr(tcplearn.base.lab, "lab_available", lambda: (False, "forced off for this test"))
     before = sysctl.read_all()
     pg = sysctl_playground()
     assert pg.apply_mode == "root" and "restored" in pg.apply_reason
@@ -112,7 +113,7 @@ def test_apply_as_root_without_a_lab_restores_also_when_the_run_fails(monkeypatc
         seen["during"] = sysctl.read("tcp_fin_timeout")
         raise RuntimeError("the load failed half-way")
 
-    monkeypatch.setattr(tcplearn.load, "run_load", failing_run)
+    monkeypatch.setattr(tcplearn.experiments.load, "run_load", failing_run)
     with pytest.raises(RuntimeError, match="half-way"):
         pg.run_live()
     assert seen["during"] == new_fin            # applied on the machine for the run

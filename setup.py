@@ -1,0 +1,25 @@
+"""Packaging glue that pyproject.toml cannot say: the wheel carries the notebook series.
+
+The notebooks live in ``notebooks/`` at the top of the repository (where JupyterLab,
+Binder and ``dev.py lab`` open them); building copies them into ``tcplearn/series/`` of the
+built package, so ``pip install tcplearn`` then ``tcplearn notebooks DIR`` has them.
+"""
+
+import shutil
+from pathlib import Path
+
+from setuptools import setup
+from setuptools.command.build_py import build_py
+
+
+class BuildWithSeries(build_py):
+    def run(self):
+        super().run()
+        source = Path(__file__).resolve().parent / "notebooks"
+        target = Path(self.build_lib) / "tcplearn" / "series"
+        target.mkdir(parents=True, exist_ok=True)
+        for notebook in sorted(source.glob("[0-9][0-9]-*.ipynb")):
+            shutil.copyfile(notebook, target / notebook.name)
+
+
+setup(cmdclass={"build_py": BuildWithSeries})

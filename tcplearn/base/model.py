@@ -1,0 +1,303 @@
+"""The model layer: pure functions, no sockets.
+
+Why TIME-WAIT lasts 2×MSL, as two small simulations (RFC 9293 §3.6.1; the Linux
+kernel's own comment in ``tcp_minisocks.c`` gives the same two purposes):
+
+1. the last ACK is lost, the peer retransmits its FIN, and only an end still in
+   TIME-WAIT can answer it properly;
+2. an old duplicate segment from an earlier connection on the same four addresses and
+   ports arrives during a new one, and is accepted as data unless TIME-WAIT kept the
+   new connection from starting until every old segment had expired.
+
+Each returns a ``Simulation``: ``steps`` (drawable with ``plots.sequence_diagram``) and
+an ``outcome`` sentence computed from the simulation, not written in advance.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from .states import Event, TcpState, next_state
+from .sysctl import validate
+
+__all__ = ["SimStep", "Simulation", "lost_last_ack", "old_duplicate", "time_wait_plateau", "reuse_applies",
+           "sustainable_rate", "ports_in_range", "exhaustion_time", "predict_counts", "leak_counts", "predict_settings"]
+
+
+@dataclass(frozen=True)
+class SimStep:
+    """One step of a simulation, shaped like ``close.Step`` so it draws the same way.
+    A segment whose flags end in ``"(lost)"`` never arrives."""
+
+    actor: str
+    action: str
+    segments: tuple[tuple[str, str], ...]
+    client_state: TcpState
+    server_state: TcpState
+
+
+@dataclass
+class Simulation:
+    name: str
+    time_wait: bool
+    steps: list[SimStep] = field(default_factory=list)
+    outcome: str = ""
+    data_delivered: list[str] = field(default_factory=list)
+
+    @property
+    def history(self) -> list[SimStep]:
+        return self.steps
+
+
+def lost_last_ack(time_wait: bool = True) -> Simulation:
+    """The client closes first; its final ACK is lost; the server retransmits its FIN.
+
+    With TIME-WAIT the client still knows the connection, re-sends the ACK, and the server
+    closes cleanly.  Without it, the client has forgotten the connection, so the
+    retransmitted FIN meets nothing and is answered with RST: the server ends in error.
+    """
+    sim = Simulation("lost last ACK", time_wait)
+    c = s = TcpState.ESTABLISHED
+    sim.steps.append(SimStep("both", "connection open", (), c, s))
+    c = next_state(next_state(c, Event.CLOSE), Event.RCV_ACK_OF_FIN)
+    s = next_state(s, Event.RCV_FIN)
+    sim.steps.append(SimStep("client", "close()", (("client", "FIN"), ("server", "ACK")), c, s))
+    s = next_state(s, Event.CLOSE)
+    c = next_state(c, Event.RCV_FIN)
+    if not time_wait:
+        c = TcpState.CLOSED  # an end that skips TIME-WAIT forgets the connection at once
+    sim.steps.append(SimStep("server", "close()", (("server", "FIN"), ("client", "ACK (lost)")), c, s))
+    if c is TcpState.TIME_WAIT:
+        s = next_state(s, Event.RCV_ACK_OF_FIN)
+        sim.steps.append(SimStep("server", "retransmission timer fires",
+                                 (("server", "FIN (again)"), ("client", "ACK")), c, s))
+        c = next_state(c, Event.TIMEOUT_2MSL)
+        sim.steps.append(SimStep("client", "2×MSL later", (), c, s))
+        sim.outcome = "The client, still in TIME-WAIT, answered the repeated FIN: both ends closed cleanly."
+    else:
+        s = next_state(s, Event.RCV_RST)
+        sim.steps.append(SimStep("server", "retransmission timer fires",
+                                 (("server", "FIN (again)"), ("client", "RST")), c, s))
+        sim.outcome = ("The client had already forgotten the connection, so it answered the repeated FIN "
+                       "with RST: the server's close ended in a reset, not cleanly.")
+    return sim
+
+
+def old_duplicate(time_wait: bool = True, *, msl: float = 2.0, delay: float = 1.5,
+                  window: int = 65535) -> Simulation:
+    """A data segment of connection 1 is delayed ``delay`` seconds in the network (at most
+    MSL, by the definition of MSL); connection 1 closes and a new connection 2 on the same
+    four addresses and ports is opened as soon as allowed.
+
+    With TIME-WAIT the client's end blocks the same four-tuple for 2×MSL, so connection 2
+    starts only after the old segment has expired.  Without it, connection 2 starts at
+    once, and the old segment arrives during it; if its sequence number falls inside the
+    receiver's window (here connection 2 happens to start its numbers close to
+    connection 1's), it is accepted as connection 2's data.
+    """
+    if not 0 < delay <= msl:
+        raise ValueError(f"delay must be in (0, msl={msl}]: no segment outlives the MSL, got {delay}")
+    sim = Simulation("old duplicate", time_wait)
+    E, CL = TcpState.ESTABLISHED, TcpState.CLOSED
+    sent_at, old_seq, old_data = 0.0, 1001, "OLD"
+    sim.steps.append(SimStep("both", "connection 1 open", (), E, E))
+    sim.steps.append(SimStep("client", f"sends '{old_data}' (seq {old_seq}); a copy is delayed {delay:g} s",
+                             (("client", f"data seq={old_seq}"), ("server", "ACK")), E, E))
+    close_at = 0.1
+    sim.steps.append(SimStep("both", "connection 1 closes (client first)",
+                             (("client", "FIN"), ("server", "ACK"), ("server", "FIN"), ("client", "ACK")),
+                             TcpState.TIME_WAIT if time_wait else CL, CL))
+    start_2 = close_at + (2 * msl if time_wait else 0.0)
+    arrives, expires = sent_at + delay, sent_at + msl
+    sim.steps.append(SimStep("both", f"connection 2 opens at t={start_2:g} s (same ports)",
+                             (("client", "SYN"), ("server", "SYN,ACK"), ("client", "ACK")), E, E))
+    isn_2 = 900  # connection 2's initial sequence number: near connection 1's, the bad case
+    rcv_nxt = isn_2 + 1
+    if arrives < start_2 or arrives > expires:
+        sim.steps.append(SimStep("both", f"the old copy expired at t={expires:g} s, before connection 2",
+                                 (), E, E))
+        sim.outcome = (f"The delayed copy could only live until t={expires:g} s (MSL); connection 2 began at "
+                       f"t={start_2:g} s, so nothing old could reach it.")
+    elif rcv_nxt <= old_seq < rcv_nxt + window:
+        sim.steps.append(SimStep("client", f"t={arrives:g} s: the delayed copy of '{old_data}' arrives",
+                                 (("client", f"data seq={old_seq} (old copy)"), ("server", "ACK")), E, E))
+        sim.data_delivered.append(old_data)
+        sim.outcome = (f"Connection 2 began at t={start_2:g} s, the old copy arrived at t={arrives:g} s with "
+                       f"sequence number {old_seq}, inside connection 2's window: '{old_data}' was delivered "
+                       "to the new connection's program as if it were new data.")
+    else:
+        sim.outcome = "The old copy arrived during connection 2 but outside its window, and was dropped."
+    return sim
+
+
+# ---------------------------------------------------------------- TIME-WAIT under load
+#
+# Sources: TIME-WAIT is held by the side that closes first (RFC 9293 §3.6) for
+# TCP_TIMEWAIT_LEN = 60 s on Linux, plus up to one timer-wheel slot (measured in notebook
+# 02); beyond tcp_max_tw_buckets a closing socket gets no TIME-WAIT (ip-sysctl.rst,
+# tcp_minisocks.c).  A client port in TIME-WAIT cannot be reused towards the same
+# destination unless tcp_tw_reuse applies (1, or 2 on loopback), which it does for plain
+# connect() but not after bind() to port 0 (inet_hashtables.c; measured here).  So one
+# destination sustains ports / TIME-WAIT connections per second (Bernat: ~470/s with
+# 28,232 ports and 60 s).
+
+
+def time_wait_plateau(rate: float, *, time_wait: float = 60.0, max_tw_buckets: int | None = None,
+                      ports: int | None = None, reuse: bool = False) -> float:
+    """TIME-WAIT sockets held in the steady state.
+
+    Without reuse: ``rate × time_wait`` (each connection leaves one), capped by
+    ``tcp_max_tw_buckets``.  With TIME-WAIT reuse (``reuse=True``, e.g. the default
+    ``tcp_tw_reuse=2`` on loopback) ``connect()`` takes a port whose TIME-WAIT is older
+    than a second as readily as a free one, so the TIME-WAIT sockets are the *distinct*
+    ports used in the last ``time_wait`` seconds.  The port search looks at ports of one
+    parity first (``inet_hashtables.c``), so about ``H = ports / 2`` take part, and the
+    expected number of distinct ones after ``n = rate × time_wait`` picks is
+    ``H × (1 − e^(−n/H))`` (the coupon-collector estimate; measured within 5 % on Linux 6.18).
+    """
+    return _held(rate, time_wait, time_wait, max_tw_buckets, ports, reuse)
+
+
+def _held(rate: float, window: float, time_wait: float, max_tw_buckets, ports, reuse) -> float:
+    n = rate * window
+    if reuse:
+        if not ports:
+            raise ValueError("with reuse the model needs the number of ports (ip_local_port_range)")
+        half = ports / 2
+        n = half * (1 - math.exp(-n / half))
+    elif ports is not None:
+        n = min(n, ports)  # no reuse: a destination cannot hold more than one per port
+    return min(n, max_tw_buckets) if max_tw_buckets is not None else n
+
+
+def reuse_applies(tw_reuse: int, *, loopback: bool = True, bind_before_connect: bool = False) -> bool:
+    """Whether ``connect()`` may take a port still in TIME-WAIT: ``tcp_tw_reuse`` 1, or 2 for
+    loopback, and only for plain ``connect()`` (not after ``bind()`` to port 0)."""
+    if tw_reuse not in (0, 1, 2):
+        raise ValueError(f"tcp_tw_reuse is 0, 1 or 2, got {tw_reuse!r}")
+    return not bind_before_connect and (tw_reuse == 1 or (tw_reuse == 2 and loopback))
+
+
+def sustainable_rate(ports: int, *, time_wait: float = 60.0, reuse: bool = False,
+                     reuse_delay: float = 1.0) -> float:
+    """Connections per second one client can keep opening to one destination when it closes
+    first: ``ports / time_wait``, or ``ports / reuse_delay`` when TIME-WAIT reuse applies."""
+    if ports <= 0:
+        raise ValueError(f"ports must be positive, got {ports!r}")
+    return ports / (reuse_delay if reuse else time_wait)
+
+
+def ports_in_range(port_range: tuple[int, int]) -> int:
+    """How many ephemeral ports ``ip_local_port_range`` gives (inclusive)."""
+    low, high = port_range
+    if not 1 <= low <= high <= 65535:
+        raise ValueError(f"port range must satisfy 1 <= low <= high <= 65535, got {port_range!r}")
+    return high - low + 1
+
+
+def exhaustion_time(rate: float, ports: int, *, time_wait: float = 60.0, reuse: bool = False,
+                    reuse_delay: float = 1.0) -> float | None:
+    """Seconds after the start when ``connect()`` begins to fail with EADDRNOTAVAIL, or
+    ``None`` when ``rate`` is sustainable."""
+    if rate <= sustainable_rate(ports, time_wait=time_wait, reuse=reuse, reuse_delay=reuse_delay):
+        return None
+    return ports / rate
+
+
+def predict_counts(rate: float, duration: float, *, time_wait: float = 60.0,
+                   max_tw_buckets: int | None = None, closer: str = "client", until: float | None = None,
+                   step: float = 0.5, ports: int | None = None, reuse: bool = False):
+    """Predicted TIME-WAIT count over time for a load at ``rate`` for ``duration`` seconds.
+
+    At time t the TIME-WAIT sockets come from the connections closed during the last
+    ``time_wait`` seconds, a window of ``w = min(t, duration) − max(0, t − time_wait)``
+    seconds of load; ``time_wait_plateau``'s formula is applied to that window (with or
+    without reuse).  Returns a DataFrame (t, TIME_WAIT, side) up to ``until`` (default
+    duration + time_wait).
+    """
+    import pandas as pd
+
+    if closer not in ("client", "server"):
+        raise ValueError(f"closer must be 'client' or 'server', got {closer!r}")
+    until = duration + time_wait if until is None else until
+    rows = []
+    for i in range(int(until / step) + 1):
+        t = i * step
+        window = max(0.0, min(t, duration) - max(0.0, t - time_wait))
+        rows.append({"t": t, "TIME_WAIT": _held(rate, window, time_wait, max_tw_buckets, ports, reuse),
+                     "side": closer})
+    return pd.DataFrame(rows)
+
+
+def leak_counts(rate: float, duration: float, times: list[float], *, fin_timeout: float,
+                max_tw_buckets: int | None = None) -> tuple[list[float], list[float]]:
+    """The CLOSE-WAIT leak: clients close at ``rate`` for ``duration`` s and the server never
+    does.  Returns ``(FIN_WAIT_2, CLOSE_WAIT)`` counts at ``times``: each orphaned FIN-WAIT-2
+    lives ``fin_timeout`` s (a timewait mini-socket, so it counts against
+    ``max_tw_buckets``, facts L7/L8); each CLOSE-WAIT lives as long as the server holds it."""
+    cap = math.inf if max_tw_buckets is None else max_tw_buckets
+    held = [rate * max(0.0, min(t, duration) - max(0.0, t - fin_timeout)) for t in times]
+    return [min(h, cap) for h in held], [rate * min(t, duration) for t in times]
+
+
+def predict_settings(*, tcp_fin_timeout: int, tcp_tw_reuse: int, tcp_max_tw_buckets: int,
+            ip_local_port_range: tuple[int, int], rate: float, duration: float, closer: str,
+            bind_before_connect: bool, time_wait: float = 60.0) -> dict:
+    """What the model says for these settings and this workload, over loopback.
+
+    Returns ``{"frame": DataFrame (t, TIME_WAIT, FIN_WAIT_2, CLOSE_WAIT), "plateau",
+    "sustainable_rate", "exhaustion_at", "reuse", "notes": [sentences]}``.
+    """
+    import pandas as pd
+
+    for name, value in (("tcp_fin_timeout", tcp_fin_timeout), ("tcp_tw_reuse", tcp_tw_reuse),
+                        ("tcp_max_tw_buckets", tcp_max_tw_buckets), ("ip_local_port_range", ip_local_port_range)):
+        validate(name, value)
+    if closer not in ("client", "server", "leak"):
+        raise ValueError(f"closer must be client, server or leak; got {closer!r}")
+    ports = ports_in_range(ip_local_port_range)
+    reuse = reuse_applies(tcp_tw_reuse, loopback=True, bind_before_connect=bind_before_connect)
+    notes = []
+    step = max(0.5, (duration + time_wait) / 200)
+    if closer == "client":
+        tw = predict_counts(rate, duration, time_wait=time_wait, max_tw_buckets=tcp_max_tw_buckets,
+                                  ports=ports, reuse=reuse, step=step)["TIME_WAIT"]
+    elif closer == "server":
+        tw = predict_counts(rate, duration, time_wait=time_wait, max_tw_buckets=tcp_max_tw_buckets,
+                                  closer="server", step=step)["TIME_WAIT"]
+        notes.append("The server closes first, so the TIME-WAIT sockets are on the server: client-side "
+                     "port limits and tcp_tw_reuse do not apply to them.")
+    else:
+        tw = None
+    times = [i * step for i in range(int((duration + time_wait) / step) + 1)]
+    frame = pd.DataFrame({"t": times})
+    frame["TIME_WAIT"] = list(tw) if tw is not None else 0.0
+    if closer == "leak":
+        frame["FIN_WAIT_2"], frame["CLOSE_WAIT"] = leak_counts(rate, duration, times, fin_timeout=tcp_fin_timeout,
+                                                               max_tw_buckets=tcp_max_tw_buckets)
+        notes.append(f"Orphaned FIN-WAIT-2 sockets live tcp_fin_timeout = {tcp_fin_timeout} s; the server's "
+                     "CLOSE-WAIT sockets stay until the program closes them: here, never.")
+    else:
+        frame["FIN_WAIT_2"] = 0.0
+        frame["CLOSE_WAIT"] = 0.0
+        notes.append(f"tcp_fin_timeout = {tcp_fin_timeout} s changes nothing here: no FIN-WAIT-2 is orphaned "
+                     "in this workload, and TIME-WAIT stays 60 s whatever it is.")
+    sustainable = sustainable_rate(ports, time_wait=time_wait, reuse=reuse)
+    exhaustion = exhaustion_time(rate, ports, time_wait=time_wait, reuse=reuse) if closer == "client" else None
+    if closer == "client":
+        if reuse:
+            notes.append(f"tcp_tw_reuse = {tcp_tw_reuse} lets connect() reuse TIME-WAIT ports after 1 s here "
+                         "(loopback), so one destination sustains about ports / 1 s.")
+        else:
+            why = ("bind() before connect() picks the port first, so reuse never applies"
+                   if bind_before_connect and tcp_tw_reuse else f"tcp_tw_reuse = {tcp_tw_reuse}: no reuse")
+            notes.append(f"{why}: one destination sustains about ports / 60 s = {sustainable:.0f} connections/s.")
+        if exhaustion is not None:
+            notes.append(f"At {rate:g}/s the {ports} ports run out after {exhaustion:.1f} s: connect() then "
+                         + ("fails with EADDRINUSE at bind()." if bind_before_connect else "fails with EADDRNOTAVAIL."))
+    if frame["TIME_WAIT"].max() >= tcp_max_tw_buckets:
+        notes.append(f"TIME-WAIT is capped at tcp_max_tw_buckets = {tcp_max_tw_buckets}; further closes get no "
+                     "TIME-WAIT at all (TCPTimeWaitOverflow).")
+    return {"frame": frame, "plateau": float(frame["TIME_WAIT"].max()), "sustainable_rate": sustainable,
+            "exhaustion_at": exhaustion, "reuse": reuse, "notes": notes}

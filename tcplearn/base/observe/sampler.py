@@ -1,0 +1,83 @@
+"""``sample_states``: per-state counts over time, also while a load runs."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from ..states import TcpState
+from . import count_states
+
+__all__ = ["StateSampler", "sample_states"]
+
+MAX_SAMPLES = 100_000
+
+
+class StateSampler:
+    """Samples ``count_states(port=...)`` every ``interval`` seconds in a background thread.
+
+    ``with StateSampler(0.1) as s: ...`` then ``s.frame()``: a DataFrame with a ``t``
+    column (seconds since start) and one column per RFC state.  The thread stops when the
+    block ends, also on errors.
+    """
+
+    def __init__(self, interval: float = 0.1, *, port: int | None = None):
+        if not 0.005 <= interval <= 60:
+            raise ValueError(f"interval must be 0.005-60 seconds, got {interval!r}")
+        self.interval, self.port = interval, port
+        self.rows: list[dict] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._t0 = 0.0
+
+    def __enter__(self) -> StateSampler:
+        self._t0 = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name="tcplearn-sampler", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        next_at = self._t0
+        while not self._stop.is_set() and len(self.rows) < MAX_SAMPLES:
+            self.sample()
+            next_at += self.interval
+            self._stop.wait(max(0.0, next_at - time.monotonic()))
+
+    def sample(self) -> dict:
+        counts = count_states(port=self.port)
+        row = {"t": time.monotonic() - self._t0, **{s.name: counts[s] for s in TcpState.rfc_states()}}
+        self.rows.append(row)
+        return row
+
+    def frame(self):
+        import pandas as pd
+
+        return pd.DataFrame(self.rows)
+
+
+def sample_states(duration: float, interval: float = 0.5, *, port: int | None = None, progress: bool = True):
+    """Count states every ``interval`` seconds for ``duration`` seconds; returns the DataFrame
+    (t × state counts).  Shows a progress bar; Ctrl-C stops it and returns what was sampled."""
+    from tqdm.auto import tqdm
+
+    if not 0 < duration <= 3600:
+        raise ValueError(f"duration must be in (0, 3600] seconds, got {duration!r}")
+    sampler = StateSampler(interval, port=port)
+    bar = tqdm(total=round(duration), unit="s", desc="sampling", disable=not progress, leave=False)
+    with sampler:
+        try:
+            end = time.monotonic() + duration
+            while time.monotonic() < end:
+                time.sleep(min(0.25, end - time.monotonic()))
+                bar.n = round(duration - max(0.0, end - time.monotonic()))
+                bar.refresh()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            bar.close()
+    return sampler.frame()

@@ -1,0 +1,77 @@
+"""What RFC 9293 predicts for a close, and whether an observed history obeys it.
+
+Pure logic over ``states.TRANSITIONS``: no sockets.  ``predict`` says which segments an
+action sends and which states follow; ``check_history`` lists every observed change of
+state the table cannot explain.
+"""
+
+from __future__ import annotations
+
+from itertools import pairwise
+
+from .states import TRANSITIONS, Event, TcpState, next_state, reachable
+
+__all__ = ["ENDS", "predict", "check_history"]
+
+#: The two ends of a connection, as the RFC logic names them.
+ENDS = ("client", "server")
+_ENDS = ENDS
+
+_FLAG_OF_EVENT = {Event.CLOSE: "FIN", Event.ABORT: "RST"}
+
+
+def predict(states: dict[str, TcpState], actions: list[tuple[str, Event | str]]):
+    """What RFC 9293 says follows from ``actions`` taken at once by ``states``' ends.
+
+    ``actions`` are ``(end, Event.CLOSE | Event.ABORT | "DATA")``.  Segments are
+    delivered in the order they are sent; every FIN and data segment is acknowledged
+    at once (as Linux does on loopback).  Returns ``(final states, segments)`` with
+    segments as ``(sender, flags)``.
+    """
+    states = dict(states)
+    segments: list[tuple[str, str]] = []
+    in_flight: list[tuple[str, str]] = []
+    for end, action in actions:
+        if action == "DATA":
+            in_flight.append((end, "DATA"))
+            continue
+        states[end] = next_state(states[end], action)
+        in_flight.append((end, _FLAG_OF_EVENT[action]))
+    while in_flight:
+        sender, flags = in_flight.pop(0)
+        segments.append((sender, flags))
+        receiver = _ENDS[1 - _ENDS.index(sender)]
+        here = states[receiver]
+        if here is TcpState.CLOSED:
+            continue  # nobody there: Linux would answer with RST, which the pair never provokes
+        if flags == "RST":
+            if Event.RCV_RST in TRANSITIONS.get(here, {}):
+                states[receiver] = next_state(here, Event.RCV_RST)
+            continue
+        if flags == "FIN":
+            states[receiver] = next_state(here, Event.RCV_FIN)
+            in_flight.append((receiver, "ACK"))
+        elif flags == "DATA":
+            in_flight.append((receiver, "ACK"))
+        elif flags == "ACK" and Event.RCV_ACK_OF_FIN in TRANSITIONS.get(here, {}) and \
+                here in (TcpState.FIN_WAIT_1, TcpState.CLOSING, TcpState.LAST_ACK):
+            states[receiver] = next_state(here, Event.RCV_ACK_OF_FIN)
+    return states, segments
+
+
+
+def check_history(history) -> list[str]:
+    """Every observed change of either end's state that ``TRANSITIONS`` cannot explain.
+
+    A poll may miss states held only briefly, so a change passes when the new state is
+    reachable from the old one through the table (``states.reachable``).  Returns
+    human-readable violations; an empty list means the kernel behaved as RFC 9293 says.
+    """
+    problems = []
+    for before, after in pairwise(history):
+        for i, end in enumerate(_ENDS):
+            points = [before.states[i], *(pair[i] for pair in after.trail), after.states[i]]
+            for a, b in pairwise(points):
+                if a != b and not reachable(a, b):
+                    problems.append(f"{end}: {a.label} -> {b.label} during {after.action!r}")
+    return problems

@@ -1,0 +1,512 @@
+"""``run_load``: a bounded loopback load generator that churns short TCP connections.
+
+Safe by construction: targets must be loopback (127.0.0.0/8 or ::1); rate, count and
+duration are capped (``MAX_RATE``, ``MAX_COUNT``, ``MAX_DURATION``); concurrency is
+capped by the free file descriptors (RLIMIT_NOFILE); every thread, socket and the
+server process it starts are cleaned up, also on errors and KeyboardInterrupt.
+
+A run is ``LoadRun.start()`` / ``poll()`` / ``finish()``, so a caller can watch it with a
+progress bar, in this process or inside a private lab's worker (``run_load(lab=...)``).
+"""
+
+from __future__ import annotations
+
+import errno as errno_mod
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+from ..base import model, sysctl
+from ..base.experiment import Call, Need, Place, Where, experiment
+from ..base.kernel import fast_mode, fd_headroom, netstat, timer_slack
+from ..base.lab import runner
+from ..base.observe import sockets
+from ..base.observe.sampler import StateSampler, sample_states
+from ..base.states import TcpState
+from ..base.util import is_loopback, loopback_host
+
+__all__ = ["run_load", "LoadResult", "LoadRun", "netstat", "with_settings", "time_wait_by_side",
+           "time_wait_by_closer", "watch_plateau", "PlateauRun", "MAX_RATE", "MAX_COUNT", "MAX_DURATION",
+           "MAX_SOURCES", "MAX_CONCURRENCY"]
+
+MAX_RATE = 50_000         # connections per second
+MAX_COUNT = 2_000_000     # connections per run
+MAX_DURATION = 300.0      # seconds per run
+MAX_SOURCES = 16          # source addresses 127.0.0.1 .. 127.0.0.16
+MAX_CONCURRENCY = 64      # client threads
+IP_BIND_ADDRESS_NO_PORT = 24
+BIN = 0.1                 # timeline resolution, seconds
+STOP_ON = {"ECONNREFUSED", "EMFILE", "ENFILE"}  # nothing more can succeed after these
+
+
+@dataclass
+class LoadResult:
+    """What a load run did: ``connections`` completed, achieved ``rate`` per second, errors
+    by errno name, ``elapsed`` seconds, and a ``timeline`` DataFrame (per 0.1 s: t,
+    connections, errors).  ``netstat_before``/``after`` are the kernel's TcpExt counters."""
+
+    connections: int
+    rate: float
+    errors: dict[str, int]
+    elapsed: float
+    timeline: object
+    settings: dict = field(default_factory=dict)
+    netstat_before: dict = field(default_factory=dict)
+    netstat_after: dict = field(default_factory=dict)
+    stopped_because: str = ""
+    samples: object = None          # DataFrame of state counts during the run, if sampled
+    target: tuple = ()              # (host, port) the load connected to
+
+    def first_error_at(self) -> float | None:
+        """Seconds into the run when the first connection failed (None if none did)."""
+        failed = self.timeline[self.timeline["errors"] > 0] if len(self.timeline) else self.timeline
+        return float(failed["t"].min()) - BIN if len(failed) else None
+
+    def to_record(self) -> dict:
+        """Plain JSON-able data, from which ``from_record`` rebuilds this result (traces)."""
+        import json
+
+        def rows(frame):
+            return None if frame is None else json.loads(frame.to_json(orient="records", double_precision=4))
+
+        keep = ("TW", "TWRecycled", "TCPTimeWaitOverflow")
+        return {"connections": self.connections, "rate": self.rate, "errors": self.errors,
+                "elapsed": self.elapsed, "timeline": rows(self.timeline), "settings": self.settings,
+                "netstat_before": {k: self.netstat_before.get(k, 0) for k in keep},
+                "netstat_after": {k: self.netstat_after.get(k, 0) for k in keep},
+                "stopped_because": self.stopped_because, "samples": rows(self.samples),
+                "target": list(self.target)}
+
+    @classmethod
+    def from_record(cls, record: dict, arguments: dict | None = None) -> LoadResult:
+        """A ``LoadResult`` from ``to_record()`` data."""
+        import pandas as pd
+
+        frames = {k: None if record[k] is None else pd.DataFrame(record[k]) for k in ("timeline", "samples")}
+        return cls(**{**record, **frames, "target": tuple(record["target"])})
+
+    def netstat_delta(self, *names: str) -> dict[str, int]:
+        """How much each TcpExt counter grew during the run (default: TW, TWRecycled,
+        TCPTimeWaitOverflow)."""
+        names = names or ("TW", "TWRecycled", "TCPTimeWaitOverflow")
+        return {n: self.netstat_after.get(n, 0) - self.netstat_before.get(n, 0) for n in names}
+
+
+class LoadRun:
+    """One bounded run; see ``run_load`` for the arguments."""
+
+    def __init__(self, *, rate=None, duration=5.0, count=None, closer="client", concurrency=None,
+                 sources=1, bind_before_connect=False, family=socket.AF_INET, target=None,
+                 sample_interval=None):
+        if sample_interval is not None and not 0.01 <= sample_interval <= 10:
+            raise ValueError(f"sample_interval must be 0.01-10 s or None; got {sample_interval!r}")
+        self.sample_interval = sample_interval
+        self._sampler = None
+        if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float))
+                                 or not 0 < rate <= MAX_RATE):
+            raise ValueError(f"rate must be a number of connections per second in (0, {MAX_RATE}], "
+                             f"or None for as fast as possible; got {rate!r}")
+        if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not 0 < duration <= MAX_DURATION:
+            raise ValueError(f"duration must be seconds in (0, {MAX_DURATION:g}]; got {duration!r}")
+        if count is not None and (isinstance(count, bool) or not isinstance(count, int) or not 0 < count <= MAX_COUNT):
+            raise ValueError(f"count must be an int in [1, {MAX_COUNT}] or None; got {count!r}")
+        if closer not in ("client", "server"):
+            raise ValueError(f"closer must be 'client' or 'server'; got {closer!r}")
+        if family not in (socket.AF_INET, socket.AF_INET6):
+            raise ValueError(f"family must be socket.AF_INET or socket.AF_INET6; got {family!r}")
+        if not isinstance(sources, int) or not 1 <= sources <= MAX_SOURCES:
+            raise ValueError(f"sources must be an int from 1 to {MAX_SOURCES}; got {sources!r}")
+        if sources > 1 and family == socket.AF_INET6:
+            raise ValueError("several sources need IPv4 (127.0.0.x); IPv6 has only one loopback address, ::1")
+        if target is not None:
+            host, port = target
+            if not is_loopback(host):
+                raise ValueError(f"target {host!r} refused: load goes to loopback only (127.0.0.0/8 or ::1)")
+            if not isinstance(port, int) or not 1 <= port <= 65535:
+                raise ValueError(f"target port must be 1-65535; got {port!r}")
+        headroom = fd_headroom()
+        if concurrency is None:
+            concurrency = 1  # measured: a second client thread only adds GIL contention (bench_load.py)
+        if not isinstance(concurrency, int) or not 1 <= concurrency <= MAX_CONCURRENCY:
+            raise ValueError(f"concurrency must be an int from 1 to {MAX_CONCURRENCY}; got {concurrency!r}")
+        if concurrency > headroom:
+            raise ValueError(f"concurrency {concurrency} needs more file descriptors than the {headroom} "
+                             "free under RLIMIT_NOFILE")
+        self.settings = dict(rate=rate, duration=float(duration), count=count, closer=closer,
+                             concurrency=concurrency, sources=sources,
+                             bind_before_connect=bool(bind_before_connect), family=family, target=target)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._server: subprocess.Popen | None = None
+        self._done = [0] * concurrency
+        self._bins: list[dict[int, list[int]]] = [{} for _ in range(concurrency)]
+        self._errors: list[dict[str, int]] = [{} for _ in range(concurrency)]
+        self._t0 = 0.0
+        self._t_end = 0.0
+        self._finished_at = 0.0  # when the last worker stopped (the run's real end)
+        self.stopped_because = ""
+        self._before: dict = {}
+
+    # -- lifecycle
+
+    def start(self) -> LoadRun:
+        s = self.settings
+        try:
+            if s["target"] is None:
+                host = loopback_host(s["family"])
+                self._server = subprocess.Popen(
+                    [sys.executable, "-m", "tcplearn.experiments.loadserver", "--host", host, "--closer", s["closer"]],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                line = self._server.stdout.readline()
+                if not line.startswith("PORT "):
+                    raise RuntimeError(f"the load's server did not start: {line!r}")
+                self.target = (host, int(line.split()[1]))
+            else:
+                self.target = tuple(s["target"])
+            self._before = netstat()
+            if self.sample_interval:
+                self._sampler = StateSampler(self.sample_interval).__enter__()
+            self._t0 = time.monotonic()
+            self._t_end = self._t0 + s["duration"]
+            for i in range(s["concurrency"]):
+                th = threading.Thread(target=self._worker, args=(i,), name=f"tcplearn-load-{i}", daemon=True)
+                th.start()
+                self._threads.append(th)
+        except BaseException:
+            self._cleanup()
+            raise
+        return self
+
+    def poll(self) -> dict:
+        """Progress so far: elapsed seconds, connections, errors, and whether it is done."""
+        done = not any(th.is_alive() for th in self._threads)
+        return {"elapsed": time.monotonic() - self._t0, "connections": sum(self._done),
+                "errors": sum(sum(e.values()) for e in self._errors), "done": done}
+
+    def stop(self, reason: str = "stopped") -> None:
+        if not self.stopped_because:
+            self.stopped_because = reason
+        self._stop.set()
+
+    def finish(self) -> LoadResult:
+        """Wait for the workers, stop the server, and return the result."""
+        import pandas as pd
+
+        try:
+            for th in self._threads:
+                th.join()
+        finally:
+            self._cleanup()
+        elapsed = max(1e-9, min(self._finished_at or time.monotonic(), self._t_end) - self._t0)
+        errors: dict[str, int] = {}
+        for e in self._errors:
+            for k, v in e.items():
+                errors[k] = errors.get(k, 0) + v
+        merged: dict[int, list[int]] = {}
+        for bins in self._bins:
+            for b, (ok, bad) in bins.items():
+                m = merged.setdefault(b, [0, 0])
+                m[0] += ok
+                m[1] += bad
+        last = max(merged) if merged else 0
+        timeline = pd.DataFrame([{"t": round((b + 1) * BIN, 3), "connections": merged.get(b, [0, 0])[0],
+                                  "errors": merged.get(b, [0, 0])[1]} for b in range(last + 1)])
+        total = sum(self._done)
+        samples = None
+        if self._sampler is not None:
+            samples = self._sampler.frame()
+            samples["t"] -= self._t0 - self._sampler._t0  # on the load's clock
+        return LoadResult(total, total / elapsed, errors, elapsed, timeline, dict(self.settings),
+                          self._before, netstat(), self.stopped_because or "finished", samples,
+                          tuple(self.target))
+
+    def _cleanup(self) -> None:
+        self._stop.set()
+        for th in self._threads:
+            th.join(timeout=10)
+        if self._sampler is not None:
+            self._sampler.__exit__(None, None, None)
+        if self._server is not None:
+            server, self._server = self._server, None
+            try:
+                server.stdin.close()
+                server.wait(timeout=3)
+            except (OSError, subprocess.TimeoutExpired):
+                server.kill()
+                server.wait()
+            finally:
+                server.stdout.close()
+
+    # -- the client threads
+
+    def _worker(self, index: int) -> None:
+        s = self.settings
+        rate = s["rate"] / s["concurrency"] if s["rate"] else None
+        count = s["count"]
+        target, family, closer = self.target, s["family"], s["closer"]
+        sources = [f"127.0.0.{i + 1}" for i in range(s["sources"])] if s["sources"] > 1 else None
+        bind_first = s["bind_before_connect"]
+        bins, errors = self._bins[index], self._errors[index]
+        t0, end, stop = self._t0, self._t_end, self._stop
+        next_at = t0 + index / (s["rate"] or 1e9)
+        n = 0
+        while not stop.is_set():
+            now = time.monotonic()
+            if now >= end:
+                break
+            if count is not None and sum(self._done) >= count:
+                break
+            if rate is not None:
+                if now < next_at:
+                    time.sleep(min(next_at - now, end - now))
+                    continue
+                next_at += 1.0 / rate
+                if next_at < now - 1.0:  # fell far behind: do not burst to catch up
+                    next_at = now
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            ok = True
+            try:
+                if sources is not None or bind_first:
+                    src = sources[n % len(sources)] if sources else loopback_host(family)
+                    if not bind_first:
+                        # choose the source address only; let connect() pick the port (facts L26)
+                        sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+                    sock.bind((src, 0))
+                sock.connect(target)
+                if closer == "server":
+                    sock.settimeout(5)
+                    sock.recv(1)  # the server closes first: wait for its FIN
+            except OSError as exc:
+                ok = False
+                name = errno_mod.errorcode.get(exc.errno, type(exc).__name__) if exc.errno else type(exc).__name__
+                errors[name] = errors.get(name, 0) + 1
+                if name in STOP_ON:
+                    self.stop(f"{name}: {exc.strerror}")
+                elif rate is None:
+                    time.sleep(0.0005)  # do not spin on a failing connect
+            finally:
+                sock.close()
+            n += 1
+            b = int((time.monotonic() - t0) / BIN)
+            slot = bins.get(b)
+            if slot is None:
+                slot = bins[b] = [0, 0]
+            if ok:
+                slot[0] += 1
+                self._done[index] += 1
+            else:
+                slot[1] += 1
+        self._finished_at = max(self._finished_at, time.monotonic())
+
+
+# ---------------------------------------------------------------- the public call
+
+_runs: dict[int, LoadRun] = {}
+
+
+def _start_remote(settings: dict) -> int:
+    run = LoadRun(**settings).start()
+    _runs[id(run)] = run
+    return id(run)
+
+
+def _poll_remote(ident: int) -> dict:
+    return _runs[ident].poll()
+
+
+def _stop_remote(ident: int) -> None:
+    _runs[ident].stop("interrupted")
+
+
+def _finish_remote(ident: int) -> LoadResult:
+    return _runs.pop(ident).finish()
+
+
+def run_load(*, rate: float | None = None, duration: float = 5.0, count: int | None = None,
+             closer: str = "client", concurrency: int | None = None, sources: int = 1,
+             bind_before_connect: bool = False, family: int = socket.AF_INET,
+             target: tuple[str, int] | None = None, progress: bool = True, lab=None,
+             sample_interval: float | None = None) -> LoadResult:
+    """Churn short loopback connections for ``duration`` seconds (or ``count`` connections).
+
+    ``rate=None`` means as fast as it can; ``target=None`` starts a server of its own (in a
+    child process); ``closer`` says which side closes first and so holds TIME-WAIT;
+    ``sources`` spreads connections over 127.0.0.1..N; ``bind_before_connect`` binds to
+    port 0 before connecting, which changes how ports are chosen.  ``lab`` runs it inside
+    a ``PrivateLab`` (the progress bar stays here); ``sample_interval`` also counts the
+    states every so many seconds while it runs (``LoadResult.samples``).  Returns a
+    ``LoadResult``.  Ctrl-C stops the run cleanly and re-raises.
+    """
+    from tqdm.auto import tqdm
+
+    settings = dict(rate=rate, duration=duration, count=count, closer=closer, concurrency=concurrency,
+                    sources=sources, bind_before_connect=bind_before_connect, family=family, target=target,
+                    sample_interval=sample_interval)
+    LoadRun(**settings)  # validate here, before anything starts (also for a lab run)
+    call = runner(lab)
+    ident = call(_start_remote, settings)
+    total = count if count is not None else duration
+    bar = tqdm(total=total, unit="conn" if count else "s", desc="load", disable=not progress, leave=False)
+    try:
+        while True:
+            status = call(_poll_remote, ident)
+            bar.n = min(total, status["connections"] if count else round(status["elapsed"], 1))
+            bar.set_postfix(conn=status["connections"], err=status["errors"], refresh=False)
+            bar.refresh()
+            if status["done"]:
+                break
+            time.sleep(0.2)
+    except BaseException:
+        try:
+            call(_stop_remote, ident)
+            call(_finish_remote, ident)
+        finally:
+            bar.close()
+        raise
+    bar.close()
+    return call(_finish_remote, ident)
+
+
+def _shown(sysctls: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sysctls.items())
+
+
+def _check_with_settings(sysctls: dict, **load_kwargs) -> None:
+    if not isinstance(sysctls, dict) or not sysctls:
+        raise ValueError(f"sysctls must be a non-empty dict of settings, e.g. {{'tcp_tw_reuse': 0}}; got {sysctls!r}")
+    for name, value in sysctls.items():
+        sysctl.validate(name, value)
+    LoadRun(**{k: v for k, v in load_kwargs.items() if k not in ("progress", "lab")})
+
+
+#: The loads notebook 04 runs with changed settings, as ``with_settings(sysctls, **kwargs)``.
+NOTEBOOK_LOADS = (
+    ({"ip_local_port_range": (40000, 40199), "tcp_tw_reuse": 0}, dict(rate=100, duration=4)),
+    ({"ip_local_port_range": (40000, 40199), "tcp_tw_reuse": 1}, dict(rate=100, duration=4)),
+    ({"ip_local_port_range": (40000, 40199)}, dict(rate=100, duration=4, bind_before_connect=True)),
+    ({"tcp_max_tw_buckets": 100}, dict(rate=500, duration=2, sample_interval=0.1)),
+)
+
+
+@experiment(
+    notebook="04", title="loads under changed kernel settings (ports, reuse, the TIME-WAIT cap)",
+    needs=[Need.KERNEL, Need.SETTINGS], check=_check_with_settings,
+    calls=[Call((sysctls,), kwargs, f"a load ({', '.join(f'{k}={v}' for k, v in kwargs.items())}) in a private "
+                                    f"lab with {_shown(sysctls)}")
+           for sysctls, kwargs in NOTEBOOK_LOADS],
+    to_record=LoadResult.to_record, from_record=LoadResult.from_record,
+    notes={Where.LAB: lambda why, a: f"Ran in your private lab with {_shown(a['sysctls'])} (this machine's "
+                                     "settings untouched).",
+           Where.ROOT: lambda why, a: f"No private lab ({why}); ran on this machine as root with "
+                                      f"{_shown(a['sysctls'])}, then restored it."})
+def with_settings(place: Place, sysctls: dict, **load_kwargs) -> LoadResult:
+    """Run a load (``run_load``'s keywords) with kernel settings changed for it: in a private
+    lab (no root, machine untouched), else as root with ``sysctl.apply`` (restored
+    afterwards), else the same call recorded in a Linux lab.  A ``LoadResult``."""
+    with place.settings(**sysctls):
+        return run_load(lab=place.lab, **load_kwargs)
+
+
+def time_wait_by_side(result: LoadResult) -> dict[str, int]:
+    """TIME-WAIT sockets now held by each side of a load's connections: the server side
+    (local port = the target's port) and the client side."""
+    port = result.target[1]
+    sides = {"server side": 0, "client side": 0}
+    for s in sockets(port=port, states=TcpState.TIME_WAIT):
+        sides["server side" if s.local_port == port else "client side"] += 1
+    return sides
+
+
+@experiment(notebook="04", title="who holds TIME-WAIT: client-closes and server-closes loads",
+            needs=[Need.KERNEL],
+            calls=[Call((), {"rate": 300, "duration": 1.0},
+                        "two 1 s loads at 300 connections/s, client closing first, then server closing first, "
+                        "and where their TIME-WAIT sockets were")])
+def time_wait_by_closer(place: Place, rate: float = 300, duration: float = 1.0) -> dict[str, dict[str, int]]:
+    """Two short loads, one where the client closes first and one where the server does,
+    each followed by ``time_wait_by_side``: which side holds the TIME-WAIT sockets."""
+    runs = {name: run_load(rate=rate, duration=duration, closer=closer, progress=False)
+            for name, closer in (("client closes first", "client"), ("server closes first", "server"))}
+    return {name: time_wait_by_side(result) for name, result in runs.items()}
+
+
+class PlateauRun:
+    """A load at a steady rate, then the drain after it: measured counts and the model."""
+
+    def __init__(self, result: LoadResult, samples, model, time_wait: float, reuse: bool = False):
+        self.result, self.samples, self.model, self.time_wait = result, samples, model, time_wait
+        self.reuse = reuse
+
+    def measured_peak(self) -> int:
+        return int(self.samples["TIME_WAIT"].max())
+
+    def predicted_peak(self) -> float:
+        return float(self.model["TIME_WAIT"].max())
+
+    def to_record(self) -> dict:
+        """Plain data for the recordings: the counts beside the model, and the load."""
+        import json
+
+        frame = self.samples[["t", "TIME_WAIT", "ESTABLISHED", "FIN_WAIT_2"]].copy()
+        frame["model"] = list(self.model.set_index("t")["TIME_WAIT"].reindex(frame["t"], method="nearest"))
+        return {"rows": json.loads(frame.to_json(orient="records", double_precision=4)),
+                "rate": self.result.rate, "load_seconds": self.result.elapsed, "reuse": self.reuse,
+                "time_wait": self.time_wait}
+
+    @classmethod
+    def from_record(cls, record: dict, arguments: dict | None = None) -> PlateauRun:
+        import pandas as pd
+
+        frame = pd.DataFrame(record["rows"])
+        result = LoadResult(int(record["rate"] * record["load_seconds"]), record["rate"], {},
+                            record["load_seconds"], pd.DataFrame(columns=["t", "connections", "errors"]))
+        model_frame = pd.DataFrame({"t": frame["t"], "TIME_WAIT": frame["model"]})
+        return cls(result, frame, model_frame, record.get("time_wait", 60.0), record.get("reuse", False))
+
+
+def _check_plateau(rate: float = 200, duration: float | None = None, drain: float | None = None) -> None:
+    LoadRun(rate=rate, duration=duration or 1.0)
+    if drain is not None and not 0 <= drain <= MAX_DURATION:
+        raise ValueError(f"drain must be seconds in [0, {MAX_DURATION:g}]; got {drain!r}")
+
+
+@experiment(notebook="04", title="TIME-WAIT during and after a steady load, beside the model",
+            needs=[Need.KERNEL], check=_check_plateau, concurrent=True,
+            calls=[Call((), {"rate": 200}, "a client-closes load at 200 connections/s for 70 s, then its drain, "
+                                           "counted every second")],
+            to_record=PlateauRun.to_record, from_record=PlateauRun.from_record)
+def watch_plateau(place: Place, rate: float = 200, duration: float | None = None, drain: float | None = None,
+                  *, progress: bool = True) -> PlateauRun:
+    """Run a client-closes load at ``rate`` for ``duration`` s (default 70; 3 in fast mode),
+    counting states every second, then keep counting for ``drain`` s (default 65; 2 in fast
+    mode) while the TIME-WAIT sockets expire.  A ``PlateauRun`` with the model's prediction
+    for the same achieved rate and duration."""
+    import pandas as pd
+
+    fast = fast_mode()
+    duration = (3.0 if fast else 70.0) if duration is None else duration
+    drain = (2.0 if fast else 65.0) if drain is None else drain
+    interval = 0.25 if fast else 1.0
+    result = run_load(rate=rate, duration=duration, sample_interval=interval, progress=progress)
+    after = sample_states(drain, interval, progress=progress)
+    after["t"] += result.elapsed
+    samples = pd.concat([result.samples, after], ignore_index=True)
+    # TIME-WAIT lasts 60 s plus, on average, half a timer-wheel slot (notebook 02); whether
+    # connect() may reuse TIME-WAIT ports, and how many ports there are, is read from the kernel
+    time_wait = 60.0 + timer_slack()[1] / 2
+    reuse, ports = _kernel_reuse()
+    baseline = int(result.samples["TIME_WAIT"].iloc[0]) if len(result.samples) else 0
+    predicted = model.predict_counts(result.rate, result.elapsed, time_wait=time_wait,
+                                     until=samples["t"].max(), step=interval, reuse=reuse, ports=ports)
+    predicted["TIME_WAIT"] += baseline  # sockets already in TIME-WAIT before the run
+    return PlateauRun(result, samples, predicted, time_wait, reuse)
+
+
+def _kernel_reuse() -> tuple[bool, int | None]:
+    """Whether connect() on loopback may reuse TIME-WAIT ports here, and the port count."""
+    tw_reuse, port_range = sysctl.read("tcp_tw_reuse"), sysctl.read("ip_local_port_range")
+    ports = model.ports_in_range(port_range) if port_range else None
+    return (tw_reuse is not None and ports is not None and model.reuse_applies(tw_reuse, loopback=True)), ports

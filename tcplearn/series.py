@@ -1,0 +1,58 @@
+"""The notebook series as shipped: where it is, and copying it where a learner can run it.
+
+A wheel carries the notebooks in ``tcplearn/series/`` (``setup.py`` copies them there at
+build time); a source checkout has them in ``notebooks/`` beside the package.
+"""
+
+from __future__ import annotations
+
+import shutil
+from importlib import resources
+from pathlib import Path
+
+__all__ = ["SeriesError", "notebooks", "copy_series"]
+
+
+class SeriesError(RuntimeError):
+    """The series cannot be copied; ``str()`` says why and what to do."""
+
+
+def _folder() -> Path:
+    packaged = Path(str(resources.files("tcplearn") / "series"))
+    if any(packaged.glob("*.ipynb")):
+        return packaged
+    checkout = Path(__file__).resolve().parent.parent / "notebooks"
+    if any(checkout.glob("*.ipynb")):
+        return checkout
+    raise SeriesError("this installation of tcplearn carries no notebooks (neither a wheel's tcplearn/series "
+                      "nor a checkout's notebooks/ folder was found)")
+
+
+def notebooks() -> list[Path]:
+    """The series' notebooks, in order (00, 01, ...)."""
+    return sorted(_folder().glob("[0-9][0-9]-*.ipynb"))
+
+
+def copy_series(directory: str | Path, *, overwrite: bool = False) -> list[Path]:
+    """Copy every notebook of the series into ``directory`` (created if missing) and return
+    the paths there.  A copy that differs from the shipped notebook (a learner's edits) is
+    never replaced unless ``overwrite=True``: ``SeriesError`` names those files and nothing
+    is copied.  An identical copy is left as it is."""
+    dest = Path(directory).expanduser()
+    if dest.exists() and not dest.is_dir():
+        raise SeriesError(f"{dest} exists and is not a folder")
+    sources = notebooks()
+    edited = [dest / src.name for src in sources
+              if (dest / src.name).exists() and (dest / src.name).read_bytes() != src.read_bytes()]
+    if edited and not overwrite:
+        raise SeriesError(f"{len(edited)} notebook(s) in {dest} differ from the series (your edits?): "
+                          f"{', '.join(p.name for p in edited)}; nothing was copied. Copy into another folder, "
+                          "or pass --overwrite (overwrite=True) to replace them")
+    dest.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for src in sources:
+        target = dest / src.name
+        if not target.exists() or target.read_bytes() != src.read_bytes():
+            shutil.copyfile(src, target)
+        copied.append(target)
+    return copied

@@ -1,0 +1,41 @@
+"""Tells a running IPython how to show each experiment's result, without importing the view.
+
+``register()`` names the result types and the ``tcplearn.view.show`` function for each;
+IPython imports nothing until a result is shown, so ``import tcplearn`` stays fast (no
+matplotlib until the first figure)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable
+
+__all__ = ["register", "SHOWN"]
+
+#: (module, class) -> the ``tcplearn.view.show`` function that displays it.
+SHOWN = {
+    ("tcplearn.experiments.close", "CloseRun"): "show_close_run",
+    ("tcplearn.experiments.load", "LoadResult"): "show_load",
+    ("tcplearn.experiments.load", "PlateauRun"): "show_plateau",
+    ("tcplearn.experiments.timewait", "MythResult"): "show_myth",
+    ("tcplearn.experiments.timeouts", "Comparison"): "show_comparison",
+}
+
+
+def _lazy(name: str) -> Callable[[object], None]:
+    def show(obj: object) -> None:
+        getattr(importlib.import_module("tcplearn.view.show"), name)(obj)
+
+    return show
+
+
+def register() -> None:
+    """Register the display functions with the running IPython shell, if there is one
+    (IPython is never imported here: outside a notebook there is nothing to register)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is None:
+        return
+    formatter = shell.display_formatter.ipython_display_formatter
+    for (module, cls), name in SHOWN.items():
+        formatter.for_type_by_name(module, cls, _lazy(name))

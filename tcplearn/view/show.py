@@ -1,0 +1,77 @@
+"""How a notebook shows each experiment's result: data in, figure and table out.
+
+The result objects hold data only; ``tcplearn.view.display`` tells IPython to call these
+functions when a cell's value is a result, so it shows its table and figure.  The same
+functions serve tests and anyone's own layout.
+"""
+
+from __future__ import annotations
+
+from ..base.states import TcpState
+from ..experiments.close import CloseRun
+from ..experiments.load import LoadResult, PlateauRun
+from ..experiments.timeouts import Comparison
+from ..experiments.timewait import MythResult
+from . import plots
+
+__all__ = ["show_close_run", "show_load", "plateau_figure", "show_plateau", "show_myth",
+           "show_comparison"]
+
+
+def _display(*objs) -> None:
+    from IPython.display import display
+
+    for obj in objs:
+        display(obj)
+
+
+def _md(text: str):
+    from IPython.display import Markdown
+
+    return Markdown(text)
+
+
+def show_close_run(run: CloseRun) -> None:
+    """The steps with both ends' kernel states, then the sequence diagram."""
+    _display(run.table(), plots.sequence_diagram(run))
+
+
+def show_load(result: LoadResult) -> None:
+    """The load's timeline, the TIME-WAIT count during it when sampled, and one line of totals."""
+    objs = [plots.load_plot(result)]
+    if result.samples is not None and len(result.samples):
+        objs.append(plots.counts_plot(result.samples, states=[TcpState.TIME_WAIT],
+                                      title="TIME-WAIT during the run (kernel counts)"))
+    errors = ", ".join(f"{k}: {v}" for k, v in sorted(result.errors.items())) or "none"
+    delta = ", ".join(f"{k} +{v}" for k, v in result.netstat_delta().items())
+    objs.append(_md(f"**{result.connections}** connections in {result.elapsed:.1f} s "
+                    f"(**{result.rate:.0f}/s**); errors: {errors}; kernel counters: {delta}."))
+    _display(*objs)
+
+
+def plateau_figure(run: PlateauRun):
+    """Measured TIME-WAIT during and after the load, beside the model."""
+    return plots.counts_plot(run.samples, model=run.model, states=[TcpState.TIME_WAIT],
+                             load_window=(0, run.result.elapsed),
+                             title="TIME-WAIT during and after a steady load: measured vs model")
+
+
+def show_plateau(run: PlateauRun) -> None:
+    """The plateau figure and one paragraph comparing measured and predicted peaks."""
+    _display(plateau_figure(run), _md(
+        f"Load: {run.result.rate:.0f} connections/s for {run.result.elapsed:.1f} s. TIME-WAIT peak: "
+        f"**{run.measured_peak()} measured**, {run.predicted_peak():.0f} predicted "
+        f"(model: TIME-WAIT lasting {run.time_wait:.1f} s on average here; "
+        + ("with `tcp_tw_reuse` letting `connect()` reuse TIME-WAIT ports on loopback, so only the "
+           "distinct ports of the last minute stay in TIME-WAIT)." if run.reuse else
+           "no reuse, so every connection of the last minute stays in TIME-WAIT).")))
+
+
+def show_myth(result: MythResult) -> None:
+    """The three sockets' timers on one axis."""
+    _display(plots.myth_plot(result.table, result.fin_timeout))
+
+
+def show_comparison(comparison: Comparison) -> None:
+    """Which client saw what, on one time axis, then the counts per client."""
+    _display(_md(f"> {comparison.note}"), plots.timeout_timeline(comparison.lanes), comparison.table())

@@ -1,0 +1,179 @@
+"""The structure the code promises: layers without import cycles, one registry that every
+experiment is in, the public API importable, the series shipped in the wheel."""
+
+import ast
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import tcplearn
+from tcplearn import traces
+from tcplearn.base import recordings
+from tcplearn.base.experiment import REGISTRY, Need, Where
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "tcplearn"
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Every tcplearn module -> the tcplearn modules it imports, imports inside functions
+    included (``from . import x`` counts as importing ``x`` when ``x`` is a module, else the
+    package itself)."""
+    modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        edges = graph.setdefault(name, set())
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                edges.update(a.name for a in node.names if a.name in modules)
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".")
+                    base = base[: len(base) - (node.level - 1)]
+                    target = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    target = node.module or ""
+                if not target.startswith("tcplearn"):
+                    continue
+                for alias in node.names:
+                    sub = f"{target}.{alias.name}"
+                    edges.add(sub if sub in modules else target)
+        edges.discard(name)
+    return graph
+
+
+def _cycle(graph):
+    """One import cycle as a list of modules, or None."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node):
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state:
+                found = visit(nxt)
+                if found:
+                    return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return None
+
+
+def test_no_module_imports_a_module_that_imports_it_back():
+    assert _cycle(import_graph()) is None, " -> ".join(_cycle(import_graph()))
+
+
+def test_the_layers_point_down():
+    """base imports nothing above it; experiments never import the view."""
+    for module, edges in import_graph().items():
+        if module.startswith("tcplearn.base"):
+            assert all(e.startswith("tcplearn.base") for e in edges), (module, edges)
+        if module.startswith("tcplearn.experiments"):
+            assert not any(e.startswith("tcplearn.view") for e in edges), (module, edges)
+
+
+def test_the_promised_names_import_from_tcplearn():
+    for name in ("ConnectionPair", "TrickleServer", "run_load", "LoadResult", "sample_states", "watch_plateau",
+                 "run_scenario", "with_settings", "myth_demo", "sample_countdown", "capture_one_connection",
+                 "first_look", "lab_side_by_side", "doctor", "PrivateLab", "count_states", "plots",
+                 "sysctl_playground"):
+        assert getattr(tcplearn, name) is not None, name
+        assert name in tcplearn.__all__, name
+
+
+def test_import_stays_light():
+    """``import tcplearn`` loads no plotting or widget library: the view comes on first use."""
+    out = subprocess.run([sys.executable, "-c", "import sys, tcplearn; "
+                          "print(sorted(m for m in ('matplotlib', 'ipywidgets', 'IPython') if m in sys.modules))"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_every_experiment_that_may_replay_has_every_notebook_call_recorded():
+    """None can be forgotten: each registered experiment that needs the kernel, changed
+    settings or capture falls back to a recording, and each of its notebook calls is there."""
+    for exp in REGISTRY.values():
+        needs_machine = exp.needs & {Need.KERNEL, Need.CAPTURE} or (Need.SETTINGS in exp.needs and
+                                                                     Need.KERNEL in exp.needs)
+        if not needs_machine:
+            continue
+        assert exp.calls, f"{exp.name} needs the machine but records no call"
+        assert exp.name in recordings.names(), f"{exp.name} has no recording"
+        for c in exp.calls:
+            run = recordings.find(exp.name, exp.name, exp.arguments(*c.args, **c.kwargs))
+            assert run is not None, f"{exp.name}{c.args}{c.kwargs} is not recorded"
+            value = exp.from_record(run.result, exp.arguments(*c.args, **c.kwargs)) if exp.from_record else run.result
+            assert value is not None
+    assert {e.name for e in traces.recordable()} == set(recordings.names())
+
+
+def test_every_experiment_appears_in_doctors_table():
+    rows = tcplearn.doctor().live
+    titles = [part for part, _, _ in rows]
+    for exp in REGISTRY.values():
+        assert f"{exp.notebook} {exp.title}" in titles, exp.name
+    assert {how for _, how, _ in rows} <= {w.value for w in Where}
+
+
+def test_a_call_the_notebooks_do_not_make_gets_one_line_not_a_traceback(monkeypatch):
+    monkeypatch.setenv("TCPLEARN_BACKEND", "psutil")
+    result = tcplearn.with_settings({"tcp_tw_reuse": 0}, rate=10, duration=1, progress=False)
+    assert result.value is None and result.where is Where.MODEL
+    assert "was not recorded" in result.note and "\n" not in result.note
+
+
+def test_bad_arguments_are_refused_before_anything_runs():
+    with pytest.raises(ValueError, match="unknown scenario 'teardown'"):
+        tcplearn.run_scenario("teardown")
+    with pytest.raises(TypeError):
+        tcplearn.run_scenario()
+
+
+def test_the_wheel_carries_the_series(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-w",
+                          str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "Deprecat" not in out.stdout + out.stderr, "setuptools warns about the project's metadata"
+    (wheel,) = tmp_path.glob("tcplearn-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    shipped = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb"))
+    assert shipped and all(f"tcplearn/series/{n}" in names for n in shipped), sorted(names)
+    assert any(n.startswith("tcplearn/recordings/") for n in names)
+
+
+def test_notebooks_command_copies_the_series_and_keeps_edits(tmp_path):
+    dest = tmp_path / "series"
+    out = subprocess.run([sys.executable, "-m", "tcplearn", "notebooks", str(dest)], capture_output=True,
+                         text=True, timeout=60)
+    shipped = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb"))
+    assert out.returncode == 0 and sorted(p.name for p in dest.glob("*.ipynb")) == shipped, out.stderr
+    assert "jupyter lab" in out.stdout
+    edited = dest / shipped[0]
+    edited.write_text(edited.read_text() + " ")
+    again = subprocess.run([sys.executable, "-m", "tcplearn", "notebooks", str(dest)], capture_output=True,
+                           text=True, timeout=60)
+    assert again.returncode == 1 and shipped[0] in again.stderr and edited.read_text().endswith(" ")
+    forced = subprocess.run([sys.executable, "-m", "tcplearn", "notebooks", str(dest), "--overwrite"],
+                            capture_output=True, text=True, timeout=60)
+    assert forced.returncode == 0 and not edited.read_text().endswith(" ")
