@@ -6,7 +6,9 @@ The public API, re-exported here and stable (``__all__``):
 * ``TcpSocket``, ``parse_proc_net_tcp``, ``sockets()``, ``count_states()``, ``backend()``,
   ``sample_states()``, ``StateSampler`` — the kernel's TCP table, read live;
 * ``sysctl``, ``model``, ``plots`` — settings, the model, the figures;
-* ``PrivateLab``, ``lab_available()``, ``LabUnavailable``, ``Segment`` — the private lab;
+* ``PrivateLab``, ``lab_available()``, ``LabUnavailable``, ``Segment``, ``write_pcap`` — the
+  private lab and its captures (a pcap file Wireshark and tcpdump read);
+* ``time_wait_size()``, ``time_wait_cost()`` — what a TIME-WAIT mini-socket costs, from the kernel;
 * ``doctor()`` — what this machine offers the series and where each experiment runs;
 * the experiments, each returning a ``Result`` (value, ``where`` it ran, one-line ``note``):
   ``first_look``, ``lab_side_by_side``, ``capture_one_connection`` (00), ``run_scenario``
@@ -25,7 +27,7 @@ __version__ = "0.1.0"
 
 from .base import model, sysctl
 from .base.experiment import REGISTRY, Result, Where
-from .base.lab import LabUnavailable, PrivateLab, Segment, lab_available
+from .base.lab import LabUnavailable, PrivateLab, Segment, lab_available, write_pcap
 from .base.observe import (
     BackendInfo,
     TcpSocket,
@@ -37,6 +39,7 @@ from .base.observe import (
 )
 from .base.observe.sampler import StateSampler, sample_states
 from .base.states import TRANSITIONS, Event, TcpState
+from .base.tw_cost import time_wait_cost, time_wait_size
 from .doctor import doctor
 from .experiments.close import SCENARIOS, ConnectionPair, run_scenario
 from .experiments.load import LoadResult, run_load, time_wait_by_closer, watch_plateau, with_settings
@@ -74,7 +77,7 @@ __all__ = [
     "TcpSocket", "parse_proc_net_tcp", "sockets", "count_states", "backend", "set_backend", "BackendInfo",
     "sample_states", "StateSampler",
     "sysctl", "model", "plots",
-    "PrivateLab", "LabUnavailable", "lab_available", "Segment",
+    "PrivateLab", "LabUnavailable", "lab_available", "Segment", "write_pcap", "time_wait_size", "time_wait_cost",
     "doctor", "Result", "Where", "REGISTRY",
     "first_look", "lab_side_by_side", "capture_one_connection",
     "SCENARIOS", "ConnectionPair", "run_scenario",

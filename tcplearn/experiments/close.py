@@ -368,7 +368,7 @@ class CloseRun:
 
         return {"name": self.name, "history": [step(s) for s in self.history], "server_port": self.server_port,
                 "segments_by_step":
-                None if self.segments_by_step is None else [[asdict(g) for g in gs] for gs in self.segments_by_step]}
+                None if self.segments_by_step is None else [[g.to_record() for g in gs] for gs in self.segments_by_step]}
 
     @classmethod
     def from_record(cls, record: dict, arguments: dict | None = None) -> CloseRun:

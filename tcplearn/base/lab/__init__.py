@@ -26,9 +26,11 @@ from typing import Any, TypeVar
 from .. import sysctl as _sysctl
 from ..util import per_process
 from .namespace import NamespaceError, die_with_parent, enter, why_blocked
+from .pcap import write_pcap
 from .segments import Segment, parse_frame, relative
 
-__all__ = ["PrivateLab", "LabUnavailable", "lab_available", "in_lab", "runner", "Segment", "parse_frame", "relative"]
+__all__ = ["PrivateLab", "LabUnavailable", "lab_available", "in_lab", "runner", "Segment", "parse_frame", "relative",
+           "write_pcap"]
 
 T = TypeVar("T")
 _LEN = struct.Struct("!Q")
@@ -264,7 +266,8 @@ class PrivateLab:
         """Run ``fn(*args, **kwargs)`` inside the lab and return its result.
 
         With ``capture=True`` returns ``(result, segments)``: the TCP segments seen on
-        the lab's ``lo`` while ``fn`` ran, as ``Segment`` records with relative seq/ack.
+        the lab's ``lo`` while ``fn`` ran, as ``Segment`` records with relative seq/ack
+        (each keeps its frame's bytes: ``write_pcap(segments, "x.pcap")`` saves them).
         ``fn`` and its result must be picklable.  Whatever ``fn`` prints is shown here.
         """
         return self._call(("run", fn, args, kwargs, bool(capture)))

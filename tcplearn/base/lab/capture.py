@@ -2,7 +2,9 @@
 
 Every frame on ``lo`` is seen twice by a packet socket, once leaving (PACKET_OUTGOING)
 and once arriving (PACKET_HOST); only the outgoing copy is kept, so each segment
-appears once.  Timestamps are the kernel's (SO_TIMESTAMPNS).
+appears once.  Timestamps are the kernel's (SO_TIMESTAMPNS).  Each ``Segment`` keeps
+its frame's bytes exactly as read and the kernel's timestamp in nanoseconds, so
+``tcplearn.lab.pcap.write_pcap`` can save the real capture.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ SO_TIMESTAMPNS = 35
 SOL_PACKET = 263
 PACKET_STATISTICS = 6
 MAX_FRAMES = 200_000  # bounded memory: beyond this, frames are counted as dropped
+# The largest frame lo can carry without BIG TCP: Ethernet + IPv6 header + a 65535-byte
+# payload (an IPv4 frame is at most 14 + 65535).  65535 would cut the largest ones.
+FRAME_MAX = 14 + 40 + 65535
 
 
 class Capture:
@@ -35,7 +40,7 @@ class Capture:
 
     def __init__(self, interface: str = "lo"):
         self.interface = interface
-        self._frames: list[tuple[float, bytes]] = []
+        self._frames: list[tuple[int, bytes]] = []  # (kernel time in ns, the frame)
         self._overflow = 0
         self._stop = threading.Event()
         self._last = time.monotonic()
@@ -73,7 +78,7 @@ class Capture:
     def _drain(self, sock: socket.socket) -> None:
         while True:
             try:
-                data, anc, _, addr = sock.recvmsg(65535, 64)
+                data, anc, _, addr = sock.recvmsg(FRAME_MAX, 64)
             except BlockingIOError:
                 return
             except OSError as exc:
@@ -86,11 +91,11 @@ class Capture:
             if len(self._frames) >= MAX_FRAMES:
                 self._overflow += 1
                 continue
-            stamp = time.time()
+            stamp = time.time_ns()
             for level, kind, payload in anc:
                 if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(payload) >= 16:
                     sec, nsec = struct.unpack("qq", payload[:16])
-                    stamp = sec + nsec / 1e9
+                    stamp = sec * 1_000_000_000 + nsec
             self._frames.append((stamp, data))
 
     def settle(self, quiet: float = 0.05, limit: float = 1.0) -> None:
@@ -114,6 +119,6 @@ class Capture:
                 self.dropped = self._overflow
             finally:
                 sock.close()
-        parsed = (parse_frame(data, stamp - self.started) for stamp, data in self._frames)
+        parsed = (parse_frame(data, stamp / 1e9 - self.started, stamp) for stamp, data in self._frames)
         self.segments = relative(s for s in parsed if s is not None)
         self._frames.clear()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import struct
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
 __all__ = ["Segment", "parse_frame", "relative", "FLAG_ORDER"]
 
@@ -34,6 +34,12 @@ class Segment:
     ``"FIN,ACK"``; ``seq``/``ack`` are relative to each side's initial sequence number,
     as Wireshark shows them, once passed through ``relative()`` (absolute before);
     ``length`` is the payload size in bytes.
+
+    A captured segment also keeps ``frame``, the frame exactly as the kernel handed it to
+    the packet socket (Ethernet header included), and ``stamp_ns``, the kernel's capture
+    time in nanoseconds since the epoch; ``write_pcap`` writes those bytes.  A recorded
+    segment (from a trace) has neither: ``b""`` and ``0``.  Neither takes part in ``==``
+    or ``repr``, and ``to_record()`` leaves the frame out, so recorded JSON stays plain.
     """
 
     t: float
@@ -45,6 +51,15 @@ class Segment:
     seq: int
     ack: int
     length: int
+    frame: bytes = field(default=b"", repr=False, compare=False)
+    stamp_ns: int = field(default=0, repr=False, compare=False)
+
+    def to_record(self) -> dict:
+        """The segment as plain JSON-able data (``Segment(**d)`` rebuilds it), without the
+        captured frame's bytes."""
+        d = asdict(self)
+        del d["frame"], d["stamp_ns"]
+        return d
 
     def has(self, flag: str) -> bool:
         """True if this segment carries ``flag`` (``"FIN"``, ``"ACK"``, …)."""
@@ -64,8 +79,10 @@ def _flags(bits: int) -> str:
     return ",".join(name for name in FLAG_ORDER if bits & _FLAG_BITS[name])
 
 
-def parse_frame(frame: bytes, t: float = 0.0) -> Segment | None:
-    """The TCP segment in one Ethernet frame, or ``None`` if it holds no TCP (or is cut)."""
+def parse_frame(frame: bytes, t: float = 0.0, stamp_ns: int = 0) -> Segment | None:
+    """The TCP segment in one Ethernet frame, or ``None`` if it holds no TCP (or is cut).
+
+    The segment keeps ``frame`` itself (as ``bytes``) and ``stamp_ns``, its capture time."""
     if len(frame) < _ETH.size:
         return None
     ethertype = _ETH.unpack_from(frame)[2]
@@ -91,7 +108,7 @@ def parse_frame(frame: bytes, t: float = 0.0) -> Segment | None:
         return None
     header = (data_off >> 4) * 4
     return Segment(t, src_s, sport, dst_s, dport, _flags(bits), seq, ack if bits & 0x10 else 0,
-                   max(0, ip_payload - header))
+                   max(0, ip_payload - header), bytes(frame), stamp_ns)
 
 
 def relative(segments: Iterable[Segment]) -> list[Segment]:
