@@ -21,6 +21,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from importlib import resources
@@ -57,35 +58,78 @@ def _connect(address, timeout: float | None = 5.0) -> socket.socket:
 # ---------------------------------------------------------------- Python's settimeout
 
 
-def settimeout_timeline(address, timeout_s: float | None, duration_s: float) -> list[dict]:
-    """Read from ``address`` for ``duration_s`` with ``sock.settimeout(timeout_s)``.
+def _check_writes(writes) -> list[tuple[float, bytes]]:
+    out = []
+    for entry in writes:
+        try:
+            at, payload = entry
+        except (TypeError, ValueError):
+            raise ValueError(f"writes must be (seconds, bytes) pairs, got {entry!r}") from None
+        if not isinstance(at, (int, float)) or not 0 <= at <= MAX_DURATION_S \
+                or not isinstance(payload, (bytes, bytearray)):
+            raise ValueError(f"writes must be (0-{MAX_DURATION_S:g} seconds, bytes) pairs, got {entry!r}")
+        out.append((float(at), bytes(payload)))
+    return sorted(out, key=lambda e: e[0])
 
-    Events: ``"recv"`` (bytes arrived), ``"timeout"`` (a ``recv`` raised ``TimeoutError``;
-    the socket stays usable and reading goes on), ``"eof"`` (the peer closed).
+
+def settimeout_timeline(address, timeout_s: float | None, duration_s: float, *,
+                        writes: list[tuple[float, bytes]] = ()) -> list[dict]:
+    """Read from ``address`` for ``duration_s`` with ``sock.settimeout(timeout_s)``, while a
+    second thread sends ``writes`` (``(seconds, bytes)``) on the same socket on schedule.
+
+    Events: ``"recv"`` (bytes arrived), ``"write"`` (a send of ours went out),
+    ``"timeout"`` (a ``recv`` raised ``TimeoutError``; the socket stays usable and reading
+    goes on; ``"since_call"`` is how long that ``recv`` call had waited), ``"eof"`` (the
+    peer closed).  The writes do not touch the ``recv`` in progress: its timeout counts
+    from the moment the call started.
     """
     duration_s = _check_duration(duration_s)
     if timeout_s is not None and (not isinstance(timeout_s, (int, float)) or timeout_s <= 0):
         raise ValueError(f"timeout_s must be a positive number of seconds or None, got {timeout_s!r}")
+    pending = _check_writes(writes)
     events: list[dict] = []
     with _connect(address) as sock:
         t0 = time.monotonic()
         end = t0 + duration_s
-        while time.monotonic() < end:
-            left = end - time.monotonic()
-            # never wait past the end of the experiment
-            sock.settimeout(min(timeout_s, left) if timeout_s is not None else left)
-            try:
-                data = sock.recv(65536)
-            except TimeoutError:
-                if timeout_s is not None and time.monotonic() < end - 1e-3:
-                    events.append({"t": time.monotonic() - t0, "event": "timeout", "bytes": 0})
-                continue
-            now = time.monotonic() - t0
-            if not data:
-                events.append({"t": now, "event": "eof", "bytes": 0})
-                break
-            events.append({"t": now, "event": "recv", "bytes": len(data)})
-    return events
+        stop = threading.Event()
+
+        def write_on_schedule() -> None:
+            for at, payload in pending:
+                if stop.wait(max(0.0, t0 + at - time.monotonic())) or time.monotonic() >= end:
+                    return
+                try:
+                    sock.sendall(payload)
+                except OSError:
+                    return
+                events.append({"t": time.monotonic() - t0, "event": "write", "bytes": len(payload)})
+
+        writer = threading.Thread(target=write_on_schedule, name="tcplearn-writes", daemon=True)
+        if pending:
+            writer.start()
+        try:
+            while time.monotonic() < end:
+                left = end - time.monotonic()
+                # never wait past the end of the experiment
+                sock.settimeout(min(timeout_s, left) if timeout_s is not None else left)
+                called = time.monotonic()
+                try:
+                    data = sock.recv(65536)
+                except TimeoutError:
+                    now = time.monotonic()
+                    if timeout_s is not None and now < end - 1e-3:
+                        events.append({"t": now - t0, "event": "timeout", "bytes": 0,
+                                       "since_call": now - called})
+                    continue
+                now = time.monotonic() - t0
+                if not data:
+                    events.append({"t": now, "event": "eof", "bytes": 0})
+                    break
+                events.append({"t": now, "event": "recv", "bytes": len(data)})
+        finally:
+            stop.set()
+            if pending:
+                writer.join(timeout=5)
+    return sorted(events, key=lambda e: e["t"])
 
 
 # ---------------------------------------------------------------- Node's idle timer, emulated

@@ -228,3 +228,28 @@ def test_trickle_server_records_what_it_did():
             time.sleep(0.01)
     assert got == b"abc"
     assert [e["event"] for e in peer.timeline] == ["send", "send", "close"]
+
+
+# ---------------------------------------------------------------- writes: Python's recv timeout ignores them
+
+WRITES = [(0.2, b"a"), (0.4, b"b"), (0.6, b"c")]
+
+
+def test_python_writes_do_not_touch_the_recv_in_progress():
+    with TrickleServer([]) as peer:
+        events = T.settimeout_timeline(peer.address, 0.3, 1.4, writes=WRITES)
+        deadline = time.monotonic() + 2
+        while sum(e["bytes"] for e in peer.timeline if e["event"] == "recv") < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        received = sum(e["bytes"] for e in peer.timeline if e["event"] == "recv")
+    assert received == 3                                    # the kernel delivered all three writes
+    writes = times(events, "write")
+    assert [round(t, 1) for t in writes] == [0.2, 0.4, 0.6]
+    timeouts = [e for e in events if e["event"] == "timeout"]
+    # every 0.3 s counted from the recv call, as if nothing had been written
+    assert [round(e["t"], 1) for e in timeouts] == [0.3, 0.6, 0.9, 1.2]
+    for e in timeouts:
+        assert 0.3 - 0.01 <= e["since_call"] <= 0.3 + 0.1, e
+    # writes landed inside recv calls that then still timed out 0.3 s after they began
+    inside = [w for w in writes for e in timeouts if e["t"] - e["since_call"] < w < e["t"] - 0.01]
+    assert len(inside) >= 2, (writes, timeouts)
