@@ -388,16 +388,51 @@ def create_connection_timeout(address, timeout_s: float) -> dict:
 # ---------------------------------------------------------------- one call for the notebook
 
 
-class Comparison:
-    """The same peer schedule met by Python ``settimeout``, the Node-style emulation and real
-    Node: ``lanes`` maps a lane name to its events; ``note`` says whether real Node ran."""
+def _seconds(t: float) -> str:
+    return f"{t:.2f}".rstrip("0").rstrip(".")
 
-    def __init__(self, lanes: dict[str, list[dict]], note: str):
-        self.lanes, self.note = lanes, note
+
+def _describe_sends(entries: list[tuple[float, bytes]], who: str, verb: str) -> str:
+    """``"peer sends 3 bytes at 0.3, 0.6, 0.9 s"`` or ``"peer sends a byte every 0.3 s until 3 s"``."""
+    if not entries:
+        return f"{who} {verb} nothing"
+    times = [t for t, _ in entries]
+    sizes = {len(b) for _, b in entries}
+    size = next(iter(sizes)) if len(sizes) == 1 else None
+    unit = ("a byte" if size == 1 else f"{size} bytes") if size is not None else "data"
+    gaps = [round(b - a, 3) for a, b in zip(times, times[1:], strict=False)]
+    if len(entries) >= 4 and len(set(gaps)) == 1 and math.isclose(times[0], gaps[0], abs_tol=1e-3):
+        return f"{who} {verb} {unit} every {_seconds(gaps[0])} s until {_seconds(times[-1])} s"
+    total = sum(len(b) for _, b in entries)
+    what = f"{total} byte{'s' if total != 1 else ''}"
+    return f"{who} {verb} {what} at {', '.join(_seconds(t) for t in times)} s"
+
+
+def describe_schedule(schedule, timeout_s: float, writes=()) -> str:
+    """A figure title computed from what was actually run, e.g. ``"peer sends 3 bytes at
+    0.3, 0.6, 0.9 s; timeout 0.5 s"``."""
+    parts = [_describe_sends(sorted(schedule), "peer", "sends")]
+    if writes:
+        parts.append(_describe_sends(sorted(writes), "client", "writes"))
+    parts.append(f"timeout {_seconds(timeout_s)} s")
+    return "; ".join(parts)
+
+
+class Comparison:
+    """One peer schedule met by Python ``settimeout``, the Node-style emulation and real
+    Node: ``lanes`` maps a lane name to its events; ``note`` says whether real Node ran;
+    ``title`` describes the schedule that was run; ``wall_s`` is how long it all took."""
+
+    def __init__(self, lanes: dict[str, list[dict]], note: str, title: str = "", wall_s: float | None = None):
+        self.lanes, self.note, self.title, self.wall_s = lanes, note, title, wall_s
 
     def first(self, lane: str, event: str) -> float | None:
         """Time of the first ``event`` in ``lane`` (None if it never happened)."""
         return next((e["t"] for e in self.lanes.get(lane, []) if e["event"] == event), None)
+
+    def times(self, lane: str, event: str) -> list[float]:
+        """Times of every ``event`` in ``lane``."""
+        return [e["t"] for e in self.lanes.get(lane, []) if e["event"] == event]
 
     def count(self, lane: str, event: str) -> int:
         return sum(1 for e in self.lanes.get(lane, []) if e["event"] == event)
@@ -411,13 +446,17 @@ class Comparison:
                               "first timeout (s)": self.first(lane, "timeout")}
                              for lane in self.lanes]).set_index("client")
 
+    def figure(self):
+        """The lanes on one time axis, titled with the schedule that was run."""
+        from .plots import timeout_timeline
+
+        return timeout_timeline(self.lanes, title=self.title or None)
+
     def _ipython_display_(self) -> None:
         from IPython.display import Markdown, display
 
-        from .plots import timeout_timeline
-
         display(Markdown(f"> {self.note}"))
-        display(timeout_timeline(self.lanes))
+        display(self.figure())
         display(self.table())
 
 
@@ -425,33 +464,71 @@ PYTHON_LANE = "Python settimeout"
 EMULATION_LANE = "Node-style (emulated in Python)"
 NODE_LANE = "real Node setTimeout"
 PEER_LANE = "the peer (server) sends"
+PROGRESS_MIN_S = 2.0  # shorter comparisons show no progress bar
+
+
+def _wait_all(futures, duration_s: float, progress: bool) -> None:
+    """Wait for every future; with ``progress`` and a schedule longer than
+    ``PROGRESS_MIN_S``, a tqdm bar counts the schedule's seconds meanwhile."""
+    from concurrent.futures import wait
+
+    if not progress or duration_s <= PROGRESS_MIN_S:
+        wait(futures)
+        return
+    from tqdm.auto import tqdm
+
+    t0 = time.monotonic()
+    with tqdm(total=round(duration_s, 1), unit="s", desc="schedule running",
+              bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s") as bar:
+        while wait(futures, timeout=0.1).not_done:
+            bar.n = round(min(time.monotonic() - t0, duration_s), 1)
+            bar.refresh()
+        bar.n = bar.total
+        bar.refresh()
 
 
 def compare(schedule: list[tuple[float, bytes]], *, timeout_s: float, duration_s: float,
-            writes: list[tuple[float, bytes]] = ()) -> Comparison:
-    """Run all three clients against a fresh ``TrickleServer(schedule)`` each, with the same
-    timeout (``timeout_s`` for Python, ``timeout_s * 1000`` ms for Node).  ``writes`` are the
-    Node-style clients' own sends (activity that refreshes their timer)."""
+            writes: list[tuple[float, bytes]] = (), progress: bool = True) -> Comparison:
+    """Run all three clients *at the same time*, each on its own connection to its own
+    ``TrickleServer(schedule)``, with the same timeout (``timeout_s`` for Python,
+    ``timeout_s * 1000`` ms for Node) and the same ``writes`` (the clients' own sends on
+    schedule).  Each lane's times count from its own connection's start, so the lanes line
+    up although the three connections are independent.  One comparison takes one schedule's
+    time; ``progress`` shows a bar when that is longer than 2 s."""
+    from concurrent.futures import ThreadPoolExecutor
+    from contextlib import ExitStack
+
     from .peer import TrickleServer
 
-    lanes: dict[str, list[dict]] = {}
-    with TrickleServer(schedule) as peer:
-        lanes[PYTHON_LANE] = settimeout_timeline(peer.address, timeout_s, duration_s)
-    with TrickleServer(schedule) as peer:
-        lanes[EMULATION_LANE] = node_style_timeline(peer.address, timeout_s * 1000, duration_s, writes=writes)
-        lanes[PEER_LANE] = [e for e in peer.timeline if e["event"] == "send"]
+    duration_s = _check_duration(duration_s)
+    writes = _check_writes(writes)
+    validate_msecs(timeout_s * 1000)
     node, why = node_available()
-    note = f"Real Node: {why}."
+    clients = {PYTHON_LANE: lambda addr: settimeout_timeline(addr, timeout_s, duration_s, writes=writes),
+               EMULATION_LANE: lambda addr: node_style_timeline(addr, timeout_s * 1000, duration_s, writes=writes)}
     if node is not None:
-        with TrickleServer(schedule) as peer:
-            try:
-                lanes[NODE_LANE] = run_node_client(peer.address, timeout_s * 1000, duration_s, writes=writes)
-            except (OSError, RuntimeError) as exc:
-                note = f"Real Node failed here ({exc}); the emulation is shown alone."
-    else:
-        note = f"{why}."
+        clients[NODE_LANE] = lambda addr: run_node_client(addr, timeout_s * 1000, duration_s, writes=writes)
+    note = f"Real Node: {why}." if node is not None else f"{why}."
+    lanes: dict[str, list[dict]] = {}
+    t0 = time.monotonic()
+    with ExitStack() as stack:
+        peers = {lane: stack.enter_context(TrickleServer(schedule)) for lane in clients}
+        with ThreadPoolExecutor(max_workers=len(clients), thread_name_prefix="tcplearn-lane") as pool:
+            futures = {lane: pool.submit(run, peers[lane].address) for lane, run in clients.items()}
+            _wait_all(list(futures.values()), duration_s, progress)
+        for lane, future in futures.items():
+            if lane == NODE_LANE:
+                try:
+                    lanes[lane] = future.result()
+                except (OSError, RuntimeError) as exc:
+                    note = f"Real Node failed here ({exc}); the emulation is shown alone."
+            else:
+                lanes[lane] = future.result()
+        lanes[PEER_LANE] = [e for e in peers[EMULATION_LANE].timeline if e["event"] == "send"]
+    wall = time.monotonic() - t0
     order = [PEER_LANE, PYTHON_LANE, EMULATION_LANE, NODE_LANE]
-    return Comparison({k: lanes[k] for k in order if k in lanes}, note)
+    return Comparison({k: lanes[k] for k in order if k in lanes}, note,
+                      describe_schedule(schedule, timeout_s, writes), wall)
 
 
 # ---------------------------------------------------------------- small demos for notebook 03
