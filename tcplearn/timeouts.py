@@ -32,7 +32,7 @@ __all__ = [
     "settimeout_timeline", "node_style_timeline", "run_node_client", "node_validate", "IdleTimeout",
     "NodeArgumentError", "recv_until", "sendall_with_timeout", "so_rcvtimeo_recv", "nonblocking_recv",
     "create_connection_timeout", "TIMEOUT_MAX", "node_available", "compare", "Comparison",
-    "demo_python_cases", "state_after_timeout",
+    "demo_python_cases", "state_after_timeout", "describe_schedule", "node_socket_options",
 ]
 
 TIMEOUT_MAX = 2**31 - 1  # Node's largest timer duration (ms); larger values are truncated to it
@@ -302,6 +302,191 @@ def node_validate(value: object) -> dict:
         special = "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
     payload = {"special": special} if special else ({"special": "undefined"} if value is None else value)
     return _run_node({"validate": payload}, timeout=15)
+
+
+# ---------------------------------------------------------------- SO_RCVTIMEO, read from the socket itself
+
+SYS_PIDFD_GETFD = 438  # the same number on x86_64 and aarch64 (Linux >= 5.6)
+_TIMEVAL = struct.Struct("ll")  # struct timeval on 64-bit Linux: tv_sec, tv_usec
+
+
+def _libc():
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    return libc
+
+
+def pidfd_getfd(pid: int, targetfd: int) -> int:
+    """A duplicate, in this process, of file descriptor ``targetfd`` of process ``pid``
+    (``pidfd_open`` + ``pidfd_getfd``).  The duplicate refers to the same open socket, so its
+    options are that socket's.  Raises ``OSError`` (EPERM without ptrace access to ``pid``,
+    ENOSYS before Linux 5.6)."""
+    import ctypes
+    import platform
+
+    if not sys.platform.startswith("linux") or not hasattr(os, "pidfd_open"):
+        raise OSError(f"pidfd_open/pidfd_getfd are Linux-only (this is {sys.platform})")
+    if platform.machine() not in ("x86_64", "aarch64"):
+        raise OSError(f"pidfd_getfd's syscall number is only known here for x86_64 and aarch64, "
+                      f"not {platform.machine()}")
+    pidfd = os.pidfd_open(pid)
+    try:
+        libc = _libc()
+        fd = libc.syscall(ctypes.c_long(SYS_PIDFD_GETFD), ctypes.c_int(pidfd), ctypes.c_int(targetfd),
+                          ctypes.c_uint(0))
+        if fd < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"pidfd_getfd(pid {pid}, fd {targetfd}): {os.strerror(err)}")
+        return fd
+    finally:
+        os.close(pidfd)
+
+
+def _timeval_option(fd: int, option: int) -> float:
+    """``getsockopt(fd, SOL_SOCKET, option)`` for a struct-timeval option, in seconds.  Called
+    through libc on the bare fd: wrapping someone else's socket in ``socket.socket`` could
+    change its blocking mode when a default timeout is set."""
+    import ctypes
+
+    buf = ctypes.create_string_buffer(_TIMEVAL.size)
+    size = ctypes.c_uint32(_TIMEVAL.size)
+    if _libc().getsockopt(fd, socket.SOL_SOCKET, option, buf, ctypes.byref(size)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"getsockopt: {os.strerror(err)}")
+    sec, usec = _TIMEVAL.unpack(buf.raw[:_TIMEVAL.size])
+    return sec + usec / 1e6
+
+
+def _socket_fd_of(pid: int, inode: int) -> int:
+    """The fd number under which process ``pid`` holds the socket with ``inode``."""
+    for name in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{name}") == f"socket:[{inode}]":
+                return int(name)
+        except OSError:
+            continue
+    raise LookupError(f"process {pid} holds no fd for socket inode {inode}")
+
+
+def _connection_inode(local_port: int, remote_port: int) -> int:
+    from .observe import parse_proc_net_tcp, sockets
+    from .observe.procfs import read_table
+
+    found = [s.inode for s in sockets(port=local_port)
+             if s.local_port == local_port and s.remote_port == remote_port and s.inode]
+    if not found:  # a backend without inodes (psutil): read the kernel's table directly
+        found = [s.inode for s in parse_proc_net_tcp(read_table(), port=local_port)
+                 if s.local_port == local_port and s.remote_port == remote_port and s.inode]
+    if not found:
+        raise LookupError(f"no socket with inode for 127.0.0.1:{local_port} -> :{remote_port}")
+    return found[0]
+
+
+def _options(fd: int) -> dict:
+    return {"SO_RCVTIMEO": _timeval_option(fd, socket.SO_RCVTIMEO),
+            "SO_SNDTIMEO": _timeval_option(fd, socket.SO_SNDTIMEO)}
+
+
+def _python_rows(address) -> list[dict]:
+    """Python's own sockets, read with getsockopt: ``settimeout(1.0)``, and a control with
+    ``setsockopt(SO_RCVTIMEO, 0.3 s)`` read back through ``pidfd_getfd`` of this very
+    process (when allowed), which shows the method does see a non-zero value."""
+    rows = []
+    with _connect(address) as sock:
+        sock.settimeout(1.0)
+        rows.append({"socket": "Python socket after settimeout(1.0)", **_options(sock.fileno()),
+                     "gettimeout()": sock.gettimeout(), "how": "getsockopt on the socket itself"})
+    with _connect(address) as sock:
+        sock.settimeout(None)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _TIMEVAL.pack(0, 300_000))
+        try:
+            dup = pidfd_getfd(os.getpid(), sock.fileno())
+        except OSError:
+            rows.append({"socket": "control: setsockopt(SO_RCVTIMEO, 0.3 s)", **_options(sock.fileno()),
+                         "how": "getsockopt on the socket itself"})
+        else:
+            try:
+                rows.append({"socket": "control: setsockopt(SO_RCVTIMEO, 0.3 s)", **_options(dup),
+                             "how": "pidfd_getfd of this process, getsockopt on the duplicate"})
+            finally:
+                os.close(dup)
+    return rows
+
+
+def node_socket_options(timeout_ms: float = 1000) -> dict:
+    """Read ``SO_RCVTIMEO``/``SO_SNDTIMEO`` from real Node's own connected socket while
+    ``socket.setTimeout(timeout_ms)`` is active: Node holds a loopback connection, this
+    process finds that connection's fd in ``/proc/<node pid>/fd`` by its inode, takes a
+    duplicate with ``pidfd_getfd`` and calls ``getsockopt`` on it.  Needs ptrace access to
+    the Node process (root, or CAP_SYS_PTRACE, or Yama's rules allowing it).
+
+    Returns ``{"available", "SO_RCVTIMEO", "SO_SNDTIMEO" (seconds, None if not read),
+    "how", "node", "reason", "rows"}``; ``rows`` adds Python's own sockets for comparison.
+    """
+    from .peer import TrickleServer
+
+    validate_msecs(timeout_ms)
+    result: dict = {"available": False, "SO_RCVTIMEO": None, "SO_SNDTIMEO": None, "how": "", "node": None,
+                    "timeout_ms": timeout_ms, "reason": "", "rows": []}
+    with TrickleServer([]) as peer:
+        result["rows"] = _python_rows(peer.address)
+        node, why = node_available()
+        if node is None:
+            result["reason"] = f"not available here: {why}"
+            return result
+        host, port = peer.address
+        args = {"hold": True, "host": host, "port": port, "timeout_ms": timeout_ms, "hold_s": 20}
+        proc = subprocess.Popen([node, _script(), json.dumps(args)], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            ready = _read_json_line(proc, deadline=time.monotonic() + 15)
+            result["node"] = ready["node"]
+            inode = _connection_inode(ready["local_port"], port)
+            fd = _socket_fd_of(proc.pid, inode)
+            dup = pidfd_getfd(proc.pid, fd)
+            try:
+                options = _options(dup)
+            finally:
+                os.close(dup)
+            how = (f"pidfd_getfd(pidfd_open({proc.pid}), {fd}) duplicated Node's socket fd "
+                   f"(socket:[{inode}]); getsockopt on the duplicate")
+            result.update(available=True, how=how, **options)
+            result["rows"].insert(0, {"socket": f"Node {ready['node']} after socket.setTimeout({timeout_ms:g})",
+                                      **options, "how": how})
+        except PermissionError as exc:  # EPERM/EACCES: /proc/<pid>/fd or pidfd_getfd refused
+            result["reason"] = (f"not available here: {exc} (reading another process's fd needs ptrace "
+                                "access to it: root, CAP_SYS_PTRACE, or a Yama ptrace_scope that allows it)")
+        except (LookupError, OSError, ValueError) as exc:
+            result["reason"] = f"not available here: {exc}"
+        finally:
+            proc.stdin.close()  # Node destroys its socket and exits
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+            proc.stderr.close()
+    return result
+
+
+def _read_json_line(proc: subprocess.Popen, deadline: float) -> dict:
+    """The next JSON line on ``proc``'s stdout, waiting until ``deadline`` at most."""
+    import selectors
+
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        while (left := deadline - time.monotonic()) > 0:
+            if sel.select(left):
+                line = proc.stdout.readline()
+                if not line:
+                    raise OSError(f"Node exited before reporting (exit {proc.wait()}): "
+                                  f"{proc.stderr.read().strip()[-300:]}")
+                if line.startswith("{"):
+                    return json.loads(line)
+    raise OSError("Node did not report its connection in time")
 
 
 # ---------------------------------------------------------------- the Python cases

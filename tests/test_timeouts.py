@@ -323,3 +323,22 @@ def test_titles_describe_the_schedule():
     c = T.Comparison({T.PEER_LANE: [{"t": 0.3, "event": "send", "bytes": 1}]}, "note",
                      T.describe_schedule(drip, 0.5))
     assert c.figure().axes[0].get_title() == c.title
+
+
+# ---------------------------------------------------------------- SO_RCVTIMEO, read from the sockets themselves
+
+
+def test_neither_node_nor_python_sets_so_rcvtimeo():
+    import psutil
+
+    result = T.node_socket_options(1000)
+    assert [p for p in psutil.Process(os.getpid()).children(recursive=True) if "node" in p.name()] == []
+    rows = {row["socket"]: row for row in result["rows"]}
+    python = rows["Python socket after settimeout(1.0)"]
+    assert python["gettimeout()"] == 1.0 and python["SO_RCVTIMEO"] == 0 and python["SO_SNDTIMEO"] == 0
+    assert rows["control: setsockopt(SO_RCVTIMEO, 0.3 s)"]["SO_RCVTIMEO"] == pytest.approx(0.3)
+    if NODE is None or not result["available"]:
+        pytest.skip(result["reason"] or "Node.js is not installed")
+    assert result["node"].startswith("v")
+    assert result["SO_RCVTIMEO"] == 0 and result["SO_SNDTIMEO"] == 0
+    assert "pidfd_getfd" in result["how"]
