@@ -228,3 +228,117 @@ def test_trickle_server_records_what_it_did():
             time.sleep(0.01)
     assert got == b"abc"
     assert [e["event"] for e in peer.timeline] == ["send", "send", "close"]
+
+
+# ---------------------------------------------------------------- writes: Python's recv timeout ignores them
+
+WRITES = [(0.2, b"a"), (0.4, b"b"), (0.6, b"c")]
+
+
+def test_python_writes_do_not_touch_the_recv_in_progress():
+    with TrickleServer([]) as peer:
+        events = T.settimeout_timeline(peer.address, 0.3, 1.4, writes=WRITES)
+        deadline = time.monotonic() + 2
+        while sum(e["bytes"] for e in peer.timeline if e["event"] == "recv") < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        received = sum(e["bytes"] for e in peer.timeline if e["event"] == "recv")
+    assert received == 3                                    # the kernel delivered all three writes
+    writes = times(events, "write")
+    assert [round(t, 1) for t in writes] == [0.2, 0.4, 0.6]
+    timeouts = [e for e in events if e["event"] == "timeout"]
+    # every 0.3 s counted from the recv call, as if nothing had been written
+    assert [round(e["t"], 1) for e in timeouts] == [0.3, 0.6, 0.9, 1.2]
+    for e in timeouts:
+        assert 0.3 - 0.01 <= e["since_call"] <= 0.3 + 0.1, e
+    # writes landed inside recv calls that then still timed out 0.3 s after they began
+    inside = [w for w in writes for e in timeouts if e["t"] - e["since_call"] < w < e["t"] - 0.01]
+    assert len(inside) >= 2, (writes, timeouts)
+
+
+def test_compare_gives_every_client_the_same_writes():
+    c = T.compare([], timeout_s=0.3, duration_s=1.4, writes=WRITES, progress=False)
+    assert c.count(T.PYTHON_LANE, "write") == 3
+    assert [round(t, 1) for t in c.times(T.PYTHON_LANE, "timeout")] == [0.3, 0.6, 0.9, 1.2]
+    node_lanes = [T.EMULATION_LANE] + ([T.NODE_LANE] if NODE else [])
+    for lane in node_lanes:
+        assert c.count(lane, "write") == 3, lane
+        (first,) = c.times(lane, "timeout")                 # refreshed by each write: 0.6 + 0.3
+        assert 0.9 - 0.02 <= first <= 0.9 + 0.1, lane
+    assert c.title == "peer sends nothing; client writes 3 bytes at 0.2, 0.4, 0.6 s; timeout 0.3 s"
+
+
+# ---------------------------------------------------------------- the three clients run at the same time
+
+
+def test_compare_runs_the_clients_concurrently_with_sequential_results():
+    schedule = [(0.3, b"a"), (0.6, b"b"), (0.9, b"c")]
+    duration = 1.8
+    t0 = time.monotonic()
+    c = T.compare(schedule, timeout_s=0.5, duration_s=duration, progress=False)
+    wall = time.monotonic() - t0
+    assert wall < duration + 1.5, wall                      # one schedule's time, not three
+    if NODE:
+        assert T.NODE_LANE in c.lanes, c.note
+    # the same clients, one after another (what compare did before)
+    sequential = {}
+    with TrickleServer(schedule) as peer:
+        sequential[T.PYTHON_LANE] = T.settimeout_timeline(peer.address, 0.5, duration)
+    with TrickleServer(schedule) as peer:
+        sequential[T.EMULATION_LANE] = T.node_style_timeline(peer.address, 500, duration)
+    if NODE:
+        with TrickleServer(schedule) as peer:
+            sequential[T.NODE_LANE] = T.run_node_client(peer.address, 500, duration)
+    for lane, events in sequential.items():
+        together = c.times(lane, "timeout")
+        alone = times(events, "timeout")
+        assert len(together) == len(alone) == 1, (lane, together, alone)
+        assert abs(together[0] - 1.4) <= 0.1 and abs(together[0] - alone[0]) <= 0.05, (lane, together, alone)
+        for kind in ("recv", "data"):
+            assert len(c.times(lane, kind)) == len(times(events, kind)), (lane, kind)
+    assert [round(t, 1) for t in c.times(T.PEER_LANE, "send")] == [0.3, 0.6, 0.9]
+
+
+def test_progress_bar_counts_the_schedule(capsys):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(time.sleep, 0.3)
+        T._wait_all([future], 2.5, progress=True)
+        assert future.done()
+    assert "schedule running" in capsys.readouterr().err
+    with ThreadPoolExecutor(1) as pool:                    # short schedules: no bar
+        T._wait_all([pool.submit(time.sleep, 0.05)], 1.5, progress=True)
+    assert "schedule running" not in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- titles describe the schedule run
+
+
+def test_titles_describe_the_schedule():
+    assert T.describe_schedule([(0.3, b"a"), (0.6, b"b"), (0.9, b"c")], 0.5) == \
+        "peer sends 3 bytes at 0.3, 0.6, 0.9 s; timeout 0.5 s"
+    drip = [(0.3 * i, b".") for i in range(1, 11)]
+    assert T.describe_schedule(drip, 0.5) == "peer sends a byte every 0.3 s until 3 s; timeout 0.5 s"
+    assert T.describe_schedule([(1.0, b"hello")], 2) == "peer sends 5 bytes at 1 s; timeout 2 s"
+    c = T.Comparison({T.PEER_LANE: [{"t": 0.3, "event": "send", "bytes": 1}]}, "note",
+                     T.describe_schedule(drip, 0.5))
+    assert c.figure().axes[0].get_title() == c.title
+
+
+# ---------------------------------------------------------------- SO_RCVTIMEO, read from the sockets themselves
+
+
+def test_neither_node_nor_python_sets_so_rcvtimeo():
+    import psutil
+
+    result = T.node_socket_options(1000)
+    assert [p for p in psutil.Process(os.getpid()).children(recursive=True) if "node" in p.name()] == []
+    rows = {row["socket"]: row for row in result["rows"]}
+    python = rows["Python socket after settimeout(1.0)"]
+    assert python["gettimeout()"] == 1.0 and python["SO_RCVTIMEO"] == 0 and python["SO_SNDTIMEO"] == 0
+    assert rows["control: setsockopt(SO_RCVTIMEO, 0.3 s)"]["SO_RCVTIMEO"] == pytest.approx(0.3)
+    if NODE is None or not result["available"]:
+        pytest.skip(result["reason"] or "Node.js is not installed")
+    assert result["node"].startswith("v")
+    assert result["SO_RCVTIMEO"] == 0 and result["SO_SNDTIMEO"] == 0
+    assert "pidfd_getfd" in result["how"]

@@ -21,17 +21,19 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from importlib import resources
 
+from ..base.experiment import Need, experiment
 from ..base.util import is_loopback
 
 __all__ = [
     "settimeout_timeline", "node_style_timeline", "run_node_client", "node_validate", "IdleTimeout",
     "NodeArgumentError", "recv_until", "sendall_with_timeout", "so_rcvtimeo_recv", "nonblocking_recv",
     "create_connection_timeout", "TIMEOUT_MAX", "node_available", "compare", "Comparison",
-    "demo_python_cases", "state_after_timeout",
+    "demo_python_cases", "state_after_timeout", "describe_schedule", "node_socket_options",
 ]
 
 TIMEOUT_MAX = 2**31 - 1  # Node's largest timer duration (ms); larger values are truncated to it
@@ -57,35 +59,78 @@ def _connect(address, timeout: float | None = 5.0) -> socket.socket:
 # ---------------------------------------------------------------- Python's settimeout
 
 
-def settimeout_timeline(address, timeout_s: float | None, duration_s: float) -> list[dict]:
-    """Read from ``address`` for ``duration_s`` with ``sock.settimeout(timeout_s)``.
+def _check_writes(writes) -> list[tuple[float, bytes]]:
+    out = []
+    for entry in writes:
+        try:
+            at, payload = entry
+        except (TypeError, ValueError):
+            raise ValueError(f"writes must be (seconds, bytes) pairs, got {entry!r}") from None
+        if not isinstance(at, (int, float)) or not 0 <= at <= MAX_DURATION_S \
+                or not isinstance(payload, (bytes, bytearray)):
+            raise ValueError(f"writes must be (0-{MAX_DURATION_S:g} seconds, bytes) pairs, got {entry!r}")
+        out.append((float(at), bytes(payload)))
+    return sorted(out, key=lambda e: e[0])
 
-    Events: ``"recv"`` (bytes arrived), ``"timeout"`` (a ``recv`` raised ``TimeoutError``;
-    the socket stays usable and reading goes on), ``"eof"`` (the peer closed).
+
+def settimeout_timeline(address, timeout_s: float | None, duration_s: float, *,
+                        writes: list[tuple[float, bytes]] = ()) -> list[dict]:
+    """Read from ``address`` for ``duration_s`` with ``sock.settimeout(timeout_s)``, while a
+    second thread sends ``writes`` (``(seconds, bytes)``) on the same socket on schedule.
+
+    Events: ``"recv"`` (bytes arrived), ``"write"`` (a send of ours went out),
+    ``"timeout"`` (a ``recv`` raised ``TimeoutError``; the socket stays usable and reading
+    goes on; ``"since_call"`` is how long that ``recv`` call had waited), ``"eof"`` (the
+    peer closed).  The writes do not touch the ``recv`` in progress: its timeout counts
+    from the moment the call started.
     """
     duration_s = _check_duration(duration_s)
     if timeout_s is not None and (not isinstance(timeout_s, (int, float)) or timeout_s <= 0):
         raise ValueError(f"timeout_s must be a positive number of seconds or None, got {timeout_s!r}")
+    pending = _check_writes(writes)
     events: list[dict] = []
     with _connect(address) as sock:
         t0 = time.monotonic()
         end = t0 + duration_s
-        while time.monotonic() < end:
-            left = end - time.monotonic()
-            # never wait past the end of the experiment
-            sock.settimeout(min(timeout_s, left) if timeout_s is not None else left)
-            try:
-                data = sock.recv(65536)
-            except TimeoutError:
-                if timeout_s is not None and time.monotonic() < end - 1e-3:
-                    events.append({"t": time.monotonic() - t0, "event": "timeout", "bytes": 0})
-                continue
-            now = time.monotonic() - t0
-            if not data:
-                events.append({"t": now, "event": "eof", "bytes": 0})
-                break
-            events.append({"t": now, "event": "recv", "bytes": len(data)})
-    return events
+        stop = threading.Event()
+
+        def write_on_schedule() -> None:
+            for at, payload in pending:
+                if stop.wait(max(0.0, t0 + at - time.monotonic())) or time.monotonic() >= end:
+                    return
+                try:
+                    sock.sendall(payload)
+                except OSError:
+                    return
+                events.append({"t": time.monotonic() - t0, "event": "write", "bytes": len(payload)})
+
+        writer = threading.Thread(target=write_on_schedule, name="tcplearn-writes", daemon=True)
+        if pending:
+            writer.start()
+        try:
+            while time.monotonic() < end:
+                left = end - time.monotonic()
+                # never wait past the end of the experiment
+                sock.settimeout(min(timeout_s, left) if timeout_s is not None else left)
+                called = time.monotonic()
+                try:
+                    data = sock.recv(65536)
+                except TimeoutError:
+                    now = time.monotonic()
+                    if timeout_s is not None and now < end - 1e-3:
+                        events.append({"t": now - t0, "event": "timeout", "bytes": 0,
+                                       "since_call": now - called})
+                    continue
+                now = time.monotonic() - t0
+                if not data:
+                    events.append({"t": now, "event": "eof", "bytes": 0})
+                    break
+                events.append({"t": now, "event": "recv", "bytes": len(data)})
+        finally:
+            stop.set()
+            if pending:
+                writer.join(timeout=5)
+    return sorted(events, key=lambda e: e["t"])
 
 
 # ---------------------------------------------------------------- Node's idle timer, emulated
@@ -260,6 +305,191 @@ def node_validate(value: object) -> dict:
     return _run_node({"validate": payload}, timeout=15)
 
 
+# ---------------------------------------------------------------- SO_RCVTIMEO, read from the socket itself
+
+SYS_PIDFD_GETFD = 438  # the same number on x86_64 and aarch64 (Linux >= 5.6)
+_TIMEVAL = struct.Struct("ll")  # struct timeval on 64-bit Linux: tv_sec, tv_usec
+
+
+def _libc():
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    return libc
+
+
+def pidfd_getfd(pid: int, targetfd: int) -> int:
+    """A duplicate, in this process, of file descriptor ``targetfd`` of process ``pid``
+    (``pidfd_open`` + ``pidfd_getfd``).  The duplicate refers to the same open socket, so its
+    options are that socket's.  Raises ``OSError`` (EPERM without ptrace access to ``pid``,
+    ENOSYS before Linux 5.6)."""
+    import ctypes
+    import platform
+
+    if not sys.platform.startswith("linux") or not hasattr(os, "pidfd_open"):
+        raise OSError(f"pidfd_open/pidfd_getfd are Linux-only (this is {sys.platform})")
+    if platform.machine() not in ("x86_64", "aarch64"):
+        raise OSError(f"pidfd_getfd's syscall number is only known here for x86_64 and aarch64, "
+                      f"not {platform.machine()}")
+    pidfd = os.pidfd_open(pid)
+    try:
+        libc = _libc()
+        fd = libc.syscall(ctypes.c_long(SYS_PIDFD_GETFD), ctypes.c_int(pidfd), ctypes.c_int(targetfd),
+                          ctypes.c_uint(0))
+        if fd < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"pidfd_getfd(pid {pid}, fd {targetfd}): {os.strerror(err)}")
+        return fd
+    finally:
+        os.close(pidfd)
+
+
+def _timeval_option(fd: int, option: int) -> float:
+    """``getsockopt(fd, SOL_SOCKET, option)`` for a struct-timeval option, in seconds.  Called
+    through libc on the bare fd: wrapping someone else's socket in ``socket.socket`` could
+    change its blocking mode when a default timeout is set."""
+    import ctypes
+
+    buf = ctypes.create_string_buffer(_TIMEVAL.size)
+    size = ctypes.c_uint32(_TIMEVAL.size)
+    if _libc().getsockopt(fd, socket.SOL_SOCKET, option, buf, ctypes.byref(size)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"getsockopt: {os.strerror(err)}")
+    sec, usec = _TIMEVAL.unpack(buf.raw[:_TIMEVAL.size])
+    return sec + usec / 1e6
+
+
+def _socket_fd_of(pid: int, inode: int) -> int:
+    """The fd number under which process ``pid`` holds the socket with ``inode``."""
+    for name in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{name}") == f"socket:[{inode}]":
+                return int(name)
+        except OSError:
+            continue
+    raise LookupError(f"process {pid} holds no fd for socket inode {inode}")
+
+
+def _connection_inode(local_port: int, remote_port: int) -> int:
+    from ..base.observe import parse_proc_net_tcp, sockets
+    from ..base.observe.procfs import read_table
+
+    found = [s.inode for s in sockets(port=local_port)
+             if s.local_port == local_port and s.remote_port == remote_port and s.inode]
+    if not found:  # a backend without inodes (psutil): read the kernel's table directly
+        found = [s.inode for s in parse_proc_net_tcp(read_table(), port=local_port)
+                 if s.local_port == local_port and s.remote_port == remote_port and s.inode]
+    if not found:
+        raise LookupError(f"no socket with inode for 127.0.0.1:{local_port} -> :{remote_port}")
+    return found[0]
+
+
+def _options(fd: int) -> dict:
+    return {"SO_RCVTIMEO": _timeval_option(fd, socket.SO_RCVTIMEO),
+            "SO_SNDTIMEO": _timeval_option(fd, socket.SO_SNDTIMEO)}
+
+
+def _python_rows(address) -> list[dict]:
+    """Python's own sockets, read with getsockopt: ``settimeout(1.0)``, and a control with
+    ``setsockopt(SO_RCVTIMEO, 0.3 s)`` read back through ``pidfd_getfd`` of this very
+    process (when allowed), which shows the method does see a non-zero value."""
+    rows = []
+    with _connect(address) as sock:
+        sock.settimeout(1.0)
+        rows.append({"socket": "Python socket after settimeout(1.0)", **_options(sock.fileno()),
+                     "gettimeout()": sock.gettimeout(), "how": "getsockopt on the socket itself"})
+    with _connect(address) as sock:
+        sock.settimeout(None)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _TIMEVAL.pack(0, 300_000))
+        try:
+            dup = pidfd_getfd(os.getpid(), sock.fileno())
+        except OSError:
+            rows.append({"socket": "control: setsockopt(SO_RCVTIMEO, 0.3 s)", **_options(sock.fileno()),
+                         "how": "getsockopt on the socket itself"})
+        else:
+            try:
+                rows.append({"socket": "control: setsockopt(SO_RCVTIMEO, 0.3 s)", **_options(dup),
+                             "how": "pidfd_getfd of this process, getsockopt on the duplicate"})
+            finally:
+                os.close(dup)
+    return rows
+
+
+def node_socket_options(timeout_ms: float = 1000) -> dict:
+    """Read ``SO_RCVTIMEO``/``SO_SNDTIMEO`` from real Node's own connected socket while
+    ``socket.setTimeout(timeout_ms)`` is active: Node holds a loopback connection, this
+    process finds that connection's fd in ``/proc/<node pid>/fd`` by its inode, takes a
+    duplicate with ``pidfd_getfd`` and calls ``getsockopt`` on it.  Needs ptrace access to
+    the Node process (root, or CAP_SYS_PTRACE, or Yama's rules allowing it).
+
+    Returns ``{"available", "SO_RCVTIMEO", "SO_SNDTIMEO" (seconds, None if not read),
+    "how", "node", "reason", "rows"}``; ``rows`` adds Python's own sockets for comparison.
+    """
+    from .trickle import TrickleServer
+
+    validate_msecs(timeout_ms)
+    result: dict = {"available": False, "SO_RCVTIMEO": None, "SO_SNDTIMEO": None, "how": "", "node": None,
+                    "timeout_ms": timeout_ms, "reason": "", "rows": []}
+    with TrickleServer([]) as peer:
+        result["rows"] = _python_rows(peer.address)
+        node, why = node_available()
+        if node is None:
+            result["reason"] = f"not available here: {why}"
+            return result
+        host, port = peer.address
+        args = {"hold": True, "host": host, "port": port, "timeout_ms": timeout_ms, "hold_s": 20}
+        proc = subprocess.Popen([node, _script(), json.dumps(args)], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            ready = _read_json_line(proc, deadline=time.monotonic() + 15)
+            result["node"] = ready["node"]
+            inode = _connection_inode(ready["local_port"], port)
+            fd = _socket_fd_of(proc.pid, inode)
+            dup = pidfd_getfd(proc.pid, fd)
+            try:
+                options = _options(dup)
+            finally:
+                os.close(dup)
+            how = (f"pidfd_getfd(pidfd_open({proc.pid}), {fd}) duplicated Node's socket fd "
+                   f"(socket:[{inode}]); getsockopt on the duplicate")
+            result.update(available=True, how=how, **options)
+            result["rows"].insert(0, {"socket": f"Node {ready['node']} after socket.setTimeout({timeout_ms:g})",
+                                      **options, "how": how})
+        except PermissionError as exc:  # EPERM/EACCES: /proc/<pid>/fd or pidfd_getfd refused
+            result["reason"] = (f"not available here: {exc} (reading another process's fd needs ptrace "
+                                "access to it: root, CAP_SYS_PTRACE, or a Yama ptrace_scope that allows it)")
+        except (LookupError, OSError, ValueError) as exc:
+            result["reason"] = f"not available here: {exc}"
+        finally:
+            proc.stdin.close()  # Node destroys its socket and exits
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+            proc.stderr.close()
+    return result
+
+
+def _read_json_line(proc: subprocess.Popen, deadline: float) -> dict:
+    """The next JSON line on ``proc``'s stdout, waiting until ``deadline`` at most."""
+    import selectors
+
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        while (left := deadline - time.monotonic()) > 0:
+            if sel.select(left):
+                line = proc.stdout.readline()
+                if not line:
+                    raise OSError(f"Node exited before reporting (exit {proc.wait()}): "
+                                  f"{proc.stderr.read().strip()[-300:]}")
+                if line.startswith("{"):
+                    return json.loads(line)
+    raise OSError("Node did not report its connection in time")
+
+
 # ---------------------------------------------------------------- the Python cases
 
 
@@ -344,16 +574,51 @@ def create_connection_timeout(address, timeout_s: float) -> dict:
 # ---------------------------------------------------------------- one call for the notebook
 
 
-class Comparison:
-    """The same peer schedule met by Python ``settimeout``, the Node-style emulation and real
-    Node: ``lanes`` maps a lane name to its events; ``note`` says whether real Node ran."""
+def _seconds(t: float) -> str:
+    return f"{t:.2f}".rstrip("0").rstrip(".")
 
-    def __init__(self, lanes: dict[str, list[dict]], note: str):
-        self.lanes, self.note = lanes, note
+
+def _describe_sends(entries: list[tuple[float, bytes]], who: str, verb: str) -> str:
+    """``"peer sends 3 bytes at 0.3, 0.6, 0.9 s"`` or ``"peer sends a byte every 0.3 s until 3 s"``."""
+    if not entries:
+        return f"{who} {verb} nothing"
+    times = [t for t, _ in entries]
+    sizes = {len(b) for _, b in entries}
+    size = next(iter(sizes)) if len(sizes) == 1 else None
+    unit = ("a byte" if size == 1 else f"{size} bytes") if size is not None else "data"
+    gaps = [round(b - a, 3) for a, b in zip(times, times[1:], strict=False)]
+    if len(entries) >= 4 and len(set(gaps)) == 1 and math.isclose(times[0], gaps[0], abs_tol=1e-3):
+        return f"{who} {verb} {unit} every {_seconds(gaps[0])} s until {_seconds(times[-1])} s"
+    total = sum(len(b) for _, b in entries)
+    what = f"{total} byte{'s' if total != 1 else ''}"
+    return f"{who} {verb} {what} at {', '.join(_seconds(t) for t in times)} s"
+
+
+def describe_schedule(schedule, timeout_s: float, writes=()) -> str:
+    """A figure title computed from what was actually run, e.g. ``"peer sends 3 bytes at
+    0.3, 0.6, 0.9 s; timeout 0.5 s"``."""
+    parts = [_describe_sends(sorted(schedule), "peer", "sends")]
+    if writes:
+        parts.append(_describe_sends(sorted(writes), "client", "writes"))
+    parts.append(f"timeout {_seconds(timeout_s)} s")
+    return "; ".join(parts)
+
+
+class Comparison:
+    """One peer schedule met by Python ``settimeout``, the Node-style emulation and real
+    Node: ``lanes`` maps a lane name to its events; ``note`` says whether real Node ran;
+    ``title`` describes the schedule that was run; ``wall_s`` is how long it all took."""
+
+    def __init__(self, lanes: dict[str, list[dict]], note: str, title: str = "", wall_s: float | None = None):
+        self.lanes, self.note, self.title, self.wall_s = lanes, note, title, wall_s
 
     def first(self, lane: str, event: str) -> float | None:
         """Time of the first ``event`` in ``lane`` (None if it never happened)."""
         return next((e["t"] for e in self.lanes.get(lane, []) if e["event"] == event), None)
+
+    def times(self, lane: str, event: str) -> list[float]:
+        """Times of every ``event`` in ``lane``."""
+        return [e["t"] for e in self.lanes.get(lane, []) if e["event"] == event]
 
     def count(self, lane: str, event: str) -> int:
         return sum(1 for e in self.lanes.get(lane, []) if e["event"] == event)
@@ -372,33 +637,73 @@ PYTHON_LANE = "Python settimeout"
 EMULATION_LANE = "Node-style (emulated in Python)"
 NODE_LANE = "real Node setTimeout"
 PEER_LANE = "the peer (server) sends"
+PROGRESS_MIN_S = 2.0  # shorter comparisons show no progress bar
 
 
-def compare(schedule: list[tuple[float, bytes]], *, timeout_s: float, duration_s: float,
-            writes: list[tuple[float, bytes]] = ()) -> Comparison:
-    """Run all three clients against a fresh ``TrickleServer(schedule)`` each, with the same
-    timeout (``timeout_s`` for Python, ``timeout_s * 1000`` ms for Node).  ``writes`` are the
-    Node-style clients' own sends (activity that refreshes their timer)."""
+def _wait_all(futures, duration_s: float, progress: bool) -> None:
+    """Wait for every future; with ``progress`` and a schedule longer than
+    ``PROGRESS_MIN_S``, a tqdm bar counts the schedule's seconds meanwhile."""
+    from concurrent.futures import wait
+
+    if not progress or duration_s <= PROGRESS_MIN_S:
+        wait(futures)
+        return
+    from tqdm.auto import tqdm
+
+    t0 = time.monotonic()
+    with tqdm(total=round(duration_s, 1), unit="s", desc="schedule running",
+              bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s") as bar:
+        while wait(futures, timeout=0.1).not_done:
+            bar.n = round(min(time.monotonic() - t0, duration_s), 1)
+            bar.refresh()
+        bar.n = bar.total
+        bar.refresh()
+
+
+@experiment(notebook="03", title="Python settimeout beside Node's idle setTimeout, on one peer schedule",
+            wants=[Need.NODE])
+def compare(place, schedule: list[tuple[float, bytes]], *, timeout_s: float, duration_s: float,
+            writes: list[tuple[float, bytes]] = (), progress: bool = True) -> Comparison:
+    """Run all three clients *at the same time*, each on its own connection to its own
+    ``TrickleServer(schedule)``, with the same timeout (``timeout_s`` for Python,
+    ``timeout_s * 1000`` ms for Node) and the same ``writes`` (the clients' own sends on
+    schedule).  Each lane's times count from its own connection's start, so the lanes line
+    up although the three connections are independent.  One comparison takes one schedule's
+    time; ``progress`` shows a bar when that is longer than 2 s."""
+    from concurrent.futures import ThreadPoolExecutor
+    from contextlib import ExitStack
+
     from .trickle import TrickleServer
 
-    lanes: dict[str, list[dict]] = {}
-    with TrickleServer(schedule) as peer:
-        lanes[PYTHON_LANE] = settimeout_timeline(peer.address, timeout_s, duration_s)
-    with TrickleServer(schedule) as peer:
-        lanes[EMULATION_LANE] = node_style_timeline(peer.address, timeout_s * 1000, duration_s, writes=writes)
-        lanes[PEER_LANE] = [e for e in peer.timeline if e["event"] == "send"]
+    duration_s = _check_duration(duration_s)
+    writes = _check_writes(writes)
+    validate_msecs(timeout_s * 1000)
     node, why = node_available()
-    note = f"Real Node: {why}."
+    clients = {PYTHON_LANE: lambda addr: settimeout_timeline(addr, timeout_s, duration_s, writes=writes),
+               EMULATION_LANE: lambda addr: node_style_timeline(addr, timeout_s * 1000, duration_s, writes=writes)}
     if node is not None:
-        with TrickleServer(schedule) as peer:
-            try:
-                lanes[NODE_LANE] = run_node_client(peer.address, timeout_s * 1000, duration_s, writes=writes)
-            except (OSError, RuntimeError) as exc:
-                note = f"Real Node failed here ({exc}); the emulation is shown alone."
-    else:
-        note = f"{why}."
+        clients[NODE_LANE] = lambda addr: run_node_client(addr, timeout_s * 1000, duration_s, writes=writes)
+    note = f"Real Node: {why}." if node is not None else f"{why}."
+    lanes: dict[str, list[dict]] = {}
+    t0 = time.monotonic()
+    with ExitStack() as stack:
+        peers = {lane: stack.enter_context(TrickleServer(schedule)) for lane in clients}
+        with ThreadPoolExecutor(max_workers=len(clients), thread_name_prefix="tcplearn-lane") as pool:
+            futures = {lane: pool.submit(run, peers[lane].address) for lane, run in clients.items()}
+            _wait_all(list(futures.values()), duration_s, progress)
+        for lane, future in futures.items():
+            if lane == NODE_LANE:
+                try:
+                    lanes[lane] = future.result()
+                except (OSError, RuntimeError) as exc:
+                    note = f"Real Node failed here ({exc}); the emulation is shown alone."
+            else:
+                lanes[lane] = future.result()
+        lanes[PEER_LANE] = [e for e in peers[EMULATION_LANE].timeline if e["event"] == "send"]
+    wall = time.monotonic() - t0
     order = [PEER_LANE, PYTHON_LANE, EMULATION_LANE, NODE_LANE]
-    return Comparison({k: lanes[k] for k in order if k in lanes}, note)
+    return Comparison({k: lanes[k] for k in order if k in lanes}, note,
+                      describe_schedule(schedule, timeout_s, writes), wall)
 
 
 # ---------------------------------------------------------------- small demos for notebook 03

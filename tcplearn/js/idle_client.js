@@ -27,6 +27,30 @@ if (Object.prototype.hasOwnProperty.call(args, 'validate')) {
   process.exit(0);
 }
 
+// Hold mode: connect, setTimeout(timeout_ms), report pid and ports, then stay connected
+// until stdin closes (or hold_s passes), so another process can inspect this very socket.
+//   node idle_client.js '{"hold":true,"host":"127.0.0.1","port":8080,"timeout_ms":1000,"hold_s":20}'
+if (args.hold) {
+  let timeouts = 0;
+  const sock = net.connect({ host: args.host, port: args.port }, () => {
+    sock.setTimeout(args.timeout_ms);
+    process.stdout.write(JSON.stringify({ ready: true, pid: process.pid, node: process.version,
+      local_port: sock.localPort, remote_port: sock.remotePort }) + '\n');
+  });
+  sock.on('timeout', () => { timeouts += 1; });
+  sock.on('error', () => {});
+  const done = () => {
+    sock.destroy();
+    process.stdout.write(JSON.stringify({ done: true, timeouts }) + '\n');
+    process.exit(0);
+  };
+  process.stdin.on('end', done);
+  process.stdin.on('close', done);
+  process.stdin.resume();
+  setTimeout(done, (args.hold_s ?? 20) * 1000);
+  return;
+}
+
 const events = [];
 let t0 = null;
 const now = () => (t0 === null ? 0 : Number(process.hrtime.bigint() - t0) / 1e9);

@@ -74,4 +74,4 @@ def show_myth(result: MythResult) -> None:
 
 def show_comparison(comparison: Comparison) -> None:
     """Which client saw what, on one time axis, then the counts per client."""
-    _display(_md(f"> {comparison.note}"), plots.timeout_timeline(comparison.lanes), comparison.table())
+    _display(_md(f"> {comparison.note}"), plots.timeout_timeline(comparison.lanes, title=comparison.title or None), comparison.table())
