@@ -1,0 +1,175 @@
+"""The figures, checked from their own artists: colours, arrowheads, labels that do not
+collide and sit on their own lines, and the annotations a figure promises."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+from matplotlib.path import Path
+
+from tcplearn import plots
+from tcplearn.states import TRANSITIONS, TcpState
+
+S = TcpState
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _warm_mathtext():
+    """The arc labels are mathtext (event over action), whose fonts matplotlib opens once
+    per process and keeps; open them before conftest's per-test descriptor check."""
+    _drawn(plots.state_diagram(close_only=True, path=[S.ESTABLISHED, S.FIN_WAIT_1]))
+
+
+def _drawn(fig):
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return canvas.get_renderer()
+
+
+# ---------------------------------------------------------------- one identity per state
+
+
+def test_every_state_has_its_own_colour_marker_and_identity():
+    colours = [plots.STATE_STYLE[s].color.lower() for s in TcpState]
+    assert set(plots.STATE_STYLE) == set(TcpState)
+    assert len(set(colours)) == len(colours)
+    rfc = [plots.STATE_STYLE[s].color.lower() for s in TcpState.rfc_states()]
+    assert len(set(rfc)) == len(rfc) == 11
+    assert len({plots.STATE_STYLE[s].marker for s in TcpState}) == len(TcpState)
+    identities = {(st.color, st.marker, st.linestyle) for st in plots.STATE_STYLE.values()}
+    assert len(identities) == len(TcpState)
+
+
+def test_legend_handles_use_the_shared_styles():
+    for handle, state in zip(plots.legend_handles(), TcpState.rfc_states(), strict=True):
+        assert handle.get_color() == plots.STATE_STYLE[state].color and handle.get_label() == state.label
+
+
+# ---------------------------------------------------------------- the state diagram
+
+
+def _arrows(fig):
+    return [p for p in fig.axes[0].patches if isinstance(p, FancyArrowPatch) and (p.get_gid() or "").startswith("arc:")]
+
+
+def _boxes(fig):
+    return [p for p in fig.axes[0].patches if isinstance(p, FancyBboxPatch) and (p.get_gid() or "").startswith("state:")]
+
+
+def _head(arrow) -> np.ndarray:
+    """The arrowhead's vertices in display coordinates: the last sub-path of the drawn arrow."""
+    path = arrow.get_transform().transform_path(arrow.get_path())
+    starts = [i for i, (_, code) in enumerate(path.iter_segments(simplify=False)) if code == Path.MOVETO]
+    verts = [v for v, _ in path.iter_segments(simplify=False)]
+    return np.array([v[-2:] for v in verts[starts[-1]:]])
+
+
+def _check_arrowheads(fig):
+    _drawn(fig)
+    boxes = _boxes(fig)
+    arrows = _arrows(fig)
+    assert arrows
+    for arrow in arrows:
+        style = arrow.get_arrowstyle()
+        assert ">" in style.arrow.split("-")[-1], (arrow.get_gid(), style.arrow)  # a head at the end
+        head = _head(arrow)
+        assert len(head) >= 3, arrow.get_gid()
+        for box in boxes:
+            for point in head:
+                assert not box.contains_point(point), f"{arrow.get_gid()}'s head is under {box.get_gid()}"
+        gid = arrow.get_gid().split(":")
+        if gid[2] not in ("ABORT", "RCV_RST") or gid[3] == "LISTEN":  # an arc, not a stub: it reaches its box
+            target = [b for b in boxes if b.get_gid().split(":")[1] == gid[3]]
+            tip = min(head, key=lambda p: _dist_to(p, target))
+            assert _dist_to(tip, target) < 12, f"{arrow.get_gid()} stops {_dist_to(tip, target):.0f} px short"
+
+
+def _dist_to(point, boxes) -> float:
+    """Pixels from ``point`` to the nearest of ``boxes``' window extents."""
+    def one(bb):
+        dx = max(bb.x0 - point[0], 0, point[0] - bb.x1)
+        dy = max(bb.y0 - point[1], 0, point[1] - bb.y1)
+        return math.hypot(dx, dy)
+    return min(one(b.get_window_extent()) for b in boxes)
+
+
+def _check_no_text_overlaps(fig, gap: float = 8.0):
+    """No two texts (nor a text and a legend) come within ``gap`` pixels of each other."""
+    renderer = _drawn(fig)
+    texts = [t for t in fig.axes[0].texts + fig.texts if t.get_visible() and t.get_text().strip()]
+    extents = [(t.get_gid() or t.get_text(), t.get_window_extent(renderer)) for t in texts]
+    extents += [(f"legend {i}", leg.get_window_extent(renderer)) for i, leg in enumerate(fig.legends)]
+    for (name_a, a), (name_b, b) in itertools.combinations(extents, 2):
+        assert not a.padded(gap / 2).overlaps(b.padded(gap / 2)), f"{name_a!r} overlaps {name_b!r}"
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"highlight": {S.TIME_WAIT: "client", S.CLOSED: "server"}},
+                                    {"show_rst": False}])
+def test_state_diagram_arrowheads_are_visible(kwargs):
+    _check_arrowheads(plots.state_diagram(**kwargs))
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"highlight": {S.TIME_WAIT: "client", S.CLOSED: "server"}}])
+def test_state_diagram_labels_do_not_overlap(kwargs):
+    _check_no_text_overlaps(plots.state_diagram(**kwargs))
+
+
+def test_state_diagram_explains_the_notation_and_labels_every_figure_arc():
+    fig = plots.state_diagram()
+    captions = [t for t in fig.texts if t.get_gid() == "caption:notation"]
+    assert len(captions) == 1 and "rcv FIN / snd ACK" in captions[0].get_text().replace("\n", " ")
+    labels = {t.get_gid() for t in fig.axes[0].texts if (t.get_gid() or "").startswith("label:")}
+    for state, event, target in TRANSITIONS.arcs():
+        if event.name not in ("ABORT", "RCV_RST") or target is S.LISTEN:
+            assert f"label:{state.name}:{event.name}:{target.name}" in labels
+    # no stray text: every text is a state name, an arc label, a CLOSED tag or a highlight
+    assert all((t.get_gid() or "").split(":")[0] in ("name", "label", "tag", "highlight")
+               for t in fig.axes[0].texts)
+
+
+CLIENT_PATH = [S.ESTABLISHED, S.FIN_WAIT_1, S.FIN_WAIT_2, S.TIME_WAIT, S.CLOSED]
+SERVER_PATH = [S.ESTABLISHED, S.CLOSE_WAIT, S.LAST_ACK, S.CLOSED]
+SIMULTANEOUS = [S.ESTABLISHED, S.FIN_WAIT_1, S.CLOSING, S.TIME_WAIT]
+
+
+@pytest.mark.parametrize("path", [CLIENT_PATH, SERVER_PATH, SIMULTANEOUS, [S.ESTABLISHED, S.CLOSED]])
+def test_close_only_view(path):
+    fig = plots.state_diagram(close_only=True, path=path)
+    gids = {p.get_gid() for p in fig.axes[0].patches}
+    shown = {g.split(":")[1] for g in gids if g and g.startswith("state:")}
+    assert shown == {s.name for s in plots.CLOSE_STATES}
+    for state, _event, target in fig.tcplearn_arcs:
+        assert state in plots.CLOSE_STATES and target in plots.CLOSE_STATES
+    assert [arc[0] for arc in fig.tcplearn_path][:1] == [S.ESTABLISHED]
+    on_path = [g for g in gids if g and g.startswith("arc:") and g.endswith(":path")]
+    assert len(on_path) == len(fig.tcplearn_path) >= 1
+    _check_arrowheads(fig)
+    _check_no_text_overlaps(fig)
+
+
+def test_close_only_path_follows_the_run():
+    fig = plots.state_diagram(close_only=True, path=[S.SYN_SENT, S.ESTABLISHED, S.ESTABLISHED] + CLIENT_PATH[1:])
+    assert [(s, e.name, t) for s, e, t in fig.tcplearn_path] == [
+        (S.ESTABLISHED, "CLOSE", S.FIN_WAIT_1), (S.FIN_WAIT_1, "RCV_ACK_OF_FIN", S.FIN_WAIT_2),
+        (S.FIN_WAIT_2, "RCV_FIN", S.TIME_WAIT), (S.TIME_WAIT, "TIMEOUT_2MSL", S.CLOSED)]
+    # an observer that missed FIN-WAIT-1 still gets the route the table allows
+    fig = plots.state_diagram(close_only=True, path=[S.ESTABLISHED, S.FIN_WAIT_2])
+    assert [e.name for _, e, _ in fig.tcplearn_path] == ["CLOSE", "RCV_ACK_OF_FIN"]
+    with pytest.raises(ValueError, match="no way from TIME-WAIT to ESTABLISHED"):
+        plots.state_diagram(close_only=True, path=[S.TIME_WAIT, S.ESTABLISHED])
+
+
+def test_close_only_path_from_a_real_history():
+    from tcplearn.close import ConnectionPair
+
+    with ConnectionPair() as pair:
+        pair.client_close()
+        pair.server_close()
+    fig = plots.state_diagram(close_only=True, path=[s.client_state for s in pair.history])
+    assert fig.tcplearn_path[-1][2] is S.TIME_WAIT
+    _check_arrowheads(fig)
