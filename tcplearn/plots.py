@@ -459,14 +459,51 @@ def countdown_plot(countdown, title: str = "TIME-WAIT: the kernel's own timer, r
     return fig
 
 
+def _polyline_distance(point, xs, ys) -> float:
+    """Distance from ``point`` to the polyline through (xs, ys), all in one coordinate system."""
+    import numpy as np
+
+    p = np.asarray(point, dtype=float)
+    pts = np.column_stack([xs, ys]).astype(float)
+    if len(pts) == 1:
+        return float(np.hypot(*(pts[0] - p)))
+    a, b = pts[:-1], pts[1:]
+    ab = b - a
+    t = np.clip(((p - a) * ab).sum(1) / np.maximum((ab * ab).sum(1), 1e-12), 0, 1)
+    return float(np.hypot(*(a + t[:, None] * ab - p).T).min())
+
+
+def _label_clearance(anchor, lift: float, half: float, others, size) -> float:
+    """How far a label ``half`` wide, centred ``lift`` above ``anchor``, and its anchor stay from
+    the ``others`` polylines (all in inches); negative when the label would leave the axes."""
+    import numpy as np
+
+    (ax_, ay), (width, height) = anchor, size
+    cy = ay + lift
+    if not 0.15 <= cy <= height - 0.15 or not half + 0.05 <= ax_ <= width - half - 0.05:
+        return -1.0
+    points = [(lx, cy) for lx in np.linspace(ax_ - half, ax_ + half, 9)] + [anchor]
+    return min((_polyline_distance(p, *o) for p in points for o in others), default=1.0) - 0.05 * abs(lift)
+
+
 def myth_plot(table, fin_timeout: int):
     """The timers of ``timewait.myth_test``: an orphaned FIN-WAIT-2, a TIME-WAIT, and an
     orphaned FIN-WAIT-2 whose peer's FIN arrives midway.  Each reading is drawn in the
-    style of the state it was in; the lines are labelled with the socket they belong to."""
+    style of the state it was in; each line is labelled at a point of its own, the one
+    farthest from the other lines, with the label on the side away from them (the two
+    TIME-WAIT lines run a couple of seconds apart)."""
+    import numpy as np
+    import pandas as pd
+
+    table = pd.DataFrame(table)
     fig = Figure(figsize=(9, 4.6))
     ax = fig.subplots()
+    series: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for name in dict.fromkeys(table["socket"]):
         rows = table[(table["socket"] == name) & (table["state"] != "CLOSED")]
+        if not len(rows):
+            continue
+        series[name] = (rows["t"].to_numpy(float), rows["timer_remaining"].to_numpy(float))
         parts = [part for _, part in rows.groupby((rows["state"] != rows["state"].shift()).cumsum())]
         for part in parts:
             style = STATE_STYLE[TcpState[part["state"].iloc[0]]]
@@ -475,13 +512,39 @@ def myth_plot(table, fin_timeout: int):
         if len(parts) > 1:  # the socket moved state: show where and why
             a, b = parts[0].iloc[-1], parts[1].iloc[0]
             ax.annotate("", xy=(b["t"], b["timer_remaining"]), xytext=(a["t"], a["timer_remaining"]),
-                        arrowprops={"arrowstyle": "->", "linestyle": ":", "color": "#333333"})
-            ax.text(b["t"] + 0.1, 33, "the peer's FIN arrives:\na fresh 60 s TIME-WAIT", fontsize=8)
-        last = rows.iloc[-1] if len(rows) else None
-        if last is not None:
-            offset = {"TIME-WAIT": 2.5, "orphaned FIN-WAIT-2": 1.5}.get(name, -3.5)
-            ax.text(last["t"], last["timer_remaining"] + offset, name, fontsize=8, ha="right")
+                        arrowprops={"arrowstyle": "->", "linestyle": ":", "color": "#333333"}, gid="fin-arrives")
+            mid = ((a["t"] + b["t"]) / 2, (a["timer_remaining"] + b["timer_remaining"]) / 2)
+            ax.annotate("the peer's FIN arrives:\na fresh 60 s TIME-WAIT", mid, xytext=(12, 0),
+                        textcoords="offset points", ha="left", va="center", fontsize=8, gid="note:fin-arrives")
+    t_max = max((xs.max() for xs, _ in series.values()), default=1.0)
+    ax.set_xlim(-0.03 * t_max, t_max * 1.03)
+    ax.set_ylim(0, 74)  # room above the 60 s lines for their labels
     ax.axhline(fin_timeout, color="#555555", linestyle=":")
+
+    # Place the labels in a space where one unit is the same length both ways: the axes' inches.
+    bbox = ax.get_position()
+    width, height = fig.get_figwidth() * bbox.width, fig.get_figheight() * bbox.height
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+
+    def inches(xs, ys):
+        return (np.asarray(xs) - x0) / (x1 - x0) * width, (np.asarray(ys) - y0) / (y1 - y0) * height
+
+    scaled = {name: inches(*xy) for name, xy in series.items()}
+    obstacles = dict(scaled)
+    obstacles["tcp_fin_timeout"] = inches([x0, x1], [fin_timeout, fin_timeout])
+    for name, (xs, ys) in series.items():
+        sx, sy = scaled[name]
+        others = [xy for other, xy in obstacles.items() if other != name]
+        half = 0.03 * len(name)  # half the label's width, in inches (8 pt text)
+
+        best, lift = max(((i, lift) for i in range(len(xs)) for lift in (0.25, 0.4, -0.25, -0.4)),
+                         key=lambda c: _label_clearance((sx[c[0]], sy[c[0]]), c[1], half, others, (width, height)))
+        ax.annotate(name, (xs[best], ys[best]), xytext=(0, lift * 72),
+                    textcoords="offset points", ha="center", va="center", fontsize=8, gid=f"label:{name}",
+                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85},
+                    arrowprops={"arrowstyle": "-", "color": "#555555", "lw": 0.6, "shrinkA": 0, "shrinkB": 2})
+        cy = sy[best] + lift
+        obstacles[f"label:{name}"] = ([sx[best] - half, sx[best] + half], [cy, cy])
     handles = legend_handles([TcpState.FIN_WAIT_2, TcpState.TIME_WAIT])
     from matplotlib.lines import Line2D
 
@@ -489,7 +552,6 @@ def myth_plot(table, fin_timeout: int):
     ax.legend(handles=handles, loc="center right", fontsize=8)
     ax.set_xlabel("seconds")
     ax.set_ylabel("seconds left on the kernel's timer")
-    ax.set_ylim(0, 66)
     ax.set_title("One setting, two timers: tcp_fin_timeout moves only the orphaned FIN-WAIT-2")
     ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -7,12 +7,13 @@ import itertools
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 from matplotlib.path import Path
 
-from tcplearn import plots
+from tcplearn import plots, traces
 from tcplearn.states import TRANSITIONS, TcpState
 
 S = TcpState
@@ -173,3 +174,52 @@ def test_close_only_path_from_a_real_history():
     fig = plots.state_diagram(close_only=True, path=[s.client_state for s in pair.history])
     assert fig.tcplearn_path[-1][2] is S.TIME_WAIT
     _check_arrowheads(fig)
+
+
+# ---------------------------------------------------------------- the myth figure
+
+
+def _myth_table():
+    trace, rows = traces.recorded_run("time_wait_experiments", "myth_demo", fin_timeout=5)
+    assert rows is not None, "the recorded myth_demo(fin_timeout=5) run is missing"
+    return pd.DataFrame(rows)
+
+
+def _segment_distance(p, path_xy) -> float:
+    best = math.inf
+    for a, b in zip(path_xy[:-1], path_xy[1:], strict=True):
+        ab, ap = b - a, p - a
+        t = 0.0 if not ab.any() else min(max(float(ap @ ab / (ab @ ab)), 0.0), 1.0)
+        best = min(best, float(np.hypot(*(a + t * ab - p))))
+    return best if len(path_xy) > 1 else float(np.hypot(*(path_xy[0] - p)))
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_myth_plot_labels_sit_on_their_own_lines(reverse):
+    table = _myth_table()
+    if reverse:  # the placement follows the data, not the order of the sockets
+        table = table.iloc[::-1].sort_values("t", kind="stable")
+    fig = plots.myth_plot(table, 5)
+    renderer = _drawn(fig)
+    ax = fig.axes[0]
+    lines: dict[str, list[np.ndarray]] = {}
+    for line in ax.get_lines():
+        gid = line.get_gid() or ""
+        if gid.startswith("timer:"):
+            name = gid.split(":")[1]
+            lines.setdefault(name, []).append(ax.transData.transform(np.column_stack(line.get_data())))
+    assert set(lines) == set(table["socket"])
+    labels = {t.get_gid().removeprefix("label:"): t for t in ax.texts if (t.get_gid() or "").startswith("label:")}
+    assert set(labels) == set(lines)
+    for name, text in labels.items():
+        assert text.get_text() == name
+        anchor = ax.transData.transform(text.xy)
+        bb = text.get_window_extent(renderer)
+        centre = np.array([(bb.x0 + bb.x1) / 2, (bb.y0 + bb.y1) / 2])
+        for where, point in (("anchor", anchor), ("text", centre)):
+            dist = {other: min(_segment_distance(point, part) for part in parts) for other, parts in lines.items()}
+            nearest = min(dist, key=dist.get)
+            assert nearest == name, f"{name!r}'s {where} is nearer {nearest!r} ({dist})"
+        assert min(_segment_distance(anchor, part) for part in lines[name]) < 1.0  # on its own line
+        assert ax.bbox.contains(*centre)
+    _check_no_text_overlaps(fig)
