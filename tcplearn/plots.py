@@ -360,38 +360,31 @@ def _wrap(text: str, width: int) -> str:
 _LANE = {"client": 0.0, "server": 1.0}
 
 
-def sequence_diagram(history, segments_by_step=None, *, server_port: int | None = None,
-                     title: str | None = None):
-    """Draw a connection's exchange: the client's and the server's timelines, one arrow per
-    segment, and the states the kernel reported for both ends after every step.
-
-    ``history`` is ``ConnectionPair.history``, or a ``CloseRun`` (whose captured segments
-    and server port are then used).  Without captured segments the arrows are what
-    RFC 9293 says each step sends, and the title says so; with them (one list of
-    ``Segment`` per step, and the server's port to tell directions apart) every arrow
-    is a real captured segment with its flags and relative seq/ack.  Returns the Figure.
-    """
-    if hasattr(history, "history"):
-        run = history
-        history, segments_by_step, server_port = run.history, run.segments_by_step, run.server_port
-    real = segments_by_step is not None
-    if real and server_port is None:
-        raise ValueError("captured segments need server_port= to tell the two directions apart")
+def _sequence_rows(history, segments_by_step, server_port) -> list[tuple]:
+    """One row per segment (``("seg", sender, flags, detail, step index)``) and per step
+    (``("step", step, step index)``), in order."""
     rows: list[tuple] = []
     for i, step in enumerate(history):
-        if real:
+        if segments_by_step is not None:
             for seg in segments_by_step[i]:
                 sender = "server" if seg.sport == server_port else "client"
                 detail = f"seq={seg.seq} ack={seg.ack}" + (f" len={seg.length}" if seg.length else "")
-                rows.append(("seg", sender, seg.flags, detail))
+                rows.append(("seg", sender, seg.flags, detail, i))
         else:
             for sender, flags in step.segments:
-                rows.append(("seg", sender, "data" if flags == "DATA" else flags, ""))
-        rows.append(("step", step))
+                rows.append(("seg", sender, "data" if flags == "DATA" else flags, "", i))
+        rows.append(("step", step, i))
+    return rows
+
+
+def _draw_sequence(rows, *, skip=lambda row: False, xlim=(-0.75, 1.75), width: float = 9.5):
+    """Draw ``rows`` (from ``_sequence_rows``): lanes, one arrow per segment (rows for
+    which ``skip(row)`` is true are left empty, for the caller to draw), the states
+    after each step.  Returns ``(fig, ax, number of arrows)``."""
     height = max(4.0, 0.42 * len(rows) + 1.2)
-    fig = Figure(figsize=(9.5, height))
+    fig = Figure(figsize=(width, height))
     ax = fig.subplots()
-    ax.set_xlim(-0.75, 1.75)
+    ax.set_xlim(*xlim)
     ax.set_ylim(len(rows) + 0.2, -1.3)
     ax.set_axis_off()
     for name, x in _LANE.items():
@@ -399,8 +392,12 @@ def sequence_diagram(history, segments_by_step=None, *, server_port: int | None 
         ax.text(x, -0.7, name, ha="center", va="bottom", fontsize=11, fontweight="bold")
     n_arrows = 0
     for y, row in enumerate(rows):
+        if row[0] == "gap":  # time passing, for the caller to annotate
+            continue
         if row[0] == "seg":
-            _, sender, flags, detail = row
+            _, sender, flags, detail, _ = row
+            if skip(row):
+                continue
             x0 = _LANE[sender]
             lost = flags.endswith("(lost)")
             # A lost segment stops halfway, dashed, with a cross where it vanished.
@@ -421,13 +418,35 @@ def sequence_diagram(history, segments_by_step=None, *, server_port: int | None 
         else:
             step = row[1]
             who = step.action if step.actor == "both" else f"{step.actor}: {step.action}"
-            ax.text(0.5, y + 0.35, who, ha="center", va="center", fontsize=8, style="italic", color="#333333")
+            ax.text(0.5, y + 0.35, who, ha="center", va="center", fontsize=8, style="italic", color="#333333",
+                    zorder=4, bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8})
             for end, x, state in (("client", -0.05, step.client_state), ("server", 1.05, step.server_state)):
                 style = STATE_STYLE[state]
                 ax.text(x, y + 0.35, state.label, ha="right" if end == "client" else "left", va="center",
                         fontsize=8.5, fontweight="bold", color=style.text, zorder=4,
                         bbox={"boxstyle": "round,pad=0.25", "fc": style.color, "ec": "black", "lw": 0.6},
                         gid=f"state:{end}:{state.name}")
+    return fig, ax, n_arrows
+
+
+def sequence_diagram(history, segments_by_step=None, *, server_port: int | None = None,
+                     title: str | None = None):
+    """Draw a connection's exchange: the client's and the server's timelines, one arrow per
+    segment, and the states the kernel reported for both ends after every step.
+
+    ``history`` is ``ConnectionPair.history``, or a ``CloseRun`` (whose captured segments
+    and server port are then used).  Without captured segments the arrows are what
+    RFC 9293 says each step sends, and the title says so; with them (one list of
+    ``Segment`` per step, and the server's port to tell directions apart) every arrow
+    is a real captured segment with its flags and relative seq/ack.  Returns the Figure.
+    """
+    if hasattr(history, "history"):
+        run = history
+        history, segments_by_step, server_port = run.history, run.segments_by_step, run.server_port
+    real = segments_by_step is not None
+    if real and server_port is None:
+        raise ValueError("captured segments need server_port= to tell the two directions apart")
+    fig, ax, n_arrows = _draw_sequence(_sequence_rows(history, segments_by_step, server_port))
     source = "captured on the loopback" if real else "what RFC 9293 says each step sends"
     ax.set_title(title or f"Segments: {source}. States: read from the kernel after each step.", fontsize=10)
     fig.tcplearn_segments = n_arrows
@@ -559,9 +578,92 @@ def myth_plot(table, fin_timeout: int):
 
 
 def simulation_diagram(sim):
-    """A ``model`` simulation as a sequence diagram, titled as a simulation."""
+    """A ``model`` simulation as a sequence diagram, titled as a simulation.
+
+    For ``model.old_duplicate`` the delayed copy is one long arrow from the moment
+    connection 1 sent it, across the close, to where it lands in connection 2 (or to the
+    cross where it expires, MSL after it was sent), and the figure shows the numbers
+    the model assumed: its MSL, TIME-WAIT = 2×MSL, and both connections' initial
+    sequence numbers."""
     kind = "with" if sim.time_wait else "WITHOUT"
-    return sequence_diagram(sim.steps, title=f"Simulated, {kind} TIME-WAIT: {sim.name} (model, not measured)")
+    title = f"Simulated, {kind} TIME-WAIT: {sim.name} (model, not measured)"
+    facts = getattr(sim, "facts", {}) or {}
+    if "old_seq" not in facts:
+        return sequence_diagram(sim.steps, title=title)
+    return _old_duplicate_diagram(sim, facts, title)
+
+
+def _old_duplicate_diagram(sim, facts: dict, title: str):
+    rows = _sequence_rows(sim.steps, None, None)
+    close_row = next(y for y, row in enumerate(rows) if row[0] == "step" and row[2] == 2)
+    if facts["time_wait_len"]:  # room to see the 2×MSL wait between the close and connection 2
+        rows[close_row + 1:close_row + 1] = [("gap",)] * 4
+
+    def is_copy(row):
+        return row[0] == "seg" and "(old copy)" in row[2]
+
+    fig, ax, n_arrows = _draw_sequence(rows, skip=is_copy, xlim=(-1.25, 2.45), width=11.5)
+    seg_rows = [y for y, row in enumerate(rows) if row[0] == "seg"]
+    step_row = {row[2]: y for y, row in enumerate(rows) if row[0] == "step"}
+    msl, tw = facts["msl"], facts["time_wait_len"]
+    sent = next(y for y in seg_rows if rows[y][2].startswith(f"data seq={facts['old_seq']}"))
+    arrival = next((y for y, row in enumerate(rows) if is_copy(row)), None)
+    red = "#b2182b"
+    copy_flags = f"data seq={facts['old_seq']} (old copy)"
+    if arrival is not None:  # it lands in connection 2: one long arrow across the close
+        end = (1.0, arrival + 0.55)
+        arrow = FancyArrowPatch((0.0, sent), end, arrowstyle="-|>", mutation_scale=15, color=red,
+                                linestyle="--", linewidth=2.0, zorder=3,
+                                gid=f"segment:{n_arrows}:client:{copy_flags}")
+        ax.text(1.38, arrival + 0.75, f"the copy arrives at t={facts['arrives']:g} s: seq {facts['old_seq']}\n"
+                "is inside connection 2's window,\nso it is accepted as new data", ha="left", va="center", fontsize=8,
+                color=red, zorder=5, gid="note:arrival",
+                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": red, "lw": 0.6})
+        life_end = arrival + 0.55
+    else:  # it expires MSL after it was sent, during TIME-WAIT, before connection 2 exists
+        y_exp = close_row + 2.5
+        end = (0.55, y_exp)
+        arrow = FancyArrowPatch((0.0, sent), end, arrowstyle="-", color=red, linestyle="--", linewidth=2.0,
+                                zorder=3, gid=f"segment:{n_arrows}:client:{copy_flags} (expired)")
+        ax.text(*end, "✗", color=red, ha="center", va="center", fontsize=16, zorder=5)
+        ax.text(0.62, y_exp, f"expires at t={facts['expires']:g} s (MSL after it was sent)", ha="left",
+                va="center", fontsize=8, color=red, zorder=5, gid="note:expired",
+                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": red, "lw": 0.6})
+        life_end = y_exp
+    ax.add_patch(arrow)
+    fig.tcplearn_segments = n_arrows + 1
+    ax.text(-0.08, sent + 1.0, f"a copy of '{facts['old_data']}'\nis delayed {facts['delay']:g} s\nin the network",
+            ha="right", va="center", fontsize=8, color=red, style="italic",
+            zorder=5, gid="note:delayed", bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none"})
+
+    def bracket(x, y0, y1, text, gid, color):
+        ax.plot([x + 0.04, x, x, x + 0.04], [y0, y0, y1, y1], color=color, linewidth=1.4, zorder=2,
+                gid=f"bracket:{gid}")
+        ax.text(x - 0.04, (y0 + y1) / 2, text, rotation=90, ha="right", va="center", fontsize=8.5,
+                color=color, gid=gid)
+
+    bracket(-0.62, sent, life_end, f"the copy's life ≤ MSL = {msl:g} s", "msl", red)
+    if tw:
+        style = STATE_STYLE[TcpState.TIME_WAIT]
+        y0, y1 = close_row + 0.6, close_row + 5
+        ax.plot([0, 0], [y0, y1], color=style.color, linewidth=7, alpha=0.9, zorder=1.5,
+                solid_capstyle="butt", gid="time-wait-bar")
+        ax.text(-0.08, (y0 + y1) / 2, f"the client holds\nTIME-WAIT for\n2×MSL = {tw:g} s", ha="right", va="center",
+                fontsize=8, color="black", gid="note:time-wait")
+        bracket(-0.95, y0, y1, f"TIME-WAIT = 2×MSL = {tw:g} s", "time-wait", "#6a3d62")
+    isn_1, isn_2, window = facts["isn_1"], facts["isn_2"], facts["window"]
+    ax.text(1.38, step_row[0] + 0.35, f"connection 1: ISN {isn_1},\nso its data starts at seq {isn_1 + 1}",
+            ha="left", va="center", fontsize=8.5, gid="isn:1")
+    verdict = "holds" if facts["in_window"] else "does not hold"
+    ax.text(1.38, step_row[3] + 0.35, f"connection 2: ISN {isn_2}; its window\n"
+            f"{isn_2 + 1}–{isn_2 + window} {verdict} seq {facts['old_seq']}",
+            ha="left", va="center", fontsize=8.5, gid="isn:2")
+    ax.set_title(title, fontsize=10)
+    fig.text(0.5, 0.005, f"Model assumptions: MSL = {msl:g} s (RFC 9293 takes 2 min; Linux holds TIME-WAIT "
+             f"60 s), ISNs {isn_1} and {isn_2} chosen close together, the bad case.  Rows are in order, "
+             "not to scale.", ha="center", va="bottom", fontsize=8, color="#333333", gid="note:model")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    return fig
 
 
 # ---------------------------------------------------------------- timeouts

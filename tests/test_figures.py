@@ -13,7 +13,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 from matplotlib.path import Path
 
-from tcplearn import plots, traces
+from tcplearn import model, plots, traces
 from tcplearn.states import TRANSITIONS, TcpState
 
 S = TcpState
@@ -223,3 +223,55 @@ def test_myth_plot_labels_sit_on_their_own_lines(reverse):
         assert min(_segment_distance(anchor, part) for part in lines[name]) < 1.0  # on its own line
         assert ax.bbox.contains(*centre)
     _check_no_text_overlaps(fig)
+
+
+# ---------------------------------------------------------------- the old-duplicate simulation
+
+
+def _texts(fig) -> dict[str, str]:
+    return {t.get_gid(): t.get_text() for t in fig.axes[0].texts + fig.texts if t.get_gid()}
+
+
+@pytest.mark.parametrize("msl", [2.0, 3.0])
+def test_old_duplicate_figure_shows_msl_isns_and_one_long_arrow(msl):
+    sim = model.old_duplicate(False, msl=msl)
+    fig = plots.simulation_diagram(sim)
+    ax = fig.axes[0]
+    texts = _texts(fig)
+    assert f"MSL = {msl:g} s" in texts["msl"] and f"MSL = {msl:g} s" in texts["note:model"]
+    assert "ISN 1000" in texts["isn:1"] and "ISN 900" in texts["isn:2"] and "holds seq 1001" in texts["isn:2"]
+    assert "accepted" in texts["note:arrival"]
+    copies = [p for p in ax.patches if (p.get_gid() or "").startswith("segment:") and "old copy" in p.get_gid()]
+    assert len(copies) == 1  # one arrow, not a short one at the end
+    (x0, y0), (x1, y1) = copies[0]._posA_posB
+    assert (x0, x1) == (0.0, 1.0) and ">" in copies[0].get_arrowstyle().arrow  # client to server, with a head
+    # it starts where connection 1 sends its data and ends after connection 2 opened: across the close
+    rows = {t.get_gid(): t.get_position()[1] for t in ax.texts if (t.get_gid() or "").startswith("state:")}
+    steps = sorted(t.get_position()[1] for t in ax.texts if t.get_gid() == "state:client:ESTABLISHED")
+    closed = [t.get_position()[1] for t in ax.texts if t.get_gid() == "state:client:CLOSED"]
+    assert rows and y0 < steps[1] < closed[0] < steps[2] < y1  # sent before connection 1's data step
+    assert fig.tcplearn_segments == sum(len(s.segments) for s in sim.steps)
+    _check_no_text_overlaps(fig, gap=0)
+
+
+def test_old_duplicate_with_time_wait_shows_the_copy_expire_during_time_wait():
+    fig = plots.simulation_diagram(model.old_duplicate(True))
+    ax = fig.axes[0]
+    texts = _texts(fig)
+    assert "2×MSL = 4 s" in texts["time-wait"] and "MSL = 2 s" in texts["msl"]
+    assert "t=2 s" in texts["note:expired"]
+    copies = [p for p in ax.patches if (p.get_gid() or "").endswith("(old copy) (expired)")]
+    assert len(copies) == 1
+    (_, y0), (_, y_end) = copies[0]._posA_posB
+    bar = next(line for line in ax.get_lines() if line.get_gid() == "time-wait-bar")
+    tw_from, tw_to = bar.get_ydata()
+    assert y0 < tw_from < y_end < tw_to  # it dies while the client still holds TIME-WAIT
+    syn_rows = [t.get_position()[1] for t in ax.texts if t.get_text() == "SYN"]
+    assert all(y > tw_to for y in syn_rows)  # connection 2 opens only after TIME-WAIT
+    _check_no_text_overlaps(fig, gap=0)
+
+
+def test_lost_last_ack_figure_is_unchanged_in_kind():
+    fig = plots.simulation_diagram(model.lost_last_ack(False))
+    assert "msl" not in _texts(fig)
+    assert any((p.get_gid() or "").endswith("ACK (lost)") for p in fig.axes[0].patches)
