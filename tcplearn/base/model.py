@@ -44,6 +44,9 @@ class Simulation:
     steps: list[SimStep] = field(default_factory=list)
     outcome: str = ""
     data_delivered: list[str] = field(default_factory=list)
+    #: The numbers the simulation assumed and computed (MSL, times, sequence numbers), so a
+    #: figure can show them rather than leave them implicit.
+    facts: dict = field(default_factory=dict)
 
     @property
     def history(self) -> list[SimStep]:
@@ -100,7 +103,8 @@ def old_duplicate(time_wait: bool = True, *, msl: float = 2.0, delay: float = 1.
         raise ValueError(f"delay must be in (0, msl={msl}]: no segment outlives the MSL, got {delay}")
     sim = Simulation("old duplicate", time_wait)
     E, CL = TcpState.ESTABLISHED, TcpState.CLOSED
-    sent_at, old_seq, old_data = 0.0, 1001, "OLD"
+    isn_1 = 1000  # connection 1's initial sequence number; its first data byte is isn_1 + 1
+    sent_at, old_seq, old_data = 0.0, isn_1 + 1, "OLD"
     sim.steps.append(SimStep("both", "connection 1 open", (), E, E))
     sim.steps.append(SimStep("client", f"sends '{old_data}' (seq {old_seq}); a copy is delayed {delay:g} s",
                              (("client", f"data seq={old_seq}"), ("server", "ACK")), E, E))
@@ -114,6 +118,10 @@ def old_duplicate(time_wait: bool = True, *, msl: float = 2.0, delay: float = 1.
                              (("client", "SYN"), ("server", "SYN,ACK"), ("client", "ACK")), E, E))
     isn_2 = 900  # connection 2's initial sequence number: near connection 1's, the bad case
     rcv_nxt = isn_2 + 1
+    sim.facts = {"msl": msl, "delay": delay, "sent_at": sent_at, "arrives": arrives, "expires": expires,
+                 "close_at": close_at, "start_2": start_2, "time_wait_len": 2 * msl if time_wait else 0.0,
+                 "isn_1": isn_1, "isn_2": isn_2, "old_seq": old_seq, "old_data": old_data, "window": window,
+                 "in_window": rcv_nxt <= old_seq < rcv_nxt + window}
     if arrives < start_2 or arrives > expires:
         sim.steps.append(SimStep("both", f"the old copy expired at t={expires:g} s, before connection 2",
                                  (), E, E))

@@ -2,8 +2,8 @@
 
 Every figure is returned, never shown here: figures are plain ``matplotlib.figure.Figure``
 objects, not registered with pyplot, so a notebook shows each once.  Every TCP state has one visual identity
-(``STATE_STYLE``: a colour from the Okabe-Ito colour-blind-safe palette, a line style
-and a marker) used by every plot of the series.  Arrows carry a ``gid`` naming what
+(``STATE_STYLE``: a colour of its own from the colour-blind-safe Okabe-Ito and Paul Tol
+palettes, a line style and a marker of its own) used by every plot of the series.  Arrows carry a ``gid`` naming what
 they draw, so tests can check a figure's content.
 """
 
@@ -16,7 +16,7 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 from ..base.states import TRANSITIONS, Event, TcpState
 
-__all__ = ["STATE_STYLE", "StateStyle", "state_diagram", "sequence_diagram", "legend_handles",
+__all__ = ["STATE_STYLE", "StateStyle", "CLOSE_STATES", "NOTATION", "state_diagram", "sequence_diagram", "legend_handles",
            "countdown_plot", "myth_plot", "simulation_diagram", "timeout_timeline", "counts_plot", "load_plot"]
 
 
@@ -54,21 +54,26 @@ class StateStyle:
 _OI = {"black": "#000000", "orange": "#E69F00", "sky": "#56B4E9", "green": "#009E73",
        "yellow": "#F0E442", "blue": "#0072B2", "vermillion": "#D55E00", "purple": "#CC79A7",
        "grey": "#999999"}
+# Paul Tol's "muted" scheme (https://personal.sron.nl/~pault/), also colour-blind safe: the
+# colours of it that stay apart from Okabe-Ito's give the states Okabe-Ito has no room for.
+_TOL = {"indigo": "#332288", "wine": "#882255", "olive": "#999933", "pale grey": "#DDDDDD"}
 
-#: One visual identity per state, used by every figure of the series.
+#: One visual identity per state, used by every figure of the series: no two states share
+#: a colour, a marker or a (colour, line style, marker) triple.  The close states get the
+#: eight Okabe-Ito colours; the opening states and the Linux-only ones get Tol's.
 STATE_STYLE: dict[TcpState, StateStyle] = {
     TcpState.ESTABLISHED: StateStyle(_OI["green"], "-", "o", "white"),
     TcpState.SYN_SENT: StateStyle(_OI["sky"], "--", "^"),
-    TcpState.SYN_RECEIVED: StateStyle(_OI["blue"], "--", "v", "white"),
+    TcpState.SYN_RECEIVED: StateStyle(_TOL["indigo"], "--", "v", "white"),
     TcpState.FIN_WAIT_1: StateStyle(_OI["orange"], "-", "s"),
     TcpState.FIN_WAIT_2: StateStyle(_OI["vermillion"], "-", "D", "white"),
     TcpState.TIME_WAIT: StateStyle(_OI["purple"], "-", "P"),
     TcpState.CLOSED: StateStyle(_OI["black"], ":", "x", "white"),
     TcpState.CLOSE_WAIT: StateStyle(_OI["yellow"], "-.", "h"),
-    TcpState.LAST_ACK: StateStyle(_OI["orange"], "-.", "p"),
-    TcpState.LISTEN: StateStyle(_OI["sky"], "-", "*"),
-    TcpState.CLOSING: StateStyle(_OI["purple"], "--", "X"),
-    TcpState.NEW_SYN_RECV: StateStyle(_OI["blue"], ":", "v", "white"),
+    TcpState.LAST_ACK: StateStyle(_OI["blue"], "-.", "p", "white"),
+    TcpState.LISTEN: StateStyle(_TOL["olive"], "-", "*"),
+    TcpState.CLOSING: StateStyle(_TOL["wine"], "--", "X", "white"),
+    TcpState.NEW_SYN_RECV: StateStyle(_TOL["pale grey"], ":", "<"),
     TcpState.BOUND_INACTIVE: StateStyle(_OI["grey"], ":", "."),
 }
 
@@ -102,16 +107,57 @@ _POS = {
 _CLOSED_END = (8.0, 0.0)
 _BOX_W, _BOX_H = 1.7, 0.62
 _RST_EVENTS = (Event.ABORT, Event.RCV_RST)
-# Curvature for arcs that would otherwise overlap their reverse or a sibling.
-_RAD = {
-    (TcpState.CLOSED, Event.PASSIVE_OPEN): 0.3,
-    (TcpState.LISTEN, Event.CLOSE_NO_TCB): 0.3,
-    (TcpState.LISTEN, Event.SEND): -0.15,
-    (TcpState.SYN_SENT, Event.RCV_SYN): 0.12,
-    (TcpState.CLOSED, Event.ACTIVE_OPEN): -0.3,
-    (TcpState.SYN_SENT, Event.CLOSE_NO_TCB): 0.1,
-    (TcpState.FIN_WAIT_1, Event.RCV_FIN_ACK): 0.25,
+#: The states of the close, as ``state_diagram(close_only=True)`` draws them.
+CLOSE_STATES = (TcpState.ESTABLISHED, TcpState.FIN_WAIT_1, TcpState.FIN_WAIT_2, TcpState.CLOSING,
+                TcpState.TIME_WAIT, TcpState.CLOSE_WAIT, TcpState.LAST_ACK, TcpState.CLOSED)
+
+_S, _E = TcpState, Event
+# Where each arc of the figure runs and where its label sits, placed by hand as the RFC's
+# ASCII figure places them: (start point, end point, connection style, label position).
+# A point is the state box it belongs to (the arrow is clipped at the box's edge).
+_ARC = {
+    (_S.CLOSED, _E.PASSIVE_OPEN): ((3.6, 10.0), (3.6, 8.2), "arc3", (2.55, 9.1)),
+    (_S.LISTEN, _E.CLOSE_NO_TCB): ((4.4, 8.2), (4.4, 10.0), "arc3", (5.35, 9.1)),
+    (_S.CLOSED, _E.ACTIVE_OPEN): ((4.0, 10.15), (8.45, 6.6), "angle,angleA=0,angleB=90,rad=10", (9.45, 8.6)),
+    (_S.SYN_SENT, _E.CLOSE_NO_TCB): ((7.65, 6.6), (4.0, 9.85), "angle,angleA=90,angleB=0,rad=10", (6.75, 9.2)),
+    (_S.LISTEN, _E.RCV_SYN): ((3.6, 8.2), (0.3, 6.6), "arc3", (1.55, 7.75)),
+    (_S.LISTEN, _E.SEND): ((4.4, 8.2), (7.3, 6.6), "arc3", (6.25, 7.85)),
+    (_S.SYN_RECEIVED, _E.RCV_RST): ((-0.45, 6.6), (4.0, 8.35), "angle,angleA=90,angleB=180,rad=10", (0.9, 8.75)),
+    (_S.SYN_SENT, _E.RCV_SYN): ((8.0, 6.6), (0.0, 6.6), "arc3", (4.0, 7.05)),
+    (_S.SYN_RECEIVED, _E.RCV_ACK_OF_SYN): ((0.3, 6.6), (3.6, 5.0), "arc3", (1.45, 5.55)),
+    (_S.SYN_SENT, _E.RCV_SYN_ACK): ((7.7, 6.6), (4.4, 5.0), "arc3", (6.55, 5.55)),
+    (_S.SYN_RECEIVED, _E.CLOSE): ((0.0, 6.6), (0.0, 3.4), "arc3", (-0.8, 5.0)),
+    (_S.ESTABLISHED, _E.CLOSE): ((3.6, 5.0), (0.3, 3.4), "arc3", (1.45, 4.5)),
+    (_S.ESTABLISHED, _E.RCV_FIN): ((4.4, 5.0), (7.7, 3.4), "arc3", (6.55, 4.5)),
+    (_S.FIN_WAIT_1, _E.RCV_ACK_OF_FIN): ((0.0, 3.4), (0.0, 1.5), "arc3", (-0.85, 2.45)),
+    (_S.FIN_WAIT_1, _E.RCV_FIN): ((0.3, 3.4), (4.0, 1.9), "arc3", (2.5, 3.2)),
+    (_S.FIN_WAIT_1, _E.RCV_FIN_ACK): ((0.0, 3.4), (3.7, 0.0), "arc3", (2.05, 1.6)),
+    (_S.FIN_WAIT_2, _E.RCV_FIN): ((0.0, 1.5), (4.0, 0.0), "arc3", (1.35, 0.45)),
+    (_S.CLOSING, _E.RCV_ACK_OF_FIN): ((4.0, 1.9), (4.0, 0.0), "arc3", (4.85, 0.95)),
+    (_S.CLOSE_WAIT, _E.CLOSE): ((8.0, 3.4), (8.0, 1.5), "arc3", (7.15, 2.45)),
+    (_S.LAST_ACK, _E.RCV_ACK_OF_FIN): ((8.0, 1.5), (8.0, 0.0), "arc3", (7.1, 0.75)),
+    (_S.TIME_WAIT, _E.TIMEOUT_2MSL): ((4.0, 0.0), (8.0, 0.0), "arc3", (6.0, -0.4)),
 }
+# ABORT and "rcv RST" lead to CLOSED from every synchronized state.  Figure 5 leaves
+# them out; drawn as arcs they would pile up at CLOSED, so each state gets a short pair
+# of stubs ending at a small CLOSED tag, pointing where there is room.
+_STUB_DIR = {_S.SYN_SENT: (1, 0), _S.ESTABLISHED: (0, -1), _S.FIN_WAIT_1: (-1, 0), _S.FIN_WAIT_2: (-1, 0),
+             _S.CLOSE_WAIT: (1, 0), _S.LAST_ACK: (1, 0), _S.CLOSING: (1, 0), _S.TIME_WAIT: (0, -1)}
+_STUB_LEN = 0.55
+_PATH_MARK = "①②③④⑤⑥⑦⑧⑨⑩⑪⑫⑬⑭⑮⑯⑰⑱⑲⑳"
+
+NOTATION = ("How to read an arc (RFC 9293 Figure 5's notation): the event above the line, what the end sends "
+            "below it.  \"rcv FIN / snd ACK\": when a FIN arrives, the end sends an ACK and moves along the "
+            "arrow.  \"x\": it sends nothing.  CLOSE, SEND, OPEN and ABORT are calls by the program; rcv is "
+            "a segment received; Timeout=2MSL is TIME-WAIT's timer.")
+
+
+def _label_text(event: Event) -> str:
+    """An arc label as the RFC writes it: the event over a line over the action."""
+    def tex(part: str) -> str:
+        return part.replace(" ", r"\ ").replace(",", "{,}").replace("=", "{=}")
+    what, _, action = event.value.partition(" / ")
+    return rf"$\dfrac{{\mathrm{{{tex(what)}}}}}{{\mathrm{{{tex(action)}}}}}$"
 
 
 def _where(state: TcpState, target_of: TcpState | None = None) -> tuple[float, float]:
@@ -120,81 +166,193 @@ def _where(state: TcpState, target_of: TcpState | None = None) -> tuple[float, f
     return _POS[state]
 
 
-def _box(ax, xy, state: TcpState, highlight: str | None) -> None:
+def _box(ax, xy, state: TcpState, highlight: str | None, *, on_path: bool = False, faded: bool = False):
     style = STATE_STYLE[state]
     x, y = xy
-    ax.add_patch(FancyBboxPatch((x - _BOX_W / 2, y - _BOX_H / 2), _BOX_W, _BOX_H,
-                                boxstyle="round,pad=0.02,rounding_size=0.12",
-                                facecolor=style.color, edgecolor="black",
-                                linewidth=3.5 if highlight else 1.0, zorder=3,
-                                gid=f"state:{state.name}" + (":highlight" if highlight else "")))
-    ax.text(x, y, state.label, ha="center", va="center", fontsize=9, fontweight="bold",
-            color=style.text, zorder=4)
-    if highlight:
-        ax.annotate(highlight, (x, y + _BOX_H / 2), xytext=(0, 9), textcoords="offset points",
-                    ha="center", fontsize=9, fontweight="bold", color="black", zorder=5,
-                    bbox={"boxstyle": "round,pad=0.2", "fc": "#ffffff", "ec": "black"})
+    gid = f"state:{state.name}" + (":highlight" if highlight else "") + (":path" if on_path else "")
+    box = FancyBboxPatch((x - _BOX_W / 2, y - _BOX_H / 2), _BOX_W, _BOX_H,
+                         boxstyle="round,pad=0.02,rounding_size=0.12", facecolor=style.color,
+                         edgecolor="black", alpha=0.35 if faded else 1.0,
+                         linewidth=3.5 if highlight or on_path else 1.0, zorder=3, gid=gid)
+    ax.add_patch(box)
+    ax.text(x, y + (0.1 if highlight else 0.0), state.label, ha="center", va="center", fontsize=9,
+            fontweight="bold", color=style.text, alpha=0.5 if faded else 1.0, zorder=4,
+            gid=f"name:{state.name}")
+    if highlight:  # inside the box, under the name: never on an arc or its label
+        ax.text(x, y - 0.15, highlight, ha="center", va="center", fontsize=7.5, fontweight="bold",
+                color="black", zorder=5, gid=f"highlight:{state.name}",
+                bbox={"boxstyle": "round,pad=0.15", "fc": "#ffffff", "ec": "black", "lw": 0.6})
+    return box
+
+
+def _path_arcs(path, arcs) -> list[tuple[TcpState, Event, TcpState]]:
+    """The arcs a run took: for each change of state in ``path``, the direct arcs of
+    ``arcs`` between the two states, else the shortest chain of arcs (an observer polling
+    the kernel can miss a state, e.g. see ESTABLISHED then FIN-WAIT-2)."""
+    states = [s for i, s in enumerate(path) if i == 0 or s is not path[i - 1]]
+    taken: list[tuple[TcpState, Event, TcpState]] = []
+    for a, b in zip(states, states[1:], strict=False):
+        direct = [arc for arc in arcs if arc[0] is a and arc[2] is b]
+        direct = [arc for arc in direct if arc[1].in_figure] or direct  # a timeout, not a reset, if both
+        if direct:
+            taken += [arc for arc in direct if arc not in taken]
+            continue
+        # breadth-first over the figure's arcs first, then over the others
+        order = sorted(arcs, key=lambda arc: not arc[1].in_figure)
+        prev, frontier = {a: None}, [a]
+        while frontier and b not in prev:
+            nxt = []
+            for s in frontier:
+                for arc in order:
+                    if arc[0] is s and arc[2] not in prev and not (s is TcpState.CLOSED and s is not a):
+                        prev[arc[2]] = arc
+                        nxt.append(arc[2])
+            frontier = nxt
+        if b not in prev:
+            raise ValueError(f"RFC 9293 has no way from {a.label} to {b.label} in this diagram; "
+                             f"path was {[s.label for s in states]}")
+        chain, s = [], b
+        while prev[s] is not None:
+            chain.append(prev[s])
+            s = prev[s][0]
+        taken += [arc for arc in reversed(chain) if arc not in taken]
+    return taken
 
 
 def state_diagram(highlight: dict[TcpState, str] | None = None, *, show_rst: bool = True,
-                  title: str = "RFC 9293 TCP state diagram (drawn from tcplearn.TRANSITIONS)"):
+                  close_only: bool = False, path=None, title: str | None = None):
     """Draw the RFC 9293 state machine from ``TRANSITIONS``, laid out like its Figure 5.
 
     ``highlight`` maps states to labels shown on them, e.g.
     ``{TcpState.TIME_WAIT: "client", TcpState.CLOSED: "server"}`` (two ends in one
-    state share a label: ``"client + server"``).  Arcs of the figure are solid with
-    their RFC labels; arcs the figure omits but the text defines (abort and RST, the
-    FIN+ACK shortcut) are dashed.  Returns the matplotlib Figure.
+    state share a label: ``"client + server"``).  Arcs of the figure are solid, with
+    their RFC labels (event over action, explained under the figure); arcs the figure
+    omits but the text defines are dashed (the FIN+ACK shortcut, ``rcv RST`` back to
+    LISTEN), and ABORT / rcv RST from every synchronized state are short grey stubs to
+    a CLOSED tag.
+
+    ``close_only=True`` draws only the close: ESTABLISHED and the states after it
+    (``CLOSE_STATES``).  ``path`` is a run's states in order, e.g.
+    ``[step.client_state for step in pair.history]``: its arcs are drawn thick and
+    numbered, the rest faded (a state the observer missed is filled in by the shortest
+    route the table allows).  Returns the matplotlib Figure; ``fig.tcplearn_arcs`` lists
+    the arcs drawn and ``fig.tcplearn_path`` the arcs of ``path``.
     """
     highlight = dict(highlight or {})
-    fig = Figure(figsize=(11, 11))  # not registered with pyplot: shown once, when returned
+    shown = CLOSE_STATES if close_only else tuple(_POS)
+    if title is None:
+        title = ("The close in RFC 9293's state diagram (drawn from tcplearn.TRANSITIONS)" if close_only
+                 else "RFC 9293 TCP state diagram (drawn from tcplearn.TRANSITIONS)")
+    arcs = [(s, e, t) for s, e, t in TRANSITIONS.arcs()
+            if (show_rst or e not in _RST_EVENTS) and s in shown and t in shown
+            and not (close_only and s is TcpState.CLOSED)]
+    path = list(path or [])
+    if close_only:  # the opening, if the run's history has it, is not in this view
+        while path and path[0] not in CLOSE_STATES or path[:1] == [TcpState.CLOSED]:
+            path.pop(0)
+    on_path = _path_arcs(path, arcs) if path else []
+    path_states = {s for arc in on_path for s in (arc[0], arc[2])} | set(path[:1])
+    fade = bool(path)
+
+    fig = Figure(figsize=(12, 7.6) if close_only else (12, 12.2))  # not pyplot's: shown once
     ax = fig.subplots()
-    ax.set_xlim(-1.4, 9.4)
-    ax.set_ylim(-0.8, 10.8)
+    ax.set_xlim(-2.7, 10.7)
+    ax.set_ylim((-1.55, 5.5) if close_only else (-1.55, 10.6))
+    ax.set_aspect("equal")
     ax.set_axis_off()
     ax.set_title(title, fontsize=12)
-    for state, xy in _POS.items():
-        _box(ax, xy, state, highlight.get(state))
-    _box(ax, _CLOSED_END, TcpState.CLOSED, None)
-    drawn = []
-    for state, event, target in TRANSITIONS.arcs():
-        if event in _RST_EVENTS and not show_rst:
+    boxes = {}
+    for state in shown:
+        if close_only and state is TcpState.CLOSED:
             continue
-        start, end = _where(state), _where(target, target_of=state)
-        rst = event in _RST_EVENTS
-        rad = _RAD.get((state, event), 0.0)
-        if rst:
-            rad = 0.18 if event is Event.ABORT else -0.18
-        arrow = FancyArrowPatch(
-            start, end, arrowstyle="-|>", mutation_scale=12,
-            connectionstyle=f"arc3,rad={rad}",
-            linestyle="--" if not event.in_figure else "-",
-            color="#888888" if rst else "#222222", linewidth=0.8 if rst else 1.3,
-            shrinkA=24, shrinkB=24, zorder=2, gid=f"arc:{state.name}:{event.name}:{target.name}",
-        )
+        boxes[(state, _POS[state])] = _box(ax, _POS[state], state, highlight.get(state),
+                                           on_path=state in path_states, faded=fade and state not in path_states)
+    # the bottom CLOSED: the end of a close (highlighted, as the connection's last state)
+    end_on_path = any(arc[2] is TcpState.CLOSED and _POS[arc[0]][1] < 5.5 for arc in on_path)
+    boxes[(TcpState.CLOSED, _CLOSED_END)] = _box(
+        ax, _CLOSED_END, TcpState.CLOSED, highlight.get(TcpState.CLOSED) if close_only else None,
+        on_path=end_on_path, faded=fade and not end_on_path)
+
+    def box_at(state, xy):
+        return next(b for (s, pos), b in boxes.items()
+                    if s is state and abs(pos[0] - xy[0]) <= _BOX_W / 2 and abs(pos[1] - xy[1]) <= _BOX_H / 2)
+
+    drawn, step_of = [], {arc: i for i, arc in enumerate(on_path)}
+    stub_tags = {}
+    for state, event, target in arcs:
+        arc = (state, event, target)
+        gid = f"arc:{state.name}:{event.name}:{target.name}"
+        taken = arc in step_of
+        color = "#000000" if taken else ("#bbbbbb" if fade else "#222222")
+        width = 3.0 if taken else 1.3
+        mark = f"{_PATH_MARK[step_of[arc] % len(_PATH_MARK)]} " if taken else ""
+        if event in _RST_EVENTS and (state, event) not in _ARC:
+            sx, sy = _where(state)
+            dx, dy = _STUB_DIR[state]
+            reach = (_BOX_W / 2 if dx else _BOX_H / 2) + _STUB_LEN
+            off = (-0.09 if event is Event.ABORT else 0.09)
+            px, py = -dy * off, dx * off  # parallel stubs, one per event
+            arrow = FancyArrowPatch((sx + px, sy + py), (sx + dx * reach + px, sy + dy * reach + py),
+                                    patchA=box_at(state, (sx, sy)), arrowstyle="-|>", mutation_scale=10,
+                                    shrinkA=1, shrinkB=0, linestyle="-." if event is Event.ABORT else ":",
+                                    color="#000000" if taken else "#888888", linewidth=2.2 if taken else 1.0,
+                                    zorder=2, gid=gid + (":path" if taken else ""))
+            ax.add_patch(arrow)
+            drawn.append(arc)
+            tag = stub_tags.get(state)
+            text = (mark if taken else "") + "CLOSED"
+            if tag is None:
+                tx = sx + dx * (reach + 0.33)
+                ty = sy + dy * (reach + 0.17)
+                stub_tags[state] = ax.text(tx, ty, text, ha="center", va="center", fontsize=6.5,
+                                           color="#555555" if not taken else "black", zorder=4,
+                                           gid=f"tag:{state.name}:CLOSED",
+                                           bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "#888888",
+                                                 "lw": 0.6})
+            elif taken:
+                tag.set_text(text)
+                tag.set_color("black")
+            continue
+        a, b, conn, label_at = _ARC[(state, event)]
+        end = _where(target, target_of=state)
+        if target is TcpState.CLOSED and end == _CLOSED_END:
+            b = (b[0] - _POS[TcpState.CLOSED][0] + _CLOSED_END[0], b[1]) if b[1] > 5.5 else b
+        arrow = FancyArrowPatch(a, b, patchA=box_at(state, _where(state)), patchB=box_at(target, end),
+                                arrowstyle="-|>", mutation_scale=14 if taken else 12, connectionstyle=conn,
+                                shrinkA=1, shrinkB=2, linestyle="-" if event.in_figure else "--",
+                                color=color, linewidth=width, zorder=2.5 if taken else 2,
+                                gid=gid + (":path" if taken else ""))
         ax.add_patch(arrow)
-        drawn.append((state, event, target))
-        if not rst:
-            mx, my = (start[0] + end[0]) / 2, (start[1] + end[1]) / 2
-            dx, dy = end[0] - start[0], end[1] - start[1]
-            # arc3 bulges by rad/2 of the chord; put a curved arc's label just outside it
-            mx -= rad * dy * 0.5
-            my += rad * dx * 0.5
-            if rad:
-                norm = (dx * dx + dy * dy) ** 0.5 or 1.0
-                side = 0.45 if rad < 0 else -0.45
-                mx += side * dy / norm
-                my -= side * dx / norm
-            ax.text(mx, my, event.value.replace(" / ", "\n"), fontsize=7, ha="center", va="center",
-                    color="#222222", zorder=4,
-                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85})
+        drawn.append(arc)
+        ax.text(*label_at, mark + _label_text(event), fontsize=8, ha="center", va="center",
+                color="#999999" if fade and not taken else "#111111", zorder=4,
+                fontweight="bold" if taken else "normal", gid=f"label:{state.name}:{event.name}:{target.name}",
+                bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.9})
+
+    from matplotlib.lines import Line2D
+
+    kinds = [Line2D([], [], color="#222222", lw=1.3, label="arc of RFC 9293 Figure 5")]
+    if any(not e.in_figure and e not in _RST_EVENTS for _, e, _ in drawn) or (show_rst and not close_only):
+        kinds.append(Line2D([], [], color="#222222", lw=1.3, ls="--", label="arc from the RFC's text (§3.10.7.4)"))
     if show_rst:
-        ax.text(9.3, -0.7, "dashed grey: ABORT / snd RST and rcv RST → CLOSED\n"
-                "(RFC 9293 §3.5.2, §3.10.7.4; not drawn in Figure 5)",
-                fontsize=7, ha="right", va="bottom", color="#555555")
+        kinds += [Line2D([], [], color="#888888", lw=1.0, ls="-.", label="ABORT / snd RST → CLOSED (§3.5.2)"),
+                  Line2D([], [], color="#888888", lw=1.0, ls=":", label="rcv RST / x → CLOSED (§3.10.7.4)")]
+    if on_path:
+        kinds.append(Line2D([], [], color="black", lw=3.0, label="① ② …: the path this run took"))
+    fig.legend(handles=kinds, loc="lower left", bbox_to_anchor=(0.02, 0.005), fontsize=8, frameon=False,
+               ncol=2 if close_only else 1)
+    fig.text(0.55, 0.012, _wrap(NOTATION, 70), ha="left", va="bottom", fontsize=8, color="#333333",
+             gid="caption:notation")
+    fig.subplots_adjust(left=0.01, right=0.99, top=0.95, bottom=0.15 if close_only else 0.1)
     fig.tcplearn_arcs = drawn  # what was drawn, for tests and curious readers
-    fig.tight_layout()
+    fig.tcplearn_path = on_path
     return fig
+
+
+def _wrap(text: str, width: int) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width))
 
 
 # ---------------------------------------------------------------- the sequence diagram
@@ -202,38 +360,31 @@ def state_diagram(highlight: dict[TcpState, str] | None = None, *, show_rst: boo
 _LANE = {"client": 0.0, "server": 1.0}
 
 
-def sequence_diagram(history, segments_by_step=None, *, server_port: int | None = None,
-                     title: str | None = None):
-    """Draw a connection's exchange: the client's and the server's timelines, one arrow per
-    segment, and the states the kernel reported for both ends after every step.
-
-    ``history`` is ``ConnectionPair.history``, or a ``CloseRun`` (whose captured segments
-    and server port are then used).  Without captured segments the arrows are what
-    RFC 9293 says each step sends, and the title says so; with them (one list of
-    ``Segment`` per step, and the server's port to tell directions apart) every arrow
-    is a real captured segment with its flags and relative seq/ack.  Returns the Figure.
-    """
-    if hasattr(history, "history"):
-        run = history
-        history, segments_by_step, server_port = run.history, run.segments_by_step, run.server_port
-    real = segments_by_step is not None
-    if real and server_port is None:
-        raise ValueError("captured segments need server_port= to tell the two directions apart")
+def _sequence_rows(history, segments_by_step, server_port) -> list[tuple]:
+    """One row per segment (``("seg", sender, flags, detail, step index)``) and per step
+    (``("step", step, step index)``), in order."""
     rows: list[tuple] = []
     for i, step in enumerate(history):
-        if real:
+        if segments_by_step is not None:
             for seg in segments_by_step[i]:
                 sender = "server" if seg.sport == server_port else "client"
                 detail = f"seq={seg.seq} ack={seg.ack}" + (f" len={seg.length}" if seg.length else "")
-                rows.append(("seg", sender, seg.flags, detail))
+                rows.append(("seg", sender, seg.flags, detail, i))
         else:
             for sender, flags in step.segments:
-                rows.append(("seg", sender, "data" if flags == "DATA" else flags, ""))
-        rows.append(("step", step))
+                rows.append(("seg", sender, "data" if flags == "DATA" else flags, "", i))
+        rows.append(("step", step, i))
+    return rows
+
+
+def _draw_sequence(rows, *, skip=lambda row: False, xlim=(-0.75, 1.75), width: float = 9.5):
+    """Draw ``rows`` (from ``_sequence_rows``): lanes, one arrow per segment (rows for
+    which ``skip(row)`` is true are left empty, for the caller to draw), the states
+    after each step.  Returns ``(fig, ax, number of arrows)``."""
     height = max(4.0, 0.42 * len(rows) + 1.2)
-    fig = Figure(figsize=(9.5, height))
+    fig = Figure(figsize=(width, height))
     ax = fig.subplots()
-    ax.set_xlim(-0.75, 1.75)
+    ax.set_xlim(*xlim)
     ax.set_ylim(len(rows) + 0.2, -1.3)
     ax.set_axis_off()
     for name, x in _LANE.items():
@@ -241,8 +392,12 @@ def sequence_diagram(history, segments_by_step=None, *, server_port: int | None 
         ax.text(x, -0.7, name, ha="center", va="bottom", fontsize=11, fontweight="bold")
     n_arrows = 0
     for y, row in enumerate(rows):
+        if row[0] == "gap":  # time passing, for the caller to annotate
+            continue
         if row[0] == "seg":
-            _, sender, flags, detail = row
+            _, sender, flags, detail, _ = row
+            if skip(row):
+                continue
             x0 = _LANE[sender]
             lost = flags.endswith("(lost)")
             # A lost segment stops halfway, dashed, with a cross where it vanished.
@@ -263,13 +418,35 @@ def sequence_diagram(history, segments_by_step=None, *, server_port: int | None 
         else:
             step = row[1]
             who = step.action if step.actor == "both" else f"{step.actor}: {step.action}"
-            ax.text(0.5, y + 0.35, who, ha="center", va="center", fontsize=8, style="italic", color="#333333")
+            ax.text(0.5, y + 0.35, who, ha="center", va="center", fontsize=8, style="italic", color="#333333",
+                    zorder=4, bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8})
             for end, x, state in (("client", -0.05, step.client_state), ("server", 1.05, step.server_state)):
                 style = STATE_STYLE[state]
                 ax.text(x, y + 0.35, state.label, ha="right" if end == "client" else "left", va="center",
                         fontsize=8.5, fontweight="bold", color=style.text, zorder=4,
                         bbox={"boxstyle": "round,pad=0.25", "fc": style.color, "ec": "black", "lw": 0.6},
                         gid=f"state:{end}:{state.name}")
+    return fig, ax, n_arrows
+
+
+def sequence_diagram(history, segments_by_step=None, *, server_port: int | None = None,
+                     title: str | None = None):
+    """Draw a connection's exchange: the client's and the server's timelines, one arrow per
+    segment, and the states the kernel reported for both ends after every step.
+
+    ``history`` is ``ConnectionPair.history``, or a ``CloseRun`` (whose captured segments
+    and server port are then used).  Without captured segments the arrows are what
+    RFC 9293 says each step sends, and the title says so; with them (one list of
+    ``Segment`` per step, and the server's port to tell directions apart) every arrow
+    is a real captured segment with its flags and relative seq/ack.  Returns the Figure.
+    """
+    if hasattr(history, "history"):
+        run = history
+        history, segments_by_step, server_port = run.history, run.segments_by_step, run.server_port
+    real = segments_by_step is not None
+    if real and server_port is None:
+        raise ValueError("captured segments need server_port= to tell the two directions apart")
+    fig, ax, n_arrows = _draw_sequence(_sequence_rows(history, segments_by_step, server_port))
     source = "captured on the loopback" if real else "what RFC 9293 says each step sends"
     ax.set_title(title or f"Segments: {source}. States: read from the kernel after each step.", fontsize=10)
     fig.tcplearn_segments = n_arrows
@@ -301,14 +478,51 @@ def countdown_plot(countdown, title: str = "TIME-WAIT: the kernel's own timer, r
     return fig
 
 
+def _polyline_distance(point, xs, ys) -> float:
+    """Distance from ``point`` to the polyline through (xs, ys), all in one coordinate system."""
+    import numpy as np
+
+    p = np.asarray(point, dtype=float)
+    pts = np.column_stack([xs, ys]).astype(float)
+    if len(pts) == 1:
+        return float(np.hypot(*(pts[0] - p)))
+    a, b = pts[:-1], pts[1:]
+    ab = b - a
+    t = np.clip(((p - a) * ab).sum(1) / np.maximum((ab * ab).sum(1), 1e-12), 0, 1)
+    return float(np.hypot(*(a + t[:, None] * ab - p).T).min())
+
+
+def _label_clearance(anchor, lift: float, half: float, others, size) -> float:
+    """How far a label ``half`` wide, centred ``lift`` above ``anchor``, and its anchor stay from
+    the ``others`` polylines (all in inches); negative when the label would leave the axes."""
+    import numpy as np
+
+    (ax_, ay), (width, height) = anchor, size
+    cy = ay + lift
+    if not 0.15 <= cy <= height - 0.15 or not half + 0.05 <= ax_ <= width - half - 0.05:
+        return -1.0
+    points = [(lx, cy) for lx in np.linspace(ax_ - half, ax_ + half, 9)] + [anchor]
+    return min((_polyline_distance(p, *o) for p in points for o in others), default=1.0) - 0.05 * abs(lift)
+
+
 def myth_plot(table, fin_timeout: int):
     """The timers of ``timewait.myth_test``: an orphaned FIN-WAIT-2, a TIME-WAIT, and an
     orphaned FIN-WAIT-2 whose peer's FIN arrives midway.  Each reading is drawn in the
-    style of the state it was in; the lines are labelled with the socket they belong to."""
+    style of the state it was in; each line is labelled at a point of its own, the one
+    farthest from the other lines, with the label on the side away from them (the two
+    TIME-WAIT lines run a couple of seconds apart)."""
+    import numpy as np
+    import pandas as pd
+
+    table = pd.DataFrame(table)
     fig = Figure(figsize=(9, 4.6))
     ax = fig.subplots()
+    series: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for name in dict.fromkeys(table["socket"]):
         rows = table[(table["socket"] == name) & (table["state"] != "CLOSED")]
+        if not len(rows):
+            continue
+        series[name] = (rows["t"].to_numpy(float), rows["timer_remaining"].to_numpy(float))
         parts = [part for _, part in rows.groupby((rows["state"] != rows["state"].shift()).cumsum())]
         for part in parts:
             style = STATE_STYLE[TcpState[part["state"].iloc[0]]]
@@ -317,13 +531,39 @@ def myth_plot(table, fin_timeout: int):
         if len(parts) > 1:  # the socket moved state: show where and why
             a, b = parts[0].iloc[-1], parts[1].iloc[0]
             ax.annotate("", xy=(b["t"], b["timer_remaining"]), xytext=(a["t"], a["timer_remaining"]),
-                        arrowprops={"arrowstyle": "->", "linestyle": ":", "color": "#333333"})
-            ax.text(b["t"] + 0.1, 33, "the peer's FIN arrives:\na fresh 60 s TIME-WAIT", fontsize=8)
-        last = rows.iloc[-1] if len(rows) else None
-        if last is not None:
-            offset = {"TIME-WAIT": 2.5, "orphaned FIN-WAIT-2": 1.5}.get(name, -3.5)
-            ax.text(last["t"], last["timer_remaining"] + offset, name, fontsize=8, ha="right")
+                        arrowprops={"arrowstyle": "->", "linestyle": ":", "color": "#333333"}, gid="fin-arrives")
+            mid = ((a["t"] + b["t"]) / 2, (a["timer_remaining"] + b["timer_remaining"]) / 2)
+            ax.annotate("the peer's FIN arrives:\na fresh 60 s TIME-WAIT", mid, xytext=(12, 0),
+                        textcoords="offset points", ha="left", va="center", fontsize=8, gid="note:fin-arrives")
+    t_max = max((xs.max() for xs, _ in series.values()), default=1.0)
+    ax.set_xlim(-0.03 * t_max, t_max * 1.03)
+    ax.set_ylim(0, 74)  # room above the 60 s lines for their labels
     ax.axhline(fin_timeout, color="#555555", linestyle=":")
+
+    # Place the labels in a space where one unit is the same length both ways: the axes' inches.
+    bbox = ax.get_position()
+    width, height = fig.get_figwidth() * bbox.width, fig.get_figheight() * bbox.height
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+
+    def inches(xs, ys):
+        return (np.asarray(xs) - x0) / (x1 - x0) * width, (np.asarray(ys) - y0) / (y1 - y0) * height
+
+    scaled = {name: inches(*xy) for name, xy in series.items()}
+    obstacles = dict(scaled)
+    obstacles["tcp_fin_timeout"] = inches([x0, x1], [fin_timeout, fin_timeout])
+    for name, (xs, ys) in series.items():
+        sx, sy = scaled[name]
+        others = [xy for other, xy in obstacles.items() if other != name]
+        half = 0.03 * len(name)  # half the label's width, in inches (8 pt text)
+
+        best, lift = max(((i, lift) for i in range(len(xs)) for lift in (0.25, 0.4, -0.25, -0.4)),
+                         key=lambda c: _label_clearance((sx[c[0]], sy[c[0]]), c[1], half, others, (width, height)))
+        ax.annotate(name, (xs[best], ys[best]), xytext=(0, lift * 72),
+                    textcoords="offset points", ha="center", va="center", fontsize=8, gid=f"label:{name}",
+                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85},
+                    arrowprops={"arrowstyle": "-", "color": "#555555", "lw": 0.6, "shrinkA": 0, "shrinkB": 2})
+        cy = sy[best] + lift
+        obstacles[f"label:{name}"] = ([sx[best] - half, sx[best] + half], [cy, cy])
     handles = legend_handles([TcpState.FIN_WAIT_2, TcpState.TIME_WAIT])
     from matplotlib.lines import Line2D
 
@@ -331,7 +571,6 @@ def myth_plot(table, fin_timeout: int):
     ax.legend(handles=handles, loc="center right", fontsize=8)
     ax.set_xlabel("seconds")
     ax.set_ylabel("seconds left on the kernel's timer")
-    ax.set_ylim(0, 66)
     ax.set_title("One setting, two timers: tcp_fin_timeout moves only the orphaned FIN-WAIT-2")
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -339,18 +578,101 @@ def myth_plot(table, fin_timeout: int):
 
 
 def simulation_diagram(sim):
-    """A ``model`` simulation as a sequence diagram, titled as a simulation."""
+    """A ``model`` simulation as a sequence diagram, titled as a simulation.
+
+    For ``model.old_duplicate`` the delayed copy is one long arrow from the moment
+    connection 1 sent it, across the close, to where it lands in connection 2 (or to the
+    cross where it expires, MSL after it was sent), and the figure shows the numbers
+    the model assumed: its MSL, TIME-WAIT = 2×MSL, and both connections' initial
+    sequence numbers."""
     kind = "with" if sim.time_wait else "WITHOUT"
-    return sequence_diagram(sim.steps, title=f"Simulated, {kind} TIME-WAIT: {sim.name} (model, not measured)")
+    title = f"Simulated, {kind} TIME-WAIT: {sim.name} (model, not measured)"
+    facts = getattr(sim, "facts", {}) or {}
+    if "old_seq" not in facts:
+        return sequence_diagram(sim.steps, title=title)
+    return _old_duplicate_diagram(sim, facts, title)
+
+
+def _old_duplicate_diagram(sim, facts: dict, title: str):
+    rows = _sequence_rows(sim.steps, None, None)
+    close_row = next(y for y, row in enumerate(rows) if row[0] == "step" and row[2] == 2)
+    if facts["time_wait_len"]:  # room to see the 2×MSL wait between the close and connection 2
+        rows[close_row + 1:close_row + 1] = [("gap",)] * 4
+
+    def is_copy(row):
+        return row[0] == "seg" and "(old copy)" in row[2]
+
+    fig, ax, n_arrows = _draw_sequence(rows, skip=is_copy, xlim=(-1.25, 2.45), width=11.5)
+    seg_rows = [y for y, row in enumerate(rows) if row[0] == "seg"]
+    step_row = {row[2]: y for y, row in enumerate(rows) if row[0] == "step"}
+    msl, tw = facts["msl"], facts["time_wait_len"]
+    sent = next(y for y in seg_rows if rows[y][2].startswith(f"data seq={facts['old_seq']}"))
+    arrival = next((y for y, row in enumerate(rows) if is_copy(row)), None)
+    red = "#b2182b"
+    copy_flags = f"data seq={facts['old_seq']} (old copy)"
+    if arrival is not None:  # it lands in connection 2: one long arrow across the close
+        end = (1.0, arrival + 0.55)
+        arrow = FancyArrowPatch((0.0, sent), end, arrowstyle="-|>", mutation_scale=15, color=red,
+                                linestyle="--", linewidth=2.0, zorder=3,
+                                gid=f"segment:{n_arrows}:client:{copy_flags}")
+        ax.text(1.38, arrival + 0.75, f"the copy arrives at t={facts['arrives']:g} s: seq {facts['old_seq']}\n"
+                "is inside connection 2's window,\nso it is accepted as new data", ha="left", va="center", fontsize=8,
+                color=red, zorder=5, gid="note:arrival",
+                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": red, "lw": 0.6})
+        life_end = arrival + 0.55
+    else:  # it expires MSL after it was sent, during TIME-WAIT, before connection 2 exists
+        y_exp = close_row + 2.5
+        end = (0.55, y_exp)
+        arrow = FancyArrowPatch((0.0, sent), end, arrowstyle="-", color=red, linestyle="--", linewidth=2.0,
+                                zorder=3, gid=f"segment:{n_arrows}:client:{copy_flags} (expired)")
+        ax.text(*end, "✗", color=red, ha="center", va="center", fontsize=16, zorder=5)
+        ax.text(0.62, y_exp, f"expires at t={facts['expires']:g} s (MSL after it was sent)", ha="left",
+                va="center", fontsize=8, color=red, zorder=5, gid="note:expired",
+                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": red, "lw": 0.6})
+        life_end = y_exp
+    ax.add_patch(arrow)
+    fig.tcplearn_segments = n_arrows + 1
+    ax.text(-0.08, sent + 1.0, f"a copy of '{facts['old_data']}'\nis delayed {facts['delay']:g} s\nin the network",
+            ha="right", va="center", fontsize=8, color=red, style="italic",
+            zorder=5, gid="note:delayed", bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none"})
+
+    def bracket(x, y0, y1, text, gid, color):
+        ax.plot([x + 0.04, x, x, x + 0.04], [y0, y0, y1, y1], color=color, linewidth=1.4, zorder=2,
+                gid=f"bracket:{gid}")
+        ax.text(x - 0.04, (y0 + y1) / 2, text, rotation=90, ha="right", va="center", fontsize=8.5,
+                color=color, gid=gid)
+
+    bracket(-0.62, sent, life_end, f"the copy's life ≤ MSL = {msl:g} s", "msl", red)
+    if tw:
+        style = STATE_STYLE[TcpState.TIME_WAIT]
+        y0, y1 = close_row + 0.6, close_row + 5
+        ax.plot([0, 0], [y0, y1], color=style.color, linewidth=7, alpha=0.9, zorder=1.5,
+                solid_capstyle="butt", gid="time-wait-bar")
+        ax.text(-0.08, (y0 + y1) / 2, f"the client holds\nTIME-WAIT for\n2×MSL = {tw:g} s", ha="right", va="center",
+                fontsize=8, color="black", gid="note:time-wait")
+        bracket(-0.95, y0, y1, f"TIME-WAIT = 2×MSL = {tw:g} s", "time-wait", "#6a3d62")
+    isn_1, isn_2, window = facts["isn_1"], facts["isn_2"], facts["window"]
+    ax.text(1.38, step_row[0] + 0.35, f"connection 1: ISN {isn_1},\nso its data starts at seq {isn_1 + 1}",
+            ha="left", va="center", fontsize=8.5, gid="isn:1")
+    verdict = "holds" if facts["in_window"] else "does not hold"
+    ax.text(1.38, step_row[3] + 0.35, f"connection 2: ISN {isn_2}; its window\n"
+            f"{isn_2 + 1}–{isn_2 + window} {verdict} seq {facts['old_seq']}",
+            ha="left", va="center", fontsize=8.5, gid="isn:2")
+    ax.set_title(title, fontsize=10)
+    fig.text(0.5, 0.005, f"Model assumptions: MSL = {msl:g} s (RFC 9293 takes 2 min; Linux holds TIME-WAIT "
+             f"60 s), ISNs {isn_1} and {isn_2} chosen close together, the bad case.  Rows are in order, "
+             "not to scale.", ha="center", va="bottom", fontsize=8, color="#333333", gid="note:model")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    return fig
 
 
 # ---------------------------------------------------------------- timeouts
 
 
 _EVENT_STYLE = {  # event -> (marker, colour, size)
-    "send": ("v", _OI["black"], 60), "recv": ("o", _OI["green"], 45), "data": ("o", _OI["green"], 45),
+    "send": ("v", _OI["black"], 60), "recv": ("o", _OI["green"], 45), "data": ("P", _OI["sky"], 60),
     "write": ("^", _OI["blue"], 45), "timeout": ("X", _OI["vermillion"], 110),
-    "eof": ("s", _OI["black"], 60), "end": ("s", _OI["black"], 60), "close": ("D", _OI["grey"], 55),
+    "eof": ("s", _OI["black"], 60), "end": ("p", _OI["orange"], 60), "close": ("D", _OI["grey"], 55),
 }
 
 
@@ -377,7 +699,7 @@ def timeout_timeline(lanes: dict[str, list[dict]], *, title: str | None = None):
                       color=_EVENT_STYLE.get(k, ("o", _OI["grey"]))[1], label=k) for k in kinds]
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=len(handles), fontsize=8)
     ax.grid(axis="x", alpha=0.3)
-    ax.set_title(title or "The same silence, three kinds of \"timeout\"")
+    ax.set_title(title or "Python settimeout vs Node setTimeout")
     fig.tight_layout()
     return fig
 
