@@ -24,17 +24,22 @@ How the peer is silenced (measured on Linux 6.18, 2 cores): a classic BPF socket
 that drops everything (``SO_ATTACH_FILTER``, one instruction ``BPF_RET|BPF_K 0``) is
 attached to the *peer's* socket.  Every segment for it is discarded by the socket
 filter before TCP processes it, so the peer neither ACKs nor resets, ``lo`` stays up,
-and the capture on ``lo`` sees every keepalive probe and retransmission.  It needs no
-root and no lab.  Taking a lab's ``lo`` down instead gives the same detection times
-(keepalive 2/1/2: 4.08 s both ways; TCP_USER_TIMEOUT 1500 ms: 1.92 s both ways), but
+and the capture on ``lo`` sees every keepalive probe and retransmission.  On a TCP
+socket it needs ``CAP_NET_ADMIN`` (measured: ``EPERM`` as ``nobody`` and as root without
+capabilities, while UDP and Unix sockets take it; gVisor PR #14478 traces this to Linux
+commit 5d39580f68e6).  Inside a private lab the user is root over the lab's network, so
+it works there without root; on the machine itself it needs root.  Taking a lab's ``lo`` down instead gives the same detection times
+(keepalive 2/1/2: 4.07 s both ways; TCP_USER_TIMEOUT 1500 ms: 1.92 s both ways), but
 the capture then sees nothing between the handshake and the end: segments sent on a
 DOWN ``lo`` never reach the packet socket.  Before the peer is closed its filter is
 removed and it is closed with ``SO_LINGER`` 0 (an RST); a peer closed while still
 filtered would drop the RST answering its FIN and retransmit that FIN as an orphan.
 
-The lab is still used when one can start (``lab=None``, the default): for the capture,
-and for ``tcp_retries2``, which only exists per namespace.  Without a lab the per-socket
-methods run on this machine's loopback (``where == "host"``), captured only as root.
+So the lab is used whenever one can start (``lab=None``, the default): for the filter,
+for the capture, and for ``tcp_retries2``, which is set per namespace.  Without a lab
+the per-socket methods run on this machine's loopback as root (``where == "root"``),
+captured there too; without a lab and without root nothing can be silenced, and
+``dead_peer`` says so with ``PermissionError``.
 
 ``retransmission_schedule()`` is the kernel's model of ``tcp_retries2`` as a pure
 function: ``retransmits_timed_out()`` does not count retransmissions; it turns the
@@ -43,12 +48,13 @@ doubling, capped at ``TCP_RTO_MAX`` 120 s) and gives up at the first retransmiss
 timeout that fires once that much time has passed since the first retransmission
 (``torvalds/linux:net/ipv4/tcp_timer.c``).  For 15 the budget is 924.6 s.  Measured with
 ``tcp_retries2=3`` in a lab: the byte is sent at 0, a tail loss probe goes out one RTO
-later (``TcpExt TCPLossProbes`` +1), RTO retransmissions follow at about 0.41, 0.85,
-1.69 and 3.35 s (``TCPTimeouts`` +5 with the last, fatal one), and ``ETIMEDOUT`` comes
-at 6.6-6.9 s.  The budget is 3.0 s; it is counted from the first RTO retransmission
-(0.41 s), so the timer at 3.35 s is 0.06 s short of it and one more doubling is waited
-for.  The issue's 6.75 s is the same schedule; each timer fires a little late
-(0.44 s where 0.41 s would double exactly), which adds up to the spread.
+later (``TcpExt TCPLossProbes`` +1), RTO retransmissions follow at about 0.41, 0.83,
+1.66 and 3.33 s (``TCPTimeouts`` +5 with the last, fatal one), and ``ETIMEDOUT`` comes
+at 6.8-6.9 s (6.63 s once with ``lo`` down instead).  The budget is 3.0 s, counted from
+the first RTO retransmission (0.41 s), so the timer at 3.33 s is 0.09 s short of it and
+one more doubling is waited for.  The model's 6.4 s assumes exact 200 ms doublings; the
+measured intervals come out 2-7 % longer.  The issue's 6.75 s is the same schedule.
+``TCP_USER_TIMEOUT`` is counted from the same point: 1500 ms ended at 1.92 s.
 """
 
 from __future__ import annotations
@@ -76,6 +82,7 @@ from .states import TcpState
 __all__ = [
     "dead_peer", "DeadPeerResult", "METHODS", "PARAMS", "MAX_WINDOW",
     "retransmission_schedule", "RetransmissionSchedule", "predict", "silence", "unsilence",
+    "can_silence",
 ]
 
 #: The longest any run may watch, in seconds.  The kernel's default ``tcp_retries2=15``
@@ -109,10 +116,29 @@ def silence(sock: socket.socket) -> None:
 
     TCP runs the socket filter before it processes a segment, so the socket neither ACKs
     nor resets anything and sends nothing of its own accord: to its peer it has vanished
-    like a pulled cable.  No privilege is needed for one's own socket."""
+    like a pulled cable.  Needs ``CAP_NET_ADMIN`` over the socket's network namespace
+    (a private lab's, or root); ``PermissionError`` otherwise."""
     buf = ctypes.create_string_buffer(_DROP_ALL, len(_DROP_ALL))
     prog = struct.pack("HL", 1, ctypes.addressof(buf))  # struct sock_fprog (the kernel copies it)
-    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, prog)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, prog)
+    except PermissionError as exc:
+        raise PermissionError(exc.errno, _NEEDS_NET_ADMIN) from None
+
+
+_NEEDS_NET_ADMIN = (
+    "attaching a socket filter to a TCP socket needs CAP_NET_ADMIN on this kernel: run in a "
+    "private lab (root over its own network, no real root needed) or as root")
+
+
+def can_silence() -> bool:
+    """Whether ``silence`` works here (tried on a fresh, unconnected TCP socket)."""
+    with socket.socket() as probe:
+        try:
+            silence(probe)
+        except PermissionError:
+            return False
+    return True
 
 
 def unsilence(sock: socket.socket) -> None:
@@ -449,7 +475,8 @@ def _run_python(method: str, p: dict, capture: bool) -> dict:
     segments = _stop_capture(cap, ports, t0_wall)
     return {"detected_after": detected, "error": error, "timeline": watch.rows, "events": events,
             "segments": segments, "final_state": final_state,
-            "counters": {k: after[k] - before.get(k, 0) for k in after}, "measured": {}}
+            "counters": {k: after[k] - before.get(k, 0) for k in after}, "measured": {},
+            "ports": ports}
 
 
 def _start_capture(capture: bool):
@@ -660,7 +687,8 @@ def _run_node(method: str, p: dict, capture: bool, node: str) -> dict:
     segments = _stop_capture(cap, ports, t0_wall)
     return {"detected_after": detected, "error": error, "timeline": rows, "events": events,
             "segments": segments, "final_state": final_state,
-            "counters": {k: after[k] - before.get(k, 0) for k in after}, "measured": measured}
+            "counters": {k: after[k] - before.get(k, 0) for k in after}, "measured": measured,
+            "ports": ports}
 
 
 # ---------------------------------------------------------------- the result
@@ -672,13 +700,15 @@ class DeadPeerResult:
 
     ``detected_after`` is seconds from the start of the silence until the local end saw
     an error (None: it never noticed); ``error`` that error's errno name (``"ETIMEDOUT"``);
-    ``where`` ``"lab"`` (a private network namespace) or ``"host"`` (this machine's
-    loopback); ``how`` says in one sentence what made it notice; ``timeline`` the local
-    end's ``/proc/net/tcp`` row over time (``t``, ``state``, timer code ``tr`` and its name,
-    ``when_s`` left on it, ``retrnsmt``, ``timeout``: unanswered probes); ``segments`` the
-    capture (each with ``t`` on the same axis and a ``kind``), or None without capture;
-    ``events`` what the program saw; ``predicted`` what the settings predict;
-    ``measured`` values read back (Node's socket options); ``counters`` TcpExt deltas.
+    ``where`` ``"lab"`` (a private network namespace) or ``"root"`` (this machine's
+    loopback, as root); ``how`` says in one sentence what made it notice; ``timeline`` (a pandas
+    DataFrame built from ``timeline_rows``) the local end's ``/proc/net/tcp`` row over
+    time: ``t``, ``state``, timer code ``tr`` and its name, ``when_s`` left on it,
+    ``retrnsmt``, ``timeout`` (unanswered probes); ``segments`` the capture (each with
+    ``t`` on the same axis, ``from`` "local" or "peer" and a ``kind``), or None without
+    capture; ``events`` what the program saw; ``predicted`` what the settings predict;
+    ``measured`` values read back (Node's socket options); ``counters`` the lab's TcpExt
+    deltas; ``ports`` (local, peer).
     """
 
     method: str
@@ -687,13 +717,21 @@ class DeadPeerResult:
     error: str | None
     where: str
     how: str
-    timeline: Any  # pandas.DataFrame
+    timeline_rows: list[dict]
     segments: list[dict] | None
     events: list[dict] = field(default_factory=list)
     final_state: str = "ESTABLISHED"
     predicted: dict = field(default_factory=dict)
     measured: dict = field(default_factory=dict)
     counters: dict = field(default_factory=dict)
+    ports: tuple[int, int] = (0, 0)
+
+    @property
+    def timeline(self):
+        """``timeline_rows`` as a pandas DataFrame (pandas is imported only here)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.timeline_rows, columns=_TIMELINE_COLUMNS)
 
     def sent(self, kind: str) -> list[float]:
         """Times of the local end's captured segments of one ``kind`` (``"keepalive probe"``,
@@ -711,17 +749,17 @@ class DeadPeerResult:
         """Plain JSON-able data; ``from_record`` rebuilds the result from it."""
         return {"method": self.method, "params": dict(self.params),
                 "detected_after": self.detected_after, "error": self.error, "where": self.where,
-                "how": self.how, "timeline": self.timeline.to_dict(orient="records"),
+                "how": self.how, "timeline": [dict(r) for r in self.timeline_rows],
                 "segments": self.segments, "events": self.events, "final_state": self.final_state,
-                "predicted": self.predicted, "measured": self.measured, "counters": self.counters}
+                "predicted": self.predicted, "measured": self.measured, "counters": self.counters,
+                "ports": list(self.ports)}
 
     @classmethod
     def from_record(cls, record: dict) -> DeadPeerResult:
         """A result from ``to_record()`` data (e.g. loaded from JSON)."""
-        import pandas as pd
-
         data = dict(record)
-        data["timeline"] = pd.DataFrame(record["timeline"], columns=_TIMELINE_COLUMNS)
+        data["timeline_rows"] = [dict(r) for r in data.pop("timeline")]
+        data["ports"] = tuple(data.get("ports", (0, 0)))
         return cls(**data)
 
 
@@ -762,7 +800,8 @@ def dead_peer(method: str, *, lab: bool | None = None, **params: Any) -> DeadPee
     keepalive_probes=2)``).  Bad names or values raise ``ValueError`` saying what is
     accepted; no run watches longer than ``MAX_WINDOW`` seconds.  ``lab=None`` runs in a
     private lab when one can start (with capture), else on this machine's loopback;
-    ``lab=True`` insists on the lab, ``lab=False`` stays here.  ``"retransmissions"``
+    ``lab=True`` insists on the lab, ``lab=False`` stays here, which needs root (the
+    socket filter that silences the peer needs ``CAP_NET_ADMIN``).  ``"retransmissions"``
     needs the lab: ``tcp_retries2`` is per namespace, and the host's is never changed.
     """
     from .lab import LabUnavailable, PrivateLab, lab_available
@@ -787,6 +826,9 @@ def dead_peer(method: str, *, lab: bool | None = None, **params: Any) -> DeadPee
         raise LabUnavailable(
             f"tcp_retries2 is a per-namespace setting and tcplearn never changes the host's; "
             f"a private lab is needed and none is used here ({why})")
+    if not use_lab and not can_silence():
+        why = lab_available()[1] if lab is None else "lab=False was asked for"
+        raise PermissionError(errno.EPERM, f"{_NEEDS_NET_ADMIN}; no lab is used here ({why})")
     predicted = predict(method, **p)
     run, args = (_run_node, (method, p, True, node)) if node else (_run_python, (method, p, True))
     if use_lab:
@@ -800,9 +842,7 @@ def dead_peer(method: str, *, lab: bool | None = None, **params: Any) -> DeadPee
 
         args = (*args[:2], is_root(), *args[3:])  # capture the host's loopback only as root
         out = run(*args)
-        where = "host"
-    import pandas as pd
-
+        where = "root"
     if method == "node_keepalive" and {"TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT"} <= set(out["measured"]):
         m = out["measured"]
         predicted = {"detected_after": m["TCP_KEEPIDLE"] + m["TCP_KEEPCNT"] * m["TCP_KEEPINTVL"],
@@ -811,7 +851,7 @@ def dead_peer(method: str, *, lab: bool | None = None, **params: Any) -> DeadPee
     return DeadPeerResult(
         method=method, params=p, detected_after=out["detected_after"], error=out["error"],
         where=where, how=_how(method, p, where, out["measured"]),
-        timeline=pd.DataFrame(out["timeline"], columns=_TIMELINE_COLUMNS),
-        segments=out["segments"], events=out["events"], final_state=out["final_state"],
-        predicted=predicted, measured=out["measured"], counters=out["counters"] if where == "lab" else {},
+        timeline_rows=out["timeline"], segments=out["segments"], events=out["events"],
+        final_state=out["final_state"], predicted=predicted, measured=out["measured"],
+        counters=out["counters"] if where == "lab" else {}, ports=tuple(out["ports"]),
     )
