@@ -15,7 +15,8 @@ The public API, re-exported here and stable (``__all__``):
   and ``ConnectionPair`` (01), ``sample_countdown``, ``summarize``, ``fin_wait_2_vs_setting``,
   ``myth_demo``, ``server_restart``, ``os_defaults`` (02), ``compare``, ``TrickleServer``
   (03), ``run_load``, ``LoadResult``, ``watch_plateau``, ``time_wait_by_closer``,
-  ``with_settings`` (04, 05), ``sysctl_playground`` (05).
+  ``with_settings`` (04, 05), ``sysctl_playground`` (05), ``dead_peer`` and
+  ``retransmission_schedule`` (which timeout notices a vanished peer).
 
 Layers (``docs/architecture.md``): ``tcplearn.base`` knows TCP and the machine,
 ``tcplearn.experiments`` registers the experiments, ``tcplearn.view`` draws them.
@@ -42,6 +43,7 @@ from .base.states import TRANSITIONS, Event, TcpState
 from .base.tw_cost import time_wait_cost, time_wait_size
 from .doctor import doctor
 from .experiments.close import SCENARIOS, ConnectionPair, run_scenario
+from .experiments.dead_peer import DeadPeerResult, dead_peer, retransmission_schedule
 from .experiments.load import LoadResult, run_load, time_wait_by_closer, watch_plateau, with_settings
 from .experiments.start_here import capture_one_connection, first_look, lab_side_by_side
 from .experiments.timeouts import compare
@@ -84,5 +86,5 @@ __all__ = [
     "sample_countdown", "summarize", "fin_wait_2_vs_setting", "myth_demo", "server_restart", "os_defaults",
     "compare", "TrickleServer",
     "run_load", "LoadResult", "watch_plateau", "time_wait_by_closer", "with_settings",
-    "sysctl_playground",
+    "sysctl_playground", "dead_peer", "DeadPeerResult", "retransmission_schedule",
 ]

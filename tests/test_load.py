@@ -24,6 +24,7 @@ from tcplearn.experiments.load import (  # noqa: E402
     watch_plateau,
     with_settings,
 )
+from tcplearn.view.show import plateau_figure  # noqa: E402
 
 from .conftest import needs_linux, needs_ss  # noqa: E402
 
@@ -105,7 +106,7 @@ def test_fast_plateau_model_within_ten_percent():
     finally:
         del os.environ["TCPLEARN_FAST"]
     assert abs(run.measured_peak() - run.predicted_peak()) <= 0.1 * run.predicted_peak()
-    fig = run.figure()
+    fig = plateau_figure(run.value)
     gids = {line.get_gid() for line in fig.axes[0].get_lines()}
     assert {"measured:TIME_WAIT", "model:TIME_WAIT"} <= gids
 

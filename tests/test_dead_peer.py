@@ -1,0 +1,369 @@
+"""A peer that vanishes silently: real sockets, the real kernel, a real capture, real Node.
+
+Every run here is a real loopback connection whose peer is made deaf by a drop-all socket
+filter.  Timing tolerances: a segment or a detection may come ``0.1 s + 10 %`` later or
+earlier than the settings predict (measured: kernel timers here fire 1-7 % late; keepalive
+intervals come out 1.024 s for 1 s).  The nobody runs are started first and run alongside
+the others (they only sleep in poll), which keeps the file under a minute.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+import tcplearn
+from tcplearn import sysctl
+from tcplearn.base.experiment import REGISTRY, Plan, Where, node_executable
+from tcplearn.experiments.dead_peer import (
+    MAX_WINDOW,
+    METHODS,
+    DeadPeerResult,
+    dead_peer,
+    predict,
+    retransmission_schedule,
+)
+
+from .conftest import DEBIAN_PYTHON, can_drop_privileges, needs_linux, wait_for
+
+pytestmark = needs_linux
+
+HOST_NAMES = ("tcp_retries2", "tcp_keepalive_time", "tcp_keepalive_intvl", "tcp_keepalive_probes")
+needs_node = pytest.mark.skipif(node_executable() is None, reason="Node.js is not installed here")
+
+
+def close_to(measured: float, predicted: float) -> bool:
+    return abs(measured - predicted) <= 0.1 + 0.1 * predicted
+
+
+def needs_lab():
+    ok, why = tcplearn.lab_available()
+    if not ok:
+        pytest.skip(why)
+
+
+# ------------------------------------------------------------------ shared runs
+
+
+@pytest.fixture(scope="module")
+def host_before():
+    return {n: sysctl.read(n) for n in HOST_NAMES}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def nobody_run(host_before, request):
+    """Start the nobody runs at once, in the background; ``nobody_result`` collects them."""
+    ok, why = can_drop_privileges()
+    if ok and not tcplearn.lab_available()[0]:
+        ok, why = False, tcplearn.lab_available()[1]
+    if not ok:
+        yield {"skip": why}
+        return
+    env = request.getfixturevalue("nobody")
+    out = tempfile.NamedTemporaryFile("w+", prefix="dead-peer-nobody-", delete=False)
+    err = tempfile.NamedTemporaryFile("w+", prefix="dead-peer-nobody-", delete=False)
+    cmd = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--inh-caps=-all",
+           DEBIAN_PYTHON, "dead_peer_checks.py"]
+    with out, err:
+        proc = subprocess.Popen(cmd, env=env.env, cwd=env.dir, stdout=out, stderr=err,
+                                stdin=subprocess.DEVNULL)
+    state = {"proc": proc, "out": out.name, "err": err.name}
+    yield state
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    for path in (out.name, err.name):
+        os.unlink(path)
+
+
+@pytest.fixture(scope="module")
+def nobody_result(nobody_run):
+    if "skip" in nobody_run:
+        pytest.skip(nobody_run["skip"])
+    code = nobody_run["proc"].wait(timeout=120)
+    with open(nobody_run["err"]) as f:
+        stderr = f.read()
+    assert code == 0, stderr[-3000:]
+    with open(nobody_run["out"]) as f:
+        return json.loads(f.read().strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def keepalive():
+    needs_lab()
+    return dead_peer("keepalive", keepalive_time=2, keepalive_intvl=1, keepalive_probes=2)
+
+
+@pytest.fixture(scope="module")
+def user_timeout():
+    needs_lab()
+    return dead_peer("user_timeout", user_timeout_ms=1500)
+
+
+@pytest.fixture(scope="module")
+def retransmissions():
+    needs_lab()
+    return dead_peer("retransmissions", tcp_retries2=3)
+
+
+@pytest.fixture(scope="module")
+def host_run():
+    if not sysctl.is_root():
+        pytest.skip("on the machine itself the socket filter needs root (CAP_NET_ADMIN)")
+    # the ladder would choose the lab here: run the root rung as it runs where no lab can start
+    return REGISTRY["dead_peer"].run_at(Plan(Where.ROOT, "a test asks for root"), "user_timeout",
+                                        user_timeout_ms=1500)
+
+
+# ------------------------------------------------------------------ parameters
+
+
+@pytest.mark.parametrize(("method", "params", "message"), [
+    ("ping", {}, "unknown method 'ping': expected one of none, keepalive"),
+    ("keepalive", {"idle": 2}, "takes keepalive_time, keepalive_intvl, keepalive_probes; not idle"),
+    ("keepalive", {"keepalive_time": 0}, "keepalive_time=0 refused: expected an int from 1 to 60"),
+    ("keepalive", {"keepalive_time": 2.5}, "keepalive_time=2.5 refused: expected an int"),
+    ("keepalive", {"keepalive_probes": True}, "keepalive_probes=True refused"),
+    ("keepalive", {"keepalive_time": 50, "keepalive_intvl": 5, "keepalive_probes": 3},
+     "= 65 s is over the 60 s limit"),
+    ("user_timeout", {"user_timeout_ms": 0}, "user_timeout_ms=0 refused: expected an int from 1 to 60000"),
+    ("user_timeout", {"user_timeout_ms": 90_000}, "user_timeout_ms=90000 refused"),
+    ("retransmissions", {"tcp_retries2": 15}, "tcp_retries2=15 gives up only after about"),
+    ("retransmissions", {"tcp_retries2": 15}, "budget of 924.6 s"),
+    ("retransmissions", {"tcp_retries2": 0}, "tcp_retries2=0 refused: expected an int from 1 to 15"),
+    ("none", {"duration": 61}, "duration=61 refused: expected a number from 0.1 to 60"),
+    ("none", {"duration": float("nan")}, "duration=nan refused"),
+    ("settimeout", {"timeout": "1"}, "timeout='1' refused: expected a number"),
+    ("node_idle", {"timeout_ms": -5}, "timeout_ms=-5 refused"),
+    ("node_keepalive", {"initial_delay_ms": 500}, "initial_delay_ms=500 refused: expected an int from 1000"),
+])
+def test_bad_parameters_give_clear_value_errors(method, params, message):
+    started = time.monotonic()
+    with pytest.raises(ValueError, match=None) as info:
+        dead_peer(method, **params)
+    assert message in str(info.value)
+    assert time.monotonic() - started < 0.5  # refused before anything starts
+
+
+def test_positional_params_are_refused():
+    with pytest.raises(TypeError):
+        dead_peer("keepalive", 2)  # type: ignore[misc]
+
+
+def test_every_method_has_defaults_within_the_window():
+    for method in METHODS:
+        detected = predict(method)["detected_after"]
+        assert detected is None or detected <= MAX_WINDOW
+
+
+# ------------------------------------------------------------------ the model
+
+
+def test_model_of_tcp_retries2():
+    default = retransmission_schedule()
+    assert default.budget == pytest.approx(924.6)  # 1023 * 0.2 s + 6 * 120 s
+    three = retransmission_schedule(3)
+    assert three.budget == pytest.approx(3.0)  # (2**4 - 1) * 0.2 s
+    assert three.probe == pytest.approx(0.2)
+    assert three.retransmissions == pytest.approx((0.4, 0.8, 1.6, 3.2))
+    # 3.2 - 0.4 = 2.8 s < 3.0 s of budget: one more doubling is waited for
+    assert three.gives_up_at == pytest.approx(6.4)
+    gaps = [b - a for a, b in zip(default.retransmissions, default.retransmissions[1:], strict=False)]
+    assert max(gaps) == pytest.approx(120.0)  # capped at TCP_RTO_MAX
+    no_tlp = retransmission_schedule(3, tail_loss_probe=False)
+    assert no_tlp.probe is None and no_tlp.retransmissions[0] == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="rto_max=0.1 refused"):
+        retransmission_schedule(3, rto_min=0.2, rto_max=0.1)
+    with pytest.raises(ValueError, match="tcp_retries2='3' refused"):
+        retransmission_schedule("3")  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ the runs, in the lab
+
+
+def test_keepalive_detects_the_dead_peer_with_etimedout(keepalive):
+    r = keepalive
+    assert r.where == "lab" and r.error == "ETIMEDOUT"
+    assert 3.5 <= r.detected_after <= 5.0
+    assert r.final_state == "CLOSED"
+    assert "TCP_KEEPIDLE=2 s" in r.how and "no sysctl changed" in r.how
+    alive = r.timeline[r.timeline.state == "ESTABLISHED"]
+    assert set(alive.timer) == {"keepalive"} and set(alive.tr) == {2}
+    assert alive.timeout.max() == 2  # /proc's "timeout" column: unanswered probes
+    assert alive.when_s.iloc[0] == pytest.approx(2.0, abs=0.15)
+
+
+def test_keepalive_probes_are_seen_in_the_capture_when_predicted(keepalive):
+    probes = keepalive.sent("keepalive probe")
+    assert len(probes) == 2
+    for seen, expected in zip(probes, [2.0, 3.0], strict=True):
+        assert close_to(seen, expected), (probes, keepalive.segment_table())
+    # the end: the kernel's RST, sent as it gives up
+    last = [s for s in keepalive.segments if s["from"] == "local"][-1]
+    assert last["kind"] == "reset" and close_to(last["t"], keepalive.detected_after)
+    assert keepalive.counters["TCPKeepAlive"] == 2
+
+
+def test_user_timeout_detects_with_etimedout(user_timeout):
+    r = user_timeout
+    assert r.error == "ETIMEDOUT" and 1.4 <= r.detected_after <= 3.0
+    # measured: counted from the first RTO retransmission (0.4 s), not from the send
+    assert close_to(r.detected_after, r.predicted["detected_after"])
+    assert r.predicted["detected_after"] == pytest.approx(1.9)
+    sent = r.sent("retransmission")
+    assert len(sent) >= 3 and sent == sorted(sent)
+    assert set(r.timeline[r.timeline.state == "ESTABLISHED"].timer) == {"retransmit"}
+
+
+def test_retransmissions_follow_the_model_and_give_up(retransmissions):
+    r = retransmissions
+    assert r.where == "lab" and r.error == "ETIMEDOUT"
+    assert 4.0 <= r.detected_after <= 10.0
+    model = retransmission_schedule(3)
+    expected = [model.probe, *model.retransmissions]  # the tail loss probe, then the RTOs
+    seen = r.sent("retransmission")
+    assert len(seen) == len(expected), r.segment_table()
+    for s, e in zip(seen, expected, strict=True):
+        assert close_to(s, e), (seen, expected)
+    assert close_to(r.detected_after, model.gives_up_at)
+    assert r.counters["TCPLossProbes"] == 1 and r.counters["TCPTimeouts"] == 5
+    assert r.timeline.retrnsmt.max() == 4  # icsk_retransmits: the probe is not counted
+    assert "tcp_retries2=3 set inside the private lab" in r.how
+
+
+def test_none_notices_nothing_and_stays_established():
+    needs_lab()
+    r = dead_peer("none", duration=3)
+    assert r.detected_after is None and r.error is None
+    assert r.final_state == "ESTABLISHED"
+    assert set(r.timeline.state) == {"ESTABLISHED"} and set(r.timeline.timer) == {"off"}
+    assert r.timeline.t.iloc[-1] >= 3.0
+    after_handshake = [s for s in r.segments if s["from"] == "local" and s["kind"] != "handshake"
+                       and s["t"] > 0.01]
+    assert after_handshake == []  # the local end sent nothing at all in 3 s
+
+
+def test_settimeout_raises_yet_the_connection_is_established():
+    needs_lab()
+    r = dead_peer("settimeout", timeout=0.5)
+    raised = [e for e in r.events if e["event"] == "recv() raised TimeoutError"]
+    assert len(raised) == 1 and 0.45 <= raised[0]["t"] <= 0.9
+    assert r.detected_after is None and r.error is None
+    assert r.final_state == "ESTABLISHED"
+    assert set(r.timeline.state) == {"ESTABLISHED"}
+
+
+def test_a_run_is_stored_as_json_and_replayed(keepalive):
+    record = json.loads(json.dumps(keepalive.to_record()))
+    again = DeadPeerResult.from_record(record)
+    assert again.to_record() == record
+    assert again.timeline.equals(keepalive.timeline)
+    assert again.sent("keepalive probe") == keepalive.sent("keepalive probe")
+
+
+# ------------------------------------------------------------------ no lab: as root
+
+
+def test_without_a_lab_root_runs_on_the_machine(host_run):
+    r = host_run
+    assert r.where == "root" and r.error == "ETIMEDOUT"
+    assert 1.4 <= r.detected_after <= 3.0
+    assert len(r.sent("retransmission")) >= 3  # captured on the machine's lo, as root
+    assert r.counters == {}  # the machine's counters mix in everyone's traffic: not reported
+
+
+# ------------------------------------------------------------------ real Node
+
+
+@needs_node
+def test_node_set_timeout_fires_and_the_socket_stays_open():
+    r = dead_peer("node_idle", timeout_ms=1000)
+    timeouts = [e for e in r.events if e["event"] == "timeout"]
+    assert len(timeouts) == 1 and 1.0 <= timeouts[0]["t"] <= 1.5
+    assert timeouts[0]["readyState"] == "open" and timeouts[0]["destroyed"] is False
+    assert timeouts[0]["kernel_state"] == "ESTABLISHED" and r.final_state == "ESTABLISHED"
+    assert r.detected_after is None and r.error is None
+    assert not any(e["event"] == "error" for e in r.events)
+
+
+@needs_node
+def test_node_set_keep_alive_detects_when_its_own_settings_predict():
+    r = dead_peer("node_keepalive", initial_delay_ms=1000)
+    m = r.measured
+    assert m["SO_KEEPALIVE"] == 1 and m["TCP_KEEPIDLE"] == 1  # ms turned into whole seconds
+    # what Node sets by itself (facts N7), read back from its socket, not assumed
+    assert (m["TCP_KEEPINTVL"], m["TCP_KEEPCNT"]) == (1, 10)
+    assert r.error == "ETIMEDOUT" and r.final_state == "CLOSED"
+    assert close_to(r.detected_after, r.predicted["detected_after"])
+    assert r.predicted["detected_after"] == 11 and r.predicted["from"].startswith("the options read back")
+    if r.segments is not None:
+        probes = r.sent("keepalive probe")
+        assert len(probes) == 10
+        assert all(close_to(s, e) for s, e in zip(probes, r.predicted["probes"], strict=True))
+
+
+# ------------------------------------------------------------------ as nobody
+
+
+def test_lab_runs_as_nobody(nobody_result):
+    r = nobody_result
+    assert r["uid"] == 65534
+    runs = {k: DeadPeerResult.from_record(v) for k, v in r["runs"].items()}
+    ka, ut, rt = runs["keepalive"], runs["user_timeout"], runs["retransmissions"]
+    assert ka.where == ut.where == rt.where == "lab"
+    assert ka.error == ut.error == rt.error == "ETIMEDOUT"
+    assert 3.5 <= ka.detected_after <= 5.0
+    assert 1.4 <= ut.detected_after <= 3.0
+    assert 4.0 <= rt.detected_after <= 10.0
+    assert len(ka.sent("keepalive probe")) == 2
+    assert len(rt.sent("retransmission")) == 5
+    assert r["before"] == r["after"]
+    # without a lab, nobody cannot silence a TCP peer: refused at once, with the reason
+    assert r["can_silence_here"] is False
+    assert "needs CAP_NET_ADMIN" in r["no_lab_error"] and "no lab is used here" in r["no_lab_error"]
+    assert r["no_lab_seconds"] < 1.0
+
+
+# ------------------------------------------------------------------ nothing changed, nothing left
+
+
+def _children() -> list[int]:
+    me = os.getpid()
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if int(f.read().rsplit(")", 1)[1].split()[1]) == me:
+                    found.append(int(pid))
+        except (OSError, ValueError, IndexError):
+            pass
+    return found
+
+
+def _node_clients() -> list[int]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"dead_peer_client.js" in f.read():
+                    found.append(int(pid))
+        except OSError:
+            pass
+    return found
+
+
+def test_host_settings_unchanged_and_nothing_left_behind(host_before, host_run, nobody_run):
+    if "proc" in nobody_run:
+        nobody_run["proc"].wait(timeout=120)
+    assert {n: sysctl.read(n) for n in HOST_NAMES} == host_before
+    assert host_before["tcp_retries2"] != 3
+    wait_for(lambda: _children() == [], timeout=3, what="no child process left")
+    assert _node_clients() == []
+    local, peer = host_run.ports
+    wait_for(lambda: not [s for s in tcplearn.sockets(port=peer) if local in (s.local_port, s.remote_port)],
+             timeout=3, what="the host run's sockets to be gone")
