@@ -18,8 +18,8 @@ class BuildWithSeries(build_py):
         source = Path(__file__).resolve().parent / "notebooks"
         target = Path(self.build_lib) / "tcplearn" / "series"
         target.mkdir(parents=True, exist_ok=True)
-        for notebook in sorted(source.glob("[0-9][0-9]-*.ipynb")):
-            shutil.copyfile(notebook, target / notebook.name)
+        for page in sorted([*source.glob("[0-9][0-9]-*.ipynb"), source / "glossary.md"]):
+            shutil.copyfile(page, target / page.name)
 
 
 setup(cmdclass={"build_py": BuildWithSeries})

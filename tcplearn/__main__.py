@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         except SeriesError as exc:
             print(f"tcplearn notebooks: {exc}", file=sys.stderr)
             return 1
-        print(f"{len(copied)} notebooks in {args.dir}. Open the series with:\n"
+        print(f"{len([p for p in copied if p.suffix == '.ipynb'])} notebooks in {args.dir}. Open the series with:\n"
               f"  jupyter lab {args.dir}/00-start-here.ipynb")
         return 0
     if args.command == "load":

@@ -10,7 +10,7 @@ import shutil
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["SeriesError", "notebooks", "copy_series"]
+__all__ = ["SeriesError", "notebooks", "pages", "copy_series"]
 
 
 class SeriesError(RuntimeError):
@@ -33,15 +33,21 @@ def notebooks() -> list[Path]:
     return sorted(_folder().glob("[0-9][0-9]-*.ipynb"))
 
 
+def pages() -> list[Path]:
+    """Everything a learner's copy needs: the notebooks and the glossary they link to."""
+    glossary = _folder() / "glossary.md"
+    return notebooks() + ([glossary] if glossary.exists() else [])
+
+
 def copy_series(directory: str | Path, *, overwrite: bool = False) -> list[Path]:
-    """Copy every notebook of the series into ``directory`` (created if missing) and return
+    """Copy every notebook of the series (and its glossary) into ``directory`` (created if missing) and return
     the paths there.  A copy that differs from the shipped notebook (a learner's edits) is
     never replaced unless ``overwrite=True``: ``SeriesError`` names those files and nothing
     is copied.  An identical copy is left as it is."""
     dest = Path(directory).expanduser()
     if dest.exists() and not dest.is_dir():
         raise SeriesError(f"{dest} exists and is not a folder")
-    sources = notebooks()
+    sources = pages()
     edited = [dest / src.name for src in sources
               if (dest / src.name).exists() and (dest / src.name).read_bytes() != src.read_bytes()]
     if edited and not overwrite:

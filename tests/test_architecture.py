@@ -158,7 +158,7 @@ def test_the_wheel_carries_the_series(tmp_path):
     (wheel,) = tmp_path.glob("tcplearn-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     shipped = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb"))
-    assert shipped and all(f"tcplearn/series/{n}" in names for n in shipped), sorted(names)
+    assert shipped and all(f"tcplearn/series/{n}" in names for n in [*shipped, "glossary.md"]), sorted(names)
     assert any(n.startswith("tcplearn/recordings/") for n in names)
 
 
@@ -168,7 +168,7 @@ def test_notebooks_command_copies_the_series_and_keeps_edits(tmp_path):
                          text=True, timeout=60)
     shipped = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb"))
     assert out.returncode == 0 and sorted(p.name for p in dest.glob("*.ipynb")) == shipped, out.stderr
-    assert "jupyter lab" in out.stdout
+    assert "jupyter lab" in out.stdout and (dest / "glossary.md").exists()
     edited = dest / shipped[0]
     edited.write_text(edited.read_text() + " ")
     again = subprocess.run([sys.executable, "-m", "tcplearn", "notebooks", str(dest)], capture_output=True,

@@ -144,9 +144,14 @@ def test_tcplearn_imports_without_posix_only_modules():
 
 
 # How many one-line "recorded run" notes each notebook must show on a Mac.
-EXPECTED_RECORDED = {"00-start-here": 1, "01-four-way-close": 6, "02-time-wait-and-2msl": 6,
-                     "03-timeouts-python-vs-node": 0, "04-state-counts-under-load": 6,
-                     "05-sysctl-playground": 0}
+EXPECTED_RECORDED = {
+    "00-start-here": 1,
+    "01-four-way-close": 6,
+    "02-time-wait-and-2msl": 6,
+    "03-timeouts-python-vs-node": 0,
+    "04-state-counts-under-load": 6,
+    "05-sysctl-playground": 0,
+}
 
 
 def _texts(nb) -> list[str]:
