@@ -62,7 +62,7 @@ def main(argv: list[str]) -> int:
     if argv[0] == "lab":
         os.execv(str(PY), [str(PY), "-m", "jupyterlab", "notebooks/00-start-here.ipynb", *argv[1:]])
     if argv[0] in ("test", "quick"):
-        subprocess.run([str(PY), "-m", "ruff", "check", "tcplearn", "tests", "benchmarks", "dev.py", "setup.py"],
+        subprocess.run([str(PY), "-m", "ruff", "check", "tcplearn", "tests", "benchmarks", "docs", "dev.py", "setup.py"],
                        check=True, cwd=ROOT)
         quick = ["-m", "not slow and not browser"] if argv[0] == "quick" else []
         return subprocess.run([str(PY), "-m", "pytest", *quick, *argv[1:]], cwd=ROOT).returncode

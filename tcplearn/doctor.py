@@ -58,7 +58,8 @@ class Report:
         lines = ["tcplearn doctor — this machine", ""]
         lines += [f"  {mark[c.ok]}  {c.name:<{width}}  {c.detail}" for c in self.checks]
         lines += ["", "What will be live here:"]
-        lines += [f"  {part:<38} {how:<7} {why}" for part, how, why in self.live]
+        part_width = max((len(part) for part, _, _ in self.live), default=0)
+        lines += [f"  {part:<{part_width}}  {how:<8} {why}" for part, how, why in self.live]
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -79,7 +80,7 @@ class Report:
         return (
             "<h4>This machine</h4><table><tr><th></th><th>check</th><th>detail</th></tr>"
             f"{rows}</table><h4>What will be live here</h4>"
-            "<table><tr><th>part of the series</th><th>runs as</th><th>why</th></tr>"
+            "<table><tr><th>notebook and experiment</th><th>runs</th><th>why</th></tr>"
             f"{live}</table>"
         )
 

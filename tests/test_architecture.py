@@ -1,7 +1,7 @@
 """The structure the code promises: layers without import cycles, one registry that every
 experiment is in, the public API importable, the series shipped in the wheel."""
 
-import ast
+import importlib.util
 import subprocess
 import sys
 import zipfile
@@ -18,70 +18,25 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "tcplearn"
 
 
-def _module_name(path: Path) -> str:
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
-    if parts[-1] == "__init__":
-        parts.pop()
-    return ".".join(parts)
+def _load_graph_tool():
+    spec = importlib.util.spec_from_file_location("import_graph", ROOT / "docs" / "import_graph.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def import_graph() -> dict[str, set[str]]:
-    """Every tcplearn module -> the tcplearn modules it imports, imports inside functions
-    included (``from . import x`` counts as importing ``x`` when ``x`` is a module, else the
-    package itself)."""
-    modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
-    graph: dict[str, set[str]] = {}
-    for name, path in modules.items():
-        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        edges = graph.setdefault(name, set())
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                edges.update(a.name for a in node.names if a.name in modules)
-            elif isinstance(node, ast.ImportFrom):
-                if node.level:
-                    base = package.split(".")
-                    base = base[: len(base) - (node.level - 1)]
-                    target = ".".join(base + ([node.module] if node.module else []))
-                else:
-                    target = node.module or ""
-                if not target.startswith("tcplearn"):
-                    continue
-                for alias in node.names:
-                    sub = f"{target}.{alias.name}"
-                    edges.add(sub if sub in modules else target)
-        edges.discard(name)
-    return graph
-
-
-def _cycle(graph):
-    """One import cycle as a list of modules, or None."""
-    state: dict[str, int] = {}
-    stack: list[str] = []
-
-    def visit(node):
-        state[node] = 1
-        stack.append(node)
-        for nxt in sorted(graph.get(node, ())):
-            if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
-            if nxt not in state:
-                found = visit(nxt)
-                if found:
-                    return found
-        stack.pop()
-        state[node] = 2
-        return None
-
-    for node in sorted(graph):
-        if node not in state:
-            found = visit(node)
-            if found:
-                return found
-    return None
+GRAPH = _load_graph_tool()
+import_graph = GRAPH.import_graph
+_cycle = GRAPH.find_cycle
 
 
 def test_no_module_imports_a_module_that_imports_it_back():
     assert _cycle(import_graph()) is None, " -> ".join(_cycle(import_graph()))
+
+
+def test_the_architecture_page_shows_the_graph_the_code_has():
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    assert GRAPH.mermaid() in text, "refresh it: python docs/import_graph.py --write"
 
 
 def test_the_layers_point_down():

@@ -88,7 +88,7 @@ def test_time_wait_experiments_replay(no_live):
 def test_capture_replays_one_recorded_connection(no_live):
     shown = start_here.capture_one_connection()
     assert shown.where is Where.RECORDED and no_live in shown.note
-    flags = list(shown.value["flags"])
+    flags = list(shown.value.table()["flags"])
     assert flags[:3] == ["SYN", "SYN,ACK", "ACK"] and sum("FIN" in f for f in flags) == 2
 
 

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import socket
 import time
+from dataclasses import dataclass
 
 from ..base import sysctl
 from ..base.experiment import Call, Need, Where, experiment
+from ..base.lab import Segment, write_pcap
 from ..base.observe import TcpSocket, sockets
 from ..base.tables import segments_frame, sockets_frame
 from ..base.util import loopback_host, loopback_listener
 
-__all__ = ["first_look", "lab_side_by_side", "capture_one_connection"]
+__all__ = ["first_look", "lab_side_by_side", "capture_one_connection", "CapturedConnection"]
 
 
 def _settled(port: int, wanted: set[tuple[int, int]], timeout: float = 2.0) -> list[TcpSocket]:
@@ -95,27 +97,39 @@ def _connect_once() -> int:
         return listener.getsockname()[1]
 
 
-def _from_rows(rows, arguments):
-    import pandas as pd
+@dataclass
+class CapturedConnection:
+    """One connection's captured segments (each keeps its frame's bytes when captured live)
+    and the server's port, which tells the two directions apart."""
 
-    return pd.DataFrame(rows)
+    segments: list[Segment]
+    server_port: int
 
+    def table(self):
+        """One row per segment: time, direction, flags, relative seq/ack, length."""
+        return segments_frame(self.segments, server_port=self.server_port)
 
-def _to_rows(frame):
-    import json
+    def save_pcap(self, path: str = "00-handshake.pcap"):
+        """Write the segments as a pcap file (Wireshark, ``tcpdump -nn -r``); returns its path."""
+        return write_pcap(self.segments, path)
 
-    return json.loads(frame.to_json(orient="records", double_precision=4))
+    def to_record(self) -> dict:
+        return {"segments": [s.to_record() for s in self.segments], "server_port": self.server_port}
+
+    @classmethod
+    def from_record(cls, record: dict, arguments: dict | None = None) -> CapturedConnection:
+        return cls([Segment(**s) for s in record["segments"]], record["server_port"])
 
 
 @experiment(notebook="00", title="one connection opened and closed, its segments captured",
             needs=[Need.KERNEL, Need.CAPTURE],
             calls=[Call((), {}, "one loopback connection opened and closed in a private lab, captured on its loopback")],
-            to_record=_to_rows, from_record=_from_rows)
-def capture_one_connection(place):
+            to_record=CapturedConnection.to_record, from_record=CapturedConnection.from_record)
+def capture_one_connection(place) -> CapturedConnection:
     """Open and close one loopback connection and capture its segments: in a private lab
     where one can start, else on this machine's loopback as root (only that connection's
-    segments are kept), else the connection recorded in a Linux lab.  A DataFrame, one row
-    per segment: time, direction, flags, relative seq/ack, length."""
+    segments are kept), else the connection recorded in a Linux lab.  A
+    ``CapturedConnection``: its ``table()`` has one row per segment, ``save_pcap()`` writes
+    the real frames for Wireshark."""
     port, segments = place.capture(_connect_once)
-    mine = [s for s in segments if port in (s.sport, s.dport)]
-    return segments_frame(mine, server_port=port)
+    return CapturedConnection([s for s in segments if port in (s.sport, s.dport)], port)

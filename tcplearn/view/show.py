@@ -10,12 +10,13 @@ from __future__ import annotations
 from ..base.states import TcpState
 from ..experiments.close import CloseRun
 from ..experiments.load import LoadResult, PlateauRun
+from ..experiments.start_here import CapturedConnection
 from ..experiments.timeouts import Comparison
 from ..experiments.timewait import MythResult
 from . import plots
 
 __all__ = ["show_close_run", "show_load", "plateau_figure", "show_plateau", "show_myth",
-           "show_comparison", "comparison_figure"]
+           "show_comparison", "comparison_figure", "show_captured"]
 
 
 def _display(*objs) -> None:
@@ -80,3 +81,8 @@ def comparison_figure(comparison: Comparison):
 def show_comparison(comparison: Comparison) -> None:
     """Which client saw what, on one time axis, then the counts per client."""
     _display(_md(f"> {comparison.note}"), comparison_figure(comparison), comparison.table())
+
+
+def show_captured(capture: CapturedConnection) -> None:
+    """The captured segments, one row each."""
+    _display(capture.table())
