@@ -65,13 +65,27 @@ def _check_setting(name: str, value: object) -> None:
     sysctl.setting(name)
 
 
+def _split(frame) -> dict:
+    return frame.to_dict(orient="split")
+
+
+def _from_split(record: dict, arguments: dict):
+    import pandas as pd
+
+    return pd.DataFrame(record["data"], index=record["index"], columns=record["columns"])
+
+
 @experiment(notebook="00", title="a private lab's setting beside this machine's",
             needs=[Need.SETTINGS], check=_check_setting, model=_host_only,
+            calls=[Call(("tcp_fin_timeout", 5), {}, "a private lab's tcp_fin_timeout read, set to 5 and read again, "
+                                                   "beside the machine's")],
+            to_record=_split, from_record=_from_split,
             notes={Where.MODEL: _no_lab_note, Where.ROOT: _no_lab_note})
 def lab_side_by_side(place, name: str = "tcp_fin_timeout", value: object = 5):
     """The host's value of a setting beside a private lab's, before and after the lab
-    changes it (a DataFrame).  Only a lab shows this: as root, or where no lab can start,
-    the ``Result`` holds no table and its note says why and what the host's value is."""
+    changes it (a DataFrame).  Only a lab shows this live: as root without a lab, the
+    ``Result`` holds no table and its note says why and what the host's value is; where
+    neither a lab nor root is available, the run recorded in a Linux lab."""
     import pandas as pd
 
     spec = sysctl.setting(name)
