@@ -88,9 +88,13 @@ class Result(Generic[T]):
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):  # copy and pickle probe dunders before value exists
             raise AttributeError(name)
+        if self.value is None:
+            raise AttributeError(f"{name!r}: there is no result here, only this note: {self.note}")
         return getattr(self.value, name)
 
     def __getitem__(self, item: Any) -> Any:
+        if self.value is None:
+            raise KeyError(f"{item!r}: there is no result here, only this note: {self.note}")
         return self.value[item]  # type: ignore[index]
 
     def __repr__(self) -> str:
