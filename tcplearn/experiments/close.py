@@ -449,7 +449,7 @@ class CloseRun:
         import pandas as pd
 
         rows = [(seg, step.action) for step, segs in zip(self.history, self.segments_by_step or [], strict=False)
-                for seg in segs if not seg.has("SYN")]
+                if step.action != "connect" for seg in segs]
         first = next((seg.t for seg, _ in rows if seg.has("FIN") or seg.has("RST")), None)
         return pd.DataFrame([{
             "ms since the first FIN/RST": None if first is None else round((seg.t - first) * 1000, 3),
@@ -582,11 +582,20 @@ def run_scenario(place, name: str) -> CloseRun:
 def save_pcap(run, path: str = "01-close.pcap"):
     """Write ``run``'s captured segments (a ``CloseRun`` or its ``Result``) as a pcap file
     for Wireshark or ``tcpdump -nn -r``; returns the file's path, or ``None`` when nothing
-    was captured here (no lab: the arrows were what RFC 9293 says is sent)."""
+    was captured here (no lab: the arrows were what RFC 9293 says is sent).  Where the
+    folder cannot be written (a read-only notebook folder), the file goes to the temporary
+    directory instead, and that is the path returned."""
+    import os
+    import tempfile
+    from pathlib import Path
+
     value = getattr(run, "value", run)
     if not isinstance(value, CloseRun):
         raise TypeError(f"save_pcap takes a run_scenario() result, got {type(value).__name__}")
     segments = value.segments()
     if not segments:
         return None
-    return write_pcap(segments, path)
+    target = Path(path)
+    if target.parent.is_dir() and not os.access(target.parent, os.W_OK):
+        target = Path(tempfile.gettempdir()) / target.name
+    return write_pcap(segments, target)
