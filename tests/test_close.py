@@ -249,8 +249,9 @@ def _follow(pause: float):
         with ConnectionPair() as pair:
             pair.client_close_server_follows(pause=pause)
         cap.settle()
-    return CloseRun("follow", pair.history, [[s for s in cap.segments if pair.server_port in (s.sport, s.dport)]],
-                    pair.server_port)
+    ours = [s for s in cap.segments if pair.server_port in (s.sport, s.dport)]
+    assert [s.flags for s in ours[:3]] == ["SYN", "SYN,ACK", "ACK"]  # the connect step's handshake
+    return CloseRun("follow", pair.history, [ours[:3], ours[3:]], pair.server_port)
 
 
 FOUR = [("client", "FIN,ACK"), ("server", "ACK"), ("server", "FIN,ACK"), ("client", "ACK")]
