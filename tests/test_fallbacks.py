@@ -51,8 +51,9 @@ def test_close_scenarios_replay_the_lab_recording(no_live):
         assert run.where == "recorded" and run.note.startswith(RECORDED) and no_live in run.note
         assert f"the '{name}' scenario in a private lab" in run.note
         frame = run.table()
-        assert frame["matches"].all(), f"{name}: the recorded kernel states must be RFC 9293's"
-        assert close.check_history(run.history) == []
+        linux = name == "close-wait-leak"  # Linux's orphan timer: RFC 9293 predicts FIN-WAIT-2 for ever
+        assert frame["matches"].all() != linux, f"{name}: the recorded kernel states must be RFC 9293's"
+        assert len(close.check_history(run.history)) == linux
         flags = [seg.flags for step in run.segments_by_step for seg in step]
         assert flags, f"{name}: captured segments were recorded"
     fin = close.run_scenario("client-closes-first")
@@ -146,7 +147,7 @@ def test_tcplearn_imports_without_posix_only_modules():
 # How many one-line "recorded run" notes each notebook must show on a Mac.
 EXPECTED_RECORDED = {
     "00-start-here": 2,
-    "01-four-way-close": 6,
+    "01-four-way-close": 8,
     "02-time-wait-and-2msl": 6,
     "03-timeouts-python-vs-node": 0,
     "04-state-counts-under-load": 6,

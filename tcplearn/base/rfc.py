@@ -64,14 +64,24 @@ def check_history(history) -> list[str]:
     """Every observed change of either end's state that ``TRANSITIONS`` cannot explain.
 
     A poll may miss states held only briefly, so a change passes when the new state is
-    reachable from the old one through the table (``states.reachable``).  Returns
-    human-readable violations; an empty list means the kernel behaved as RFC 9293 says.
+    reachable from the old one through the table (``states.reachable``).  A step in which
+    nobody acted (``actor == "nobody"``: a wait) can only move an end by a timer, and the
+    close has one timer in RFC 9293: TIME-WAIT's 2MSL.  Any other change during a wait is
+    listed too (with the step's ``differs`` note, if it has one).  Returns human-readable
+    differences; an empty list means the kernel behaved as RFC 9293 says.
     """
     problems = []
     for before, after in pairwise(history):
+        waited = getattr(after, "actor", None) == "nobody"
         for i, end in enumerate(_ENDS):
             points = [before.states[i], *(pair[i] for pair in after.trail), after.states[i]]
             for a, b in pairwise(points):
-                if a != b and not reachable(a, b):
+                if a == b:
+                    continue
+                if not reachable(a, b):
                     problems.append(f"{end}: {a.label} -> {b.label} during {after.action!r}")
+                elif waited and (a, b) != (TcpState.TIME_WAIT, TcpState.CLOSED):
+                    why = getattr(after, "differs", "")
+                    problems.append(f"{end}: {a.label} -> {b.label} during {after.action!r}, with nobody acting: "
+                                    f"RFC 9293 has no timer for this" + (f" ({why})" if why else ""))
     return problems

@@ -16,15 +16,15 @@ import time
 from dataclasses import dataclass
 
 from ..base.experiment import Call, Need, Result, Where, experiment
-from ..base.lab import Segment, in_lab
+from ..base.lab import Segment, in_lab, write_pcap
 from ..base.lab.capture import Capture
 from ..base.observe import sockets
 from ..base.rfc import ENDS as _ENDS
 from ..base.rfc import check_history, predict
-from ..base.states import Event, TcpState
+from ..base.states import Event, TcpState, next_state
 from ..base.util import loopback_listener
 
-__all__ = ["ConnectionPair", "Step", "predict", "check_history", "SCENARIOS", "CloseRun", "run_scenario"]
+__all__ = ["ConnectionPair", "Step", "predict", "check_history", "SCENARIOS", "CloseRun", "run_scenario", "save_pcap"]
 
 SETTLE_TIMEOUT = 2.0
 
@@ -36,7 +36,8 @@ class Step:
     ``("client", "FIN")``; ``settled`` is False if the kernel did not reach ``expected``
     within the deadline (the observed states are recorded all the same); ``trail`` lists
     every distinct ``(client, server)`` pair seen while waiting, so a state held only for
-    a moment (CLOSING) shows up when a poll catches it."""
+    a moment (CLOSING) shows up when a poll catches it.  ``differs`` says, where it is
+    known, why the kernel did not do what RFC 9293 predicts (e.g. a Linux-only timer)."""
 
     t: float
     actor: str
@@ -48,6 +49,7 @@ class Step:
     settled: bool = True
     trail: tuple[tuple[TcpState, TcpState], ...] = ()
     wall: float = 0.0  # time.time() when recorded, to line steps up with captured segments
+    differs: str = ""
 
     @property
     def states(self) -> tuple[TcpState, TcpState]:
@@ -130,21 +132,25 @@ class ConnectionPair:
                 found["server"] = s.state
         return found["client"], found["server"]
 
-    def _settle(self, expected):
+    def _settle(self, target):
         deadline = time.monotonic() + self.settle_timeout
         seen = self.states()
         trail = [seen]
-        while seen != expected and time.monotonic() < deadline:
+        while seen != target and time.monotonic() < deadline:
             time.sleep(0.002)
             seen = self.states()
             if seen != trail[-1]:
                 trail.append(seen)
-        return seen, seen == expected, tuple(trail)
+        return seen, tuple(trail)
 
-    def _record(self, actor: str, action: str, segments, expected) -> Step:
-        seen, settled, trail = self._settle(tuple(expected))
+    def _record(self, actor: str, action: str, segments, expected, *, target=None, differs: str = "") -> Step:
+        """Poll until the ends reach ``target`` (by default RFC 9293's ``expected``) or the
+        deadline passes, and record what the kernel then reports."""
+        expected = tuple(expected)
+        seen, trail = self._settle(tuple(target) if target is not None else expected)
+        settled = seen == expected
         step = Step(time.monotonic() - self._t0, actor, action, tuple(segments), seen[0], seen[1],
-                    tuple(expected), settled, trail, time.time())
+                    expected, settled, trail, time.time(), differs if not settled else "")
         self.history.append(step)
         return step
 
@@ -161,17 +167,22 @@ class ConnectionPair:
         return sock
 
     def wait_until(self, client: TcpState | None = None, server: TcpState | None = None,
-                   *, timeout: float = 10.0, label: str | None = None) -> Step:
+                   *, timeout: float = 10.0, label: str | None = None, differs: str = "") -> Step:
         """Do nothing and wait (polling the kernel) until the ends reach these states, or
         ``timeout`` seconds pass; records what the kernel then reports.  For timers:
-        e.g. an orphaned FIN-WAIT-2 disappearing after ``tcp_fin_timeout``."""
+        e.g. an orphaned FIN-WAIT-2 disappearing after ``tcp_fin_timeout``.
+
+        The step's ``expected`` is what RFC 9293 predicts while nobody acts: nothing
+        changes (its only timer in the close is TIME-WAIT's 2MSL, 4 minutes, longer than
+        any wait here).  Where the kernel moves anyway, the step does not match, and
+        ``differs`` (if given) says why."""
         if not 0 < timeout <= 120:
             raise ValueError(f"timeout must be between 0 and 120 seconds, got {timeout!r}")
         now = self.states()
-        expected = (client or now[0], server or now[1])
+        target = (client or now[0], server or now[1])
         saved, self.settle_timeout = self.settle_timeout, timeout
         try:
-            return self._record("nobody", label or "wait", (), expected)
+            return self._record("nobody", label or "wait", (), now, target=target, differs=differs)
         finally:
             self.settle_timeout = saved
 
@@ -183,11 +194,68 @@ class ConnectionPair:
         setattr(self, end, None)
 
     def _close(self, end: str) -> Step:
-        self._sock(end)
+        unread = _unread(self._sock(end))
+        if unread:
+            # RFC 9293 section 3.6.1 (SHLD-3): a CLOSE while received data is still pending
+            # SHOULD send a RST to show that data was lost; Linux does (__tcp_close, facts L22).
+            self._closed.add(end)
+            return self._step(end, [(end, Event.ABORT)], lambda: self._release(end),
+                              f"close() with {unread} bytes unread")
         # After shutdown(SHUT_WR) the FIN has gone already: close() then sends nothing.
         actions = [] if end in self._closed else [(end, Event.CLOSE)]
         self._closed.add(end)
         return self._step(end, actions, lambda: self._release(end), "close()")
+
+    def client_close_server_follows(self, *, pause: float = 0.0) -> Step:
+        """The client calls ``close()`` while a server thread waits in ``recv()``; the thread
+        sees EOF (``b""``), waits ``pause`` seconds and calls ``close()`` too.
+
+        RFC 9293 section 3.6: a TCP receiving a FIN ACKs it but sends its own FIN only once
+        its user has closed.  With ``pause=0`` the server's FIN can carry the ACK of the
+        client's FIN (three segments: FIN, FIN+ACK, ACK); after a pause the ACK has gone
+        alone first (four).  The prediction says so; the capture shows what happened.
+        """
+        if not 0 <= pause <= 10:
+            raise ValueError(f"pause must be between 0 and 10 seconds, got {pause!r}")
+        self._sock("client")
+        server = self._sock("server")
+        got: list[bytes] = []
+        waiting = threading.Event()
+
+        def serve():
+            server.settimeout(self.settle_timeout + 5)
+            waiting.set()
+            try:
+                got.append(server.recv(1))  # b"": the client's FIN
+                if pause:
+                    time.sleep(pause)
+            finally:
+                server.close()
+
+        now = dict(zip(_ENDS, self.states(), strict=True))
+        # The table: client ESTABLISHED -CLOSE-> FIN-WAIT-1; server -rcv FIN-> CLOSE-WAIT -CLOSE->
+        # LAST-ACK; the client's FIN-WAIT-1 on a FIN that ACKs its own -> TIME-WAIT (section
+        # 3.10.7.4); the server's LAST-ACK on that ACK -> CLOSED.
+        client_state = next_state(next_state(now["client"], Event.CLOSE),
+                                  Event.RCV_FIN_ACK if not pause else Event.RCV_ACK_OF_FIN)
+        if pause:
+            client_state = next_state(client_state, Event.RCV_FIN)
+        server_state = next_state(next_state(next_state(now["server"], Event.RCV_FIN), Event.CLOSE),
+                                  Event.RCV_ACK_OF_FIN)
+        segments = ((("client", "FIN"), ("server", "FIN,ACK"), ("client", "ACK")) if not pause else
+                    (("client", "FIN"), ("server", "ACK"), ("server", "FIN"), ("client", "ACK")))
+        thread = threading.Thread(target=serve, name="server waiting in recv()")
+        thread.start()
+        waiting.wait(5)
+        self._closed.update(_ENDS)
+        self._release("client")
+        thread.join()
+        self.server = None
+        if got != [b""]:
+            raise RuntimeError(f"the server thread expected EOF (b'') from recv(), got {got!r}")
+        label = "client close(); server's recv() -> b'', then close()" + (f" after {pause * 1000:g} ms" if pause else
+                                                                          " at once")
+        return self._record("both", label, segments, (client_state, server_state))
 
     def _shutdown(self, end: str) -> Step:
         sock = self._sock(end)
@@ -201,14 +269,17 @@ class ConnectionPair:
         sock = self._sock(end)
         return self._step(end, [(end, "DATA")], lambda: sock.sendall(data), f"send({len(data)} bytes)")
 
-    def _recv(self, end: str, n: int = 65536) -> bytes:
+    def _recv(self, end: str, n: int = 65536) -> bytes | None:
         sock = self._sock(end)
         sock.settimeout(self.settle_timeout)
         try:
             data = sock.recv(n)
+        except ConnectionResetError:
+            data = None  # the peer's RST: the program learns the connection was aborted
         finally:
             sock.settimeout(None)
-        label = "recv() -> EOF (b'')" if data == b"" else f"recv() -> {len(data)} bytes"
+        label = ("recv() -> ConnectionResetError (RST)" if data is None else
+                 "recv() -> EOF (b'')" if data == b"" else f"recv() -> {len(data)} bytes")
         self._record(end, label, (), self.states())
         return data
 
@@ -221,7 +292,8 @@ class ConnectionPair:
                           "close() with SO_LINGER 0 (abort)")
 
     def client_close(self) -> Step:
-        """The client calls ``close()``: sends FIN (or nothing more if it already did)."""
+        """The client calls ``close()``: sends FIN (or nothing more if it already did; RST
+        if received data is still unread)."""
         return self._close("client")
 
     def server_close(self) -> Step:
@@ -244,12 +316,13 @@ class ConnectionPair:
         """The client sends ``data``."""
         return self._send("client", data)
 
-    def client_recv(self, n: int = 65536) -> bytes:
-        """The client reads up to ``n`` bytes; ``b""`` means the server's FIN (EOF) arrived."""
+    def client_recv(self, n: int = 65536) -> bytes | None:
+        """The client reads up to ``n`` bytes; ``b""`` means the server's FIN (EOF) arrived,
+        ``None`` that its RST did (``recv()`` raised ``ConnectionResetError``)."""
         return self._recv("client", n)
 
-    def server_recv(self, n: int = 65536) -> bytes:
-        """The server reads up to ``n`` bytes; ``b""`` is the client's FIN."""
+    def server_recv(self, n: int = 65536) -> bytes | None:
+        """The server reads up to ``n`` bytes; ``b""`` is the client's FIN, ``None`` its RST."""
         return self._recv("server", n)
 
     def client_abort(self) -> Step:
@@ -311,6 +384,14 @@ def _set_loopback(up: bool) -> None:
 def _in_private_namespace() -> bool:
     return in_lab()
 
+
+def _unread(sock: socket.socket) -> int:
+    """How many received bytes wait unread in ``sock``'s receive buffer (FIONREAD)."""
+    import fcntl
+    import termios
+
+    return struct.unpack("i", fcntl.ioctl(sock, termios.FIONREAD, b"\0\0\0\0"))[0]
+
 # ---------------------------------------------------------------- scenarios for notebook 01
 
 #: The close variants notebook 01 runs: name -> the pair's steps, as (method, *args).
@@ -321,8 +402,14 @@ SCENARIOS: dict[str, tuple[tuple, ...]] = {
                    ("client_recv",), ("server_close",), ("client_recv",), ("client_close",)),
     "simultaneous": (("simultaneous_close",),),
     "abort": (("client_abort",),),
+    "unread-data": (("client_send", b"a request the server never reads"), ("server_close",), ("client_recv",)),
+    "server-closes-at-once": (("client_close_server_follows",),),
     "close-wait-leak": (("client_close",), ("wait_until", TcpState.CLOSED, None)),
 }
+
+#: Why the CLOSE-WAIT leak's client end may vanish: not RFC 9293 (no FIN-WAIT-2 timeout there).
+ORPHAN_TIMER = ("Linux's orphan timer: a FIN-WAIT-2 no program holds is dropped after tcp_fin_timeout "
+                "(include/net/tcp.h: 'BSD style FIN_WAIT2 deadlock breaker')")
 
 
 @dataclass
@@ -337,17 +424,47 @@ class CloseRun:
     server_port: int
 
     def table(self):
-        """The steps as a DataFrame: who did what, and both ends' states from the kernel."""
+        """The steps as a DataFrame: who did what, both ends' states from the kernel, what
+        RFC 9293 predicted, and (when a step has one) why Linux differs."""
         import pandas as pd
 
-        return pd.DataFrame([{
+        frame = pd.DataFrame([{
             "step": i, "who": s.actor, "action": s.action,
             "client (kernel)": s.client_state.label, "server (kernel)": s.server_state.label,
             "RFC predicted": " / ".join(x.label for x in s.expected),
             "matches": s.settled,
+            "Linux differs": s.differs,
             "seen while waiting": " → ".join(f"{a.label}/{b.label}" for a, b in s.trail)
             if len(s.trail) > 1 else "",
         } for i, s in enumerate(self.history)])
+        return frame if frame["Linux differs"].any() else frame.drop(columns="Linux differs")
+
+    def segments(self) -> list[Segment]:
+        """Every captured segment of the run, in order (``[]`` when nothing was captured)."""
+        return [seg for step in self.segments_by_step or [] for seg in step]
+
+    def segment_table(self):
+        """The captured segments after the handshake as a DataFrame: milliseconds since the
+        first FIN (or RST), who sent it, its flags, and the step it belongs to."""
+        import pandas as pd
+
+        rows = [(seg, step.action) for step, segs in zip(self.history, self.segments_by_step or [], strict=False)
+                if step.action != "connect" for seg in segs]
+        first = next((seg.t for seg, _ in rows if seg.has("FIN") or seg.has("RST")), None)
+        return pd.DataFrame([{
+            "ms since the first FIN/RST": None if first is None else round((seg.t - first) * 1000, 3),
+            "from": "server" if seg.sport == self.server_port else "client", "flags": seg.flags,
+            "bytes": seg.length, "step": action} for seg, action in rows],
+            columns=["ms since the first FIN/RST", "from", "flags", "bytes", "step"])
+
+    def path(self, end: str = "client") -> list[TcpState]:
+        """``end``'s states in the order the kernel showed them (steps and what polls caught
+        in between), as ``plots.state_diagram(path=...)`` takes them."""
+        if end not in _ENDS:
+            raise ValueError(f"end must be 'client' or 'server', got {end!r}")
+        i = _ENDS.index(end)
+        states = [state for step in self.history for state in (*(pair[i] for pair in step.trail), step.states[i])]
+        return [s for k, s in enumerate(states) if k == 0 or s is not states[k - 1]]
 
     def final_states(self) -> dict[TcpState, str]:
         """The ends' last states, as ``plots.state_diagram(highlight=...)`` takes them."""
@@ -392,7 +509,8 @@ def _steps(name: str, in_lab: bool, wait_timeout: float):
             if method == "simultaneous_close":
                 pair.simultaneous_close(drop_until_both_closed=in_lab)
             elif method == "wait_until":
-                pair.wait_until(*args, timeout=wait_timeout, label="wait: the server never calls close()")
+                pair.wait_until(*args, timeout=wait_timeout, label="wait: the server never calls close()",
+                                differs=ORPHAN_TIMER)
             else:
                 getattr(pair, method)(*args)
         return pair.history, {pair.client_port, pair.server_port}, pair.server_port
@@ -459,3 +577,25 @@ def run_scenario(place, name: str) -> CloseRun:
     history, _, port = _play(name, False, False, wait)
     return Result(CloseRun(name, history, None, port), Where.LIVE)
 
+
+
+def save_pcap(run, path: str = "01-close.pcap"):
+    """Write ``run``'s captured segments (a ``CloseRun`` or its ``Result``) as a pcap file
+    for Wireshark or ``tcpdump -nn -r``; returns the file's path, or ``None`` when nothing
+    was captured here (no lab: the arrows were what RFC 9293 says is sent).  Where the
+    folder cannot be written (a read-only notebook folder), the file goes to the temporary
+    directory instead, and that is the path returned."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    value = getattr(run, "value", run)
+    if not isinstance(value, CloseRun):
+        raise TypeError(f"save_pcap takes a run_scenario() result, got {type(value).__name__}")
+    segments = value.segments()
+    if not segments:
+        return None
+    target = Path(path)
+    if target.parent.is_dir() and not os.access(target.parent, os.W_OK):
+        target = Path(tempfile.gettempdir()) / target.name
+    return write_pcap(segments, target)
