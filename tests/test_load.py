@@ -209,7 +209,7 @@ def test_threads_children_and_descriptors_come_back_after_a_run_and_an_interrupt
     timer.start()
     t0 = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
-        run_load(rate=1000, duration=20, progress=False)
+        run_load(rate=500, duration=10, progress=False)  # within the share of a machine others use
     assert time.monotonic() - t0 < 5
     deadline = time.monotonic() + 5
     while (threading.active_count() != threads or _children() != children) and time.monotonic() < deadline:

@@ -63,12 +63,44 @@ def test_controls_drive_the_model_and_the_commands():
 def test_run_live_overlays_a_measurement():
     pg = sysctl_playground()
     pg.controls["rate"].value = 200
-    pg.controls["duration"].value = 1
+    pg.controls["duration"].value = 2
     result = pg.run_live()["live"]
-    assert result.connections >= 180
-    gids = {line.get_gid() for line in pg.last["figure"].axes[0].get_lines()}
-    assert {"model:TIME_WAIT", "measured:TIME_WAIT"} <= gids
+    assert result.connections >= 360
+    ax = pg.last["figure"].axes[0]
+    lines = {line.get_gid(): line for line in ax.get_lines()}
+    assert {"model:TIME_WAIT", "measured:TIME_WAIT"} <= set(lines)
     assert "own settings" in pg.status.value
+
+
+@needs_linux
+def test_live_overlay_is_honest_when_the_chosen_settings_differ_from_the_run():
+    """Issue 13: the model for the settings the run ran under (and the chosen one, labelled),
+    the axis zoomed to the live window, counts neither negative nor baseline-shifted, and the
+    title's rate = connections / the load's own duration."""
+    pg = sysctl_playground()
+    machine_reuse = pg.current["tcp_tw_reuse"]
+    pg.controls["tcp_tw_reuse"].value = 0 if machine_reuse else 2   # chosen differs; apply stays off
+    pg.controls["rate"].value = 300
+    pg.controls["duration"].value = 3
+    last = pg.run_live()
+    result = last["live"]
+    assert last["ran_under"]["tcp_tw_reuse"] == machine_reuse           # it ran under the machine's settings
+    ax = last["figure"].axes[0]
+    lines = {line.get_gid(): line for line in ax.get_lines()}
+    assert {"model:TIME_WAIT", "model-chosen:TIME_WAIT", "measured:TIME_WAIT"} <= set(lines)
+    labels = {line.get_gid(): line.get_label() for line in ax.get_lines()}
+    assert "ran under" in labels["model:TIME_WAIT"] and "chosen" in labels["model-chosen:TIME_WAIT"]
+    ran = last["ran_prediction"]
+    assert max(lines["model:TIME_WAIT"].get_ydata()) == pytest.approx(ran["plateau"])
+    assert ran["reuse"] == model.reuse_applies(machine_reuse)
+    measured = lines["measured:TIME_WAIT"].get_ydata()
+    assert min(measured) >= 0
+    # the run's own sockets, not shifted: nothing expired within 3 s, so the peak is the connections made
+    assert abs(max(measured) - result.connections) <= 0.03 * result.connections + 2
+    assert ax.get_xlim()[1] <= result.samples["t"].max() * 1.05 + 0.2   # zoomed to the live window
+    rate = result.connections / result.elapsed
+    assert f"{result.connections} connections in {result.elapsed:.1f} s = {rate:.0f}/s" in ax.get_title()
+    assert len(last["figure"].axes) == 2    # the full model curve beside it
 
 
 @needs_linux

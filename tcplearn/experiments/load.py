@@ -12,6 +12,7 @@ progress bar, in this process or inside a private lab's worker (``run_load(lab=.
 from __future__ import annotations
 
 import errno as errno_mod
+import os
 import socket
 import subprocess
 import sys
@@ -22,15 +23,17 @@ from dataclasses import dataclass, field
 from ..base import model, sysctl
 from ..base.experiment import Call, Need, Place, Where, experiment
 from ..base.kernel import fast_mode, fd_headroom, netstat, timer_slack
-from ..base.lab import runner
-from ..base.observe import sockets
-from ..base.observe.sampler import StateSampler, sample_states
+from ..base.lab import in_lab, lab_available, runner
+from ..base.observe import count_states, sockets
+from ..base.observe.netlink import local_ports_in_use, sockstat_tw
+from ..base.observe.sampler import StateSampler
 from ..base.states import TcpState
 from ..base.util import is_loopback, loopback_host
 
 __all__ = ["run_load", "LoadResult", "LoadRun", "netstat", "with_settings", "time_wait_by_side",
            "time_wait_by_closer", "watch_plateau", "PlateauRun", "MAX_RATE", "MAX_COUNT", "MAX_DURATION",
-           "MAX_SOURCES", "MAX_CONCURRENCY"]
+           "MAX_SOURCES", "MAX_CONCURRENCY", "SHARE", "Machine", "machine_now", "running_loads",
+           "HostShareError", "host_share_check", "Interference"]
 
 MAX_RATE = 50_000         # connections per second
 MAX_COUNT = 2_000_000     # connections per run
@@ -59,6 +62,7 @@ class LoadResult:
     stopped_because: str = ""
     samples: object = None          # DataFrame of state counts during the run, if sampled
     target: tuple = ()              # (host, port) the load connected to
+    interference: dict = field(default_factory=dict)  # what else the machine held (Interference.to_record)
 
     def first_error_at(self) -> float | None:
         """Seconds into the run when the first connection failed (None if none did)."""
@@ -78,7 +82,7 @@ class LoadResult:
                 "netstat_before": {k: self.netstat_before.get(k, 0) for k in keep},
                 "netstat_after": {k: self.netstat_after.get(k, 0) for k in keep},
                 "stopped_because": self.stopped_because, "samples": rows(self.samples),
-                "target": list(self.target)}
+                "target": list(self.target), "interference": self.interference}
 
     @classmethod
     def from_record(cls, record: dict, arguments: dict | None = None) -> LoadResult:
@@ -88,11 +92,201 @@ class LoadResult:
         frames = {k: None if record[k] is None else pd.DataFrame(record[k]) for k in ("timeline", "samples")}
         return cls(**{**record, **frames, "target": tuple(record["target"])})
 
+    @property
+    def note(self) -> str:
+        """One sentence on what else the machine held while this load ran ("" if nothing)."""
+        return Interference(**self.interference).sentence() if self.interference else ""
+
     def netstat_delta(self, *names: str) -> dict[str, int]:
         """How much each TcpExt counter grew during the run (default: TW, TWRecycled,
         TCPTimeWaitOverflow)."""
         names = names or ("TW", "TWRecycled", "TCPTimeWaitOverflow")
         return {n: self.netstat_after.get(n, 0) - self.netstat_before.get(n, 0) for n in names}
+
+
+# ---------------------------------------------------------------- sharing the machine
+#
+# Every count a load reports is its own: the sampler counts only sockets with the load's
+# server port at one end (filtered inside the kernel), which catches both sides, since a
+# client's TIME-WAIT has the server port as its remote port.  What else the machine holds
+# is read beside it, named in the result's note, and used to bound loads on the machine.
+
+#: The share of what is free that one load on the machine (not in a lab) may take: of the
+#: free TIME-WAIT slots (tcp_max_tw_buckets minus every TIME-WAIT socket present) and of
+#: the free ephemeral ports (ip_local_port_range minus the ports sockets hold).  A load
+#: that would take more runs in a private lab, or is refused.  A lab is yours alone.
+SHARE = 0.25
+_REGISTRY = "tcplearn-load/"  # abstract unix socket names: one per running load, per network namespace
+
+
+def running_loads() -> list[tuple[int, int]]:
+    """``(pid, server port)`` of every tcplearn load running in this network namespace.
+    Each load binds an abstract unix socket named after it (these are per namespace and
+    vanish with the process, even when it is killed); ``/proc/net/unix`` lists them."""
+    found = []
+    try:
+        with open("/proc/net/unix") as f:
+            for line in f:
+                name = line.rsplit(None, 1)[-1] if line.count(" ") >= 7 else ""
+                if name.startswith("@" + _REGISTRY):
+                    pid, port = name[1 + len(_REGISTRY):].split("/")[:2]
+                    found.append((int(pid), int(port)))
+    except (OSError, ValueError):
+        return []
+    return sorted(set(found))
+
+
+def _register(port: int) -> socket.socket | None:
+    if not hasattr(socket, "AF_UNIX") or not sys.platform.startswith("linux"):
+        return None
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        sock.bind(f"\0{_REGISTRY}{os.getpid()}/{port}")
+    except OSError:
+        sock.close()
+        return None
+    return sock
+
+
+@dataclass
+class Machine:
+    """What this network namespace holds now: every TIME-WAIT socket (the kernel's own
+    count), its cap, the ephemeral port range, the ports in use, and the tcplearn loads."""
+
+    time_wait: int | None
+    tw_cap: int | None
+    port_range: tuple | None
+    ports_in_use: int | None
+    loads: list
+
+    @property
+    def ports(self) -> int | None:
+        return model.ports_in_range(self.port_range) if self.port_range else None
+
+    @property
+    def free_tw(self) -> int | None:
+        return None if self.tw_cap is None or self.time_wait is None else max(0, self.tw_cap - self.time_wait)
+
+    @property
+    def free_ports(self) -> int | None:
+        return None if self.ports is None or self.ports_in_use is None else max(0, self.ports - self.ports_in_use)
+
+
+def machine_now() -> Machine:
+    """Read ``Machine`` from the kernel (a few milliseconds)."""
+    port_range = sysctl.read("ip_local_port_range")
+    try:
+        in_use = local_ports_in_use(*port_range) if port_range else None
+    except OSError:
+        in_use = None
+    return Machine(sockstat_tw(), sysctl.read("tcp_max_tw_buckets"), tuple(port_range) if port_range else None,
+                   in_use, running_loads())
+
+
+class HostShareError(ValueError):
+    """A load too big to share this machine with others (see ``SHARE``)."""
+
+
+def _need(settings: dict, ports: int) -> tuple[float, float]:
+    """TIME-WAIT sockets and ephemeral ports a load would hold at its peak (the model)."""
+    rate = settings.get("rate") or 20_000.0  # as fast as possible: ~14k-20k/s measured (facts M5)
+    duration = settings.get("duration") or 5.0
+    total = rate * duration if settings.get("count") is None else min(settings["count"], rate * duration)
+    window = min(total, rate * min(duration, 61.0))  # what is still in TIME-WAIT at the peak
+    if settings.get("closer", "client") == "server":
+        return window, 0.0
+    tw_reuse = sysctl.read("tcp_tw_reuse")
+    reuse = tw_reuse is not None and model.reuse_applies(
+        tw_reuse, loopback=True, bind_before_connect=settings.get("bind_before_connect", False))
+    sources = settings.get("sources") or 1
+    per_source = window / sources
+    held = sources * (model.distinct_ports(per_source, ports) if reuse else min(per_source, ports))
+    return held, min(float(ports), held)
+
+
+def host_share_check(settings: dict, machine: Machine | None = None) -> Machine:
+    """Refuse (``HostShareError``, a ``ValueError``) a load on this machine that would hold
+    more than ``SHARE`` of its free TIME-WAIT slots or of its free ephemeral ports.
+    Returns what it read."""
+    machine = machine or machine_now()
+    if machine.ports is None:
+        return machine
+    tw_need, port_need = _need(settings, machine.ports)
+    problems = []
+    if machine.free_tw is not None and tw_need > SHARE * machine.free_tw:
+        problems.append(f"about {tw_need:,.0f} TIME-WAIT sockets, more than {SHARE:.0%} of the "
+                        f"{machine.free_tw:,} free slots (tcp_max_tw_buckets = {machine.tw_cap:,}, "
+                        f"{machine.time_wait:,} held now)")
+    if machine.free_ports is not None and port_need > SHARE * machine.free_ports:
+        low, high = machine.port_range
+        problems.append(f"about {port_need:,.0f} ephemeral ports, more than {SHARE:.0%} of the "
+                        f"{machine.free_ports:,} free ones (ip_local_port_range {low}-{high}, "
+                        f"{machine.ports_in_use:,} in use now)")
+    if problems:
+        raise HostShareError(
+            "This load would hold " + " and ".join(problems) + ". Other programs and other learners share this "
+            f"machine's table and ports, so a load here takes at most {SHARE:.0%} of what is free. Run it in a "
+            "private lab (run_load(..., lab=tcplearn.PrivateLab()) inside `with`, or watch_plateau, which moves "
+            "there by itself when a lab can start), or lower the rate or the duration.")
+    return machine
+
+
+@dataclass
+class Interference:
+    """What else the machine held while a load ran, read before and during it."""
+
+    port: int = 0                      # the load's server port: its own sockets have it at one end
+    tw_cap: int | None = None          # tcp_max_tw_buckets
+    foreign_tw_before: int = 0         # TIME-WAIT sockets of other programs when it started
+    foreign_tw_max: int = 0            # ... at most, while it ran
+    machine_tw_max: int = 0            # every TIME-WAIT socket in the namespace, at most
+    ports: int | None = None           # ephemeral ports in the range
+    ports_in_use_before: int | None = None
+    other_loads: list = field(default_factory=list)   # server ports of other tcplearn loads seen
+    overflow: int = 0                  # TCPTimeWaitOverflow growth (a machine-wide kernel counter)
+    own_peak: int = 0                  # the load's own TIME-WAIT peak
+
+    def to_record(self) -> dict:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+    @property
+    def free_slots(self) -> int | None:
+        """TIME-WAIT slots left for this load: the cap less other programs' TIME-WAIT."""
+        return None if self.tw_cap is None else max(0, self.tw_cap - self.foreign_tw_max)
+
+    @property
+    def at_cap(self) -> bool:
+        return self.tw_cap is not None and self.machine_tw_max >= 0.98 * self.tw_cap
+
+    def sentence(self) -> str:
+        """One sentence a learner understands, or "" when nothing else mattered."""
+        parts = []
+        if self.at_cap:
+            lost = f" {self.overflow:,} closes got no TIME-WAIT (TCPTimeWaitOverflow)" if self.overflow else \
+                " closes beyond it got no TIME-WAIT"
+            parts.append(f"the machine held {self.machine_tw_max:,} TIME-WAIT sockets, the kernel's cap "
+                         f"(tcp_max_tw_buckets = {self.tw_cap:,}), {self.foreign_tw_max:,} of them other programs', "
+                         f"so{lost} and the model is capped at the {self.free_slots:,} slots left")
+        elif self.tw_cap and self.foreign_tw_max >= 0.5 * self.tw_cap:
+            parts.append(f"other programs held {self.foreign_tw_max:,} TIME-WAIT sockets, near the kernel's cap "
+                         f"(tcp_max_tw_buckets = {self.tw_cap:,}); the model is capped at the "
+                         f"{self.free_slots:,} slots left")
+        elif self.foreign_tw_max >= max(100, 0.05 * self.own_peak):
+            parts.append(f"other programs held up to {self.foreign_tw_max:,} TIME-WAIT sockets on this machine, "
+                         "which are not counted here")
+        if self.ports and self.ports_in_use_before is not None and self.ports_in_use_before >= 0.5 * self.ports:
+            parts.append(f"{self.ports_in_use_before:,} of the {self.ports:,} ephemeral ports were already in use")
+        if self.other_loads:
+            n = len(self.other_loads)
+            parts.append(f"{n} other tcplearn load{'s' if n > 1 else ''} ran at the same time (server port"
+                         f"{'s' if n > 1 else ''} {', '.join(map(str, self.other_loads))}), not counted here")
+        if not parts:
+            return ""
+        text = "; ".join(parts)
+        return (f"While this load ran, {text}. Every count shown is this load's own (sockets with its server "
+                f"port {self.port} at one end).")
 
 
 class LoadRun:
@@ -149,6 +343,10 @@ class LoadRun:
         self._finished_at = 0.0  # when the last worker stopped (the run's real end)
         self.stopped_because = ""
         self._before: dict = {}
+        self._machine: Machine | None = None
+        self._registration: socket.socket | None = None
+        self._other_loads: set[int] = set()
+        self._loads_checked = 0.0
 
     # -- lifecycle
 
@@ -166,9 +364,14 @@ class LoadRun:
                 self.target = (host, int(line.split()[1]))
             else:
                 self.target = tuple(s["target"])
+            self._machine = machine_now()
+            self._note_loads(self._machine.loads)
+            self._registration = _register(self.target[1])
             self._before = netstat()
             if self.sample_interval:
-                self._sampler = StateSampler(self.sample_interval).__enter__()
+                # this load's own sockets only (its server port at either end), and the namespace's total
+                self._sampler = StateSampler(self.sample_interval, port=self.target[1],
+                                             machine_tw=True).__enter__()
             self._t0 = time.monotonic()
             self._t_end = self._t0 + s["duration"]
             for i in range(s["concurrency"]):
@@ -183,8 +386,15 @@ class LoadRun:
     def poll(self) -> dict:
         """Progress so far: elapsed seconds, connections, errors, and whether it is done."""
         done = not any(th.is_alive() for th in self._threads)
+        if time.monotonic() - self._loads_checked >= 1.0:
+            self._loads_checked = time.monotonic()
+            self._note_loads(running_loads())
         return {"elapsed": time.monotonic() - self._t0, "connections": sum(self._done),
                 "errors": sum(sum(e.values()) for e in self._errors), "done": done}
+
+    def _note_loads(self, loads) -> None:
+        mine = self.target[1]
+        self._other_loads.update(port for _pid, port in loads if port != mine)
 
     def stop(self, reason: str = "stopped") -> None:
         if not self.stopped_because:
@@ -219,12 +429,38 @@ class LoadRun:
         if self._sampler is not None:
             samples = self._sampler.frame()
             samples["t"] -= self._t0 - self._sampler._t0  # on the load's clock
+        after = netstat()
+        self._note_loads(running_loads())
+        interference = self._interference(samples, after)
         return LoadResult(total, total / elapsed, errors, elapsed, timeline, dict(self.settings),
-                          self._before, netstat(), self.stopped_because or "finished", samples,
-                          tuple(self.target))
+                          self._before, after, self.stopped_because or "finished", samples,
+                          tuple(self.target), interference.to_record())
+
+    def _interference(self, samples, after: dict) -> Interference:
+        m = self._machine or Machine(None, None, None, None, [])
+        own_now = count_states(port=self.target[1])
+        own_tw_now = own_now[TcpState.TIME_WAIT] + own_now[TcpState.FIN_WAIT_2]
+        machine_end = sockstat_tw() or 0
+        foreign = [max(0, machine_end - own_tw_now)]
+        machine_max, own_peak = machine_end, own_now[TcpState.TIME_WAIT]
+        if samples is not None and len(samples) and "machine_tw" in samples:
+            mt = samples["machine_tw"].fillna(0)
+            own = samples["TIME_WAIT"] + samples["FIN_WAIT_2"]
+            foreign.append(int((mt - own).clip(lower=0).max()))
+            machine_max = max(machine_max, int(mt.max()))
+            own_peak = max(own_peak, int(samples["TIME_WAIT"].max()))
+        before = m.time_wait or 0
+        delta = after.get("TCPTimeWaitOverflow", 0) - self._before.get("TCPTimeWaitOverflow", 0)
+        return Interference(port=self.target[1], tw_cap=m.tw_cap, foreign_tw_before=before,
+                            foreign_tw_max=max(before, *foreign), machine_tw_max=max(machine_max, before),
+                            ports=m.ports, ports_in_use_before=m.ports_in_use,
+                            other_loads=sorted(self._other_loads), overflow=max(0, delta), own_peak=own_peak)
 
     def _cleanup(self) -> None:
         self._stop.set()
+        if self._registration is not None:
+            self._registration.close()
+            self._registration = None
         for th in self._threads:
             th.join(timeout=10)
         if self._sampler is not None:
@@ -337,8 +573,13 @@ def run_load(*, rate: float | None = None, duration: float = 5.0, count: int | N
     ``sources`` spreads connections over 127.0.0.1..N; ``bind_before_connect`` binds to
     port 0 before connecting, which changes how ports are chosen.  ``lab`` runs it inside
     a ``PrivateLab`` (the progress bar stays here); ``sample_interval`` also counts the
-    states every so many seconds while it runs (``LoadResult.samples``).  Returns a
-    ``LoadResult``.  Ctrl-C stops the run cleanly and re-raises.
+    load's own sockets (its server port at either end) every so many seconds while it runs
+    (``LoadResult.samples``).  Returns a ``LoadResult``; its ``note`` names what else the
+    machine held (``Interference``).  Ctrl-C stops the run cleanly and re-raises.
+
+    On the machine itself (no lab) a load may hold at most ``SHARE`` of the free TIME-WAIT
+    slots and free ephemeral ports; a bigger one is refused with ``HostShareError`` (a
+    ``ValueError``) naming the numbers.
     """
     from tqdm.auto import tqdm
 
@@ -346,6 +587,8 @@ def run_load(*, rate: float | None = None, duration: float = 5.0, count: int | N
                     sources=sources, bind_before_connect=bind_before_connect, family=family, target=target,
                     sample_interval=sample_interval)
     LoadRun(**settings)  # validate here, before anything starts (also for a lab run)
+    if lab is None and not in_lab():
+        host_share_check(settings)  # a machine others share: bounded (a lab is the learner's own)
     call = runner(lab)
     ident = call(_start_remote, settings)
     total = count if count is not None else duration
@@ -434,17 +677,28 @@ def time_wait_by_closer(place: Place, rate: float = 300, duration: float = 1.0) 
 
 
 class PlateauRun:
-    """A load at a steady rate, then the drain after it: measured counts and the model."""
+    """A load at a steady rate, then the drain after it: the load's own measured counts and
+    the model (capped at the TIME-WAIT slots other programs left free)."""
 
-    def __init__(self, result: LoadResult, samples, model, time_wait: float, reuse: bool = False):
+    def __init__(self, result: LoadResult, samples, model, time_wait: float, reuse: bool = False,
+                 interference: dict | None = None, model_cap: int | None = None, where_note: str = ""):
         self.result, self.samples, self.model, self.time_wait = result, samples, model, time_wait
         self.reuse = reuse
+        self.interference = interference or {}
+        self.model_cap = model_cap      # the fewest TIME-WAIT slots left free for this load, if it mattered
+        self.where_note = where_note    # why it ran in a lab, when it moved there
 
     def measured_peak(self) -> int:
         return int(self.samples["TIME_WAIT"].max())
 
     def predicted_peak(self) -> float:
         return float(self.model["TIME_WAIT"].max())
+
+    @property
+    def note(self) -> str:
+        """Where it ran when it moved to a lab, and what else the machine held."""
+        text = Interference(**self.interference).sentence() if self.interference else ""
+        return " ".join(t for t in (self.where_note, text) if t)
 
     def to_record(self) -> dict:
         """Plain data for the recordings: the counts beside the model, and the load."""
@@ -454,7 +708,7 @@ class PlateauRun:
         frame["model"] = list(self.model.set_index("t")["TIME_WAIT"].reindex(frame["t"], method="nearest"))
         return {"rows": json.loads(frame.to_json(orient="records", double_precision=4)),
                 "rate": self.result.rate, "load_seconds": self.result.elapsed, "reuse": self.reuse,
-                "time_wait": self.time_wait}
+                "time_wait": self.time_wait, "interference": self.interference, "model_cap": self.model_cap}
 
     @classmethod
     def from_record(cls, record: dict, arguments: dict | None = None) -> PlateauRun:
@@ -464,13 +718,53 @@ class PlateauRun:
         result = LoadResult(int(record["rate"] * record["load_seconds"]), record["rate"], {},
                             record["load_seconds"], pd.DataFrame(columns=["t", "connections", "errors"]))
         model_frame = pd.DataFrame({"t": frame["t"], "TIME_WAIT": frame["model"]})
-        return cls(result, frame, model_frame, record.get("time_wait", 60.0), record.get("reuse", False))
+        return cls(result, frame, model_frame, record.get("time_wait", 60.0), record.get("reuse", False),
+                   record.get("interference") or {}, record.get("model_cap"))
 
 
 def _check_plateau(rate: float = 200, duration: float | None = None, drain: float | None = None) -> None:
     LoadRun(rate=rate, duration=duration or 1.0)
     if drain is not None and not 0 <= drain <= MAX_DURATION:
         raise ValueError(f"drain must be seconds in [0, {MAX_DURATION:g}]; got {drain!r}")
+
+
+_samplers: dict[int, StateSampler] = {}
+
+
+def _sampler_start(port: int, interval: float) -> int:
+    sampler = StateSampler(interval, port=port, machine_tw=True).__enter__()
+    _samplers[id(sampler)] = sampler
+    return id(sampler)
+
+
+def _sampler_finish(ident: int):
+    sampler = _samplers.pop(ident)
+    sampler.__exit__(None, None, None)
+    return sampler.frame()
+
+
+def _drain(call, port: int, seconds: float, interval: float, progress: bool):
+    """Count the load's own sockets for ``seconds`` after it (in the lab or here), with progress."""
+    from tqdm.auto import tqdm
+
+    ident = call(_sampler_start, port, interval)
+    bar = tqdm(total=round(seconds), unit="s", desc="draining", disable=not progress, leave=False)
+    try:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            time.sleep(min(0.25, max(0.0, end - time.monotonic())))
+            bar.n = round(seconds - max(0.0, end - time.monotonic()))
+            bar.refresh()
+    finally:
+        bar.close()
+        frame = call(_sampler_finish, ident)
+    return frame
+
+
+def _machine_settings() -> dict:
+    """The machine's settings that shape a plateau, to mirror in a lab."""
+    wanted = {k: sysctl.read(k) for k in ("tcp_tw_reuse", "ip_local_port_range", "tcp_tw_reuse_delay")}
+    return {k: v for k, v in wanted.items() if v is not None}
 
 
 @experiment(notebook="04", title="TIME-WAIT during and after a steady load, beside the model",
@@ -481,28 +775,76 @@ def _check_plateau(rate: float = 200, duration: float | None = None, drain: floa
 def watch_plateau(place: Place, rate: float = 200, duration: float | None = None, drain: float | None = None,
                   *, progress: bool = True) -> PlateauRun:
     """Run a client-closes load at ``rate`` for ``duration`` s (default 70; 3 in fast mode),
-    counting states every second, then keep counting for ``drain`` s (default 65; 2 in fast
-    mode) while the TIME-WAIT sockets expire.  A ``PlateauRun`` with the model's prediction
-    for the same achieved rate and duration."""
+    counting its own sockets (its server port at either end) every second, then keep
+    counting for ``drain`` s (default 65; 2 in fast mode) while they expire.  A
+    ``PlateauRun`` with the model's prediction for the same achieved rate and duration,
+    capped at the TIME-WAIT slots other programs left free.  In fast mode nothing the load
+    made can expire within the run, so measurement and model compare like with like.
+
+    On the machine, a load bigger than ``SHARE`` of what is free runs in a private lab
+    with the machine's port range and reuse settings (the note says so), else the same
+    call recorded in a Linux lab is shown, else it is refused (``HostShareError``)."""
+    import contextlib
+
+    import numpy as np
     import pandas as pd
 
+    from ..base.experiment import Result
+    from ..base.lab import PrivateLab
+
     fast = fast_mode()
+    asked = {"rate": rate, "duration": duration, "drain": drain}
     duration = (3.0 if fast else 70.0) if duration is None else duration
     drain = (2.0 if fast else 65.0) if drain is None else drain
     interval = 0.25 if fast else 1.0
-    result = run_load(rate=rate, duration=duration, sample_interval=interval, progress=progress)
-    after = sample_states(drain, interval, progress=progress)
+    where, where_note = place.where, ""
+    with contextlib.ExitStack() as stack:
+        lab = place.lab
+        if lab is None and not in_lab():
+            try:
+                host_share_check(dict(rate=rate, duration=duration))
+            except HostShareError as exc:
+                ok, why = lab_available()
+                if not ok:
+                    replay = watch_plateau.replay(asked, f"{exc} No private lab can start here ({why})")
+                    if replay.where is Where.RECORDED:
+                        return replay
+                    raise HostShareError(f"{exc} No private lab can start here ({why}).") from None
+                lab = stack.enter_context(PrivateLab())
+                mirrored = lab.sysctl(**_machine_settings())
+                where = Where.LAB
+                where_note = (f"Ran in your private lab, which is yours alone, with this machine's "
+                              f"{_shown(mirrored)}: on the machine itself it would have held "
+                              f"{str(exc).removeprefix('This load would hold ').split('. ')[0]}.")
+        call = runner(lab)
+        result = run_load(rate=rate, duration=duration, sample_interval=interval, progress=progress, lab=lab)
+        after = _drain(call, result.target[1], drain, interval, progress)
+        reuse, ports = call(_kernel_reuse)
     after["t"] += result.elapsed
     samples = pd.concat([result.samples, after], ignore_index=True)
     # TIME-WAIT lasts 60 s plus, on average, half a timer-wheel slot (notebook 02); whether
     # connect() may reuse TIME-WAIT ports, and how many ports there are, is read from the kernel
     time_wait = 60.0 + timer_slack()[1] / 2
-    reuse, ports = _kernel_reuse()
-    baseline = int(result.samples["TIME_WAIT"].iloc[0]) if len(result.samples) else 0
     predicted = model.predict_counts(result.rate, result.elapsed, time_wait=time_wait,
                                      until=samples["t"].max(), step=interval, reuse=reuse, ports=ports)
-    predicted["TIME_WAIT"] += baseline  # sockets already in TIME-WAIT before the run
-    return PlateauRun(result, samples, predicted, time_wait, reuse)
+    interference = Interference(**result.interference) if result.interference else Interference()
+    model_cap = None
+    if "machine_tw" in samples and interference.tw_cap:
+        own = samples["TIME_WAIT"] + samples["FIN_WAIT_2"]
+        foreign = (samples["machine_tw"].fillna(0) - own).clip(lower=0)
+        interference.foreign_tw_max = max(interference.foreign_tw_max, int(foreign.max()))
+        interference.machine_tw_max = max(interference.machine_tw_max, int(samples["machine_tw"].max()))
+        free = (interference.tw_cap - foreign).clip(lower=0)
+        # never more TIME-WAIT than the slots the cap leaves this load at that moment
+        limit = np.interp(predicted["t"], samples["t"], free)
+        if (predicted["TIME_WAIT"] > limit).any():
+            model_cap = int(free.min())
+        predicted["TIME_WAIT"] = np.minimum(predicted["TIME_WAIT"], limit)
+    run = PlateauRun(result, samples, predicted, time_wait, reuse, interference.to_record(), model_cap,
+                     where_note)
+    if run.note or where is not place.where:
+        return Result(run, where, run.note)
+    return run
 
 
 def _kernel_reuse() -> tuple[bool, int | None]:

@@ -14,7 +14,7 @@ from ..base import sysctl
 from ..base.experiment import Where
 from ..base.model import predict_settings
 from ..base.states import TcpState
-from ..experiments.load import run_load, watch_plateau, with_settings
+from ..experiments.load import HostShareError, run_load, watch_plateau, with_settings
 from .plots import STATE_STYLE
 
 __all__ = ["Playground", "sysctl_playground", "LIVE_MAX_DURATION"]
@@ -52,6 +52,52 @@ def _figure(prediction: dict, measured=None, title: str = "Predicted by the mode
         ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def _live_figure(ran: dict, measured, title: str, *, chosen: dict | None = None, full: dict | None = None):
+    """The live run over the model for the settings it ran under, zoomed to the run's own
+    window (left); when the chosen controls differ, their model too, labelled; the full
+    model curve for the chosen workload on the right."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 3.8))
+    ax, ax_full = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
+    style = STATE_STYLE[TcpState.TIME_WAIT]
+    counts = measured["TIME_WAIT"].clip(lower=0)  # the run's own sockets: never shifted, never negative
+    ax.plot(measured["t"], counts, color=style.color, linestyle="-", marker=style.marker, markersize=3,
+            label="TIME-WAIT (measured, this run's own)", gid="measured:TIME_WAIT")
+    frame = ran["frame"]
+    ax.plot(frame["t"], frame["TIME_WAIT"], color="black", linestyle="--",
+            label="model, settings this run ran under", gid="model:TIME_WAIT")
+    if chosen is not None:
+        other = chosen["frame"]
+        ax.plot(other["t"], other["TIME_WAIT"], color=style.color, linestyle=":",
+                label="model, your chosen settings", gid="model-chosen:TIME_WAIT")
+    end = float(measured["t"].max()) if len(measured) else float(frame["t"].max())
+    ax.set_xlim(0, end * 1.02 + 0.1)
+    top = max(float(counts.max()) if len(counts) else 0.0,
+              float(frame[frame["t"] <= end]["TIME_WAIT"].max() or 0.0), 1.0)
+    ax.set_ylim(0, top * 1.15)
+    ax.set_xlabel("seconds since the load started")
+    ax.set_ylabel("sockets")
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="upper left", fontsize=8)
+    if full is not None:
+        f = full["frame"]
+        ax_full.plot(f["t"], f["TIME_WAIT"], color=style.color, linestyle="--", gid="full-model:TIME_WAIT")
+        ax_full.axvspan(0, end, color="#cccccc", alpha=0.4, label="the live window")
+        ax_full.legend(loc="upper right", fontsize=8)
+    ax_full.set_title("Model for your chosen workload, whole run", fontsize=10)
+    ax_full.set_xlabel("seconds")
+    ax_full.set_ylim(bottom=0)
+    ax_full.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def _rate_title(what: str, connections: int, seconds: float) -> str:
+    return f"{what}: {connections} connections in {seconds:.1f} s = {connections / max(seconds, 1e-9):.0f}/s"
 
 
 class Playground:
@@ -183,17 +229,37 @@ class Playground:
         kwargs = dict(rate=v["rate"], duration=duration, closer=v["closer"],
                       bind_before_connect=v["bind_before_connect"], sample_interval=0.25, progress=True)
         self.status.value = "<i>running…</i>"
+        machine = {k: self.current.get(k) for k in self.chosen_settings() if self.current.get(k) is not None}
         if self.apply_toggle.value and self.apply_mode is not None:
-            applied = with_settings(self.chosen_settings(), **kwargs)
+            ran_under = self.chosen_settings()
+            applied = with_settings(ran_under, **kwargs)
             result, where = applied.value, applied.note
         else:
-            result = run_load(**kwargs)
-            where = "Ran on this machine with its own settings (apply is off)."
-        measured = result.samples.copy()
-        measured["TIME_WAIT"] -= measured["TIME_WAIT"].iloc[0]  # this run's sockets only
+            ran_under = {**self.chosen_settings(), **machine}
+            try:
+                result = run_load(**kwargs)
+                where = "Ran on this machine with its own settings (apply is off)."
+            except HostShareError as exc:
+                if self.apply_mode != "lab":
+                    raise
+                # too big to share the machine: the same load in a private lab, with the machine's settings
+                result = with_settings(machine, **kwargs).value
+                where = f"Ran in your private lab with this machine's settings: {exc}"
+            if result.note:
+                where = f"{where} {result.note}"
         self.last["live"] = result
-        self.last["figure"] = _figure(self.last["prediction"], measured,
-                                      title=f"Model (dashed) and this run (solid): {result.rate:.0f}/s achieved")
+        self.last["ran_under"] = ran_under
+        predict_keys = ("tcp_fin_timeout", "tcp_tw_reuse", "tcp_max_tw_buckets", "ip_local_port_range")
+        workload = dict(rate=result.rate, duration=result.elapsed, closer=v["closer"],
+                        bind_before_connect=v["bind_before_connect"])
+        ran = predict_settings(**{k: ran_under[k] for k in predict_keys}, **workload)
+        chosen = None
+        if any(ran_under[k] != self.chosen_settings()[k] for k in predict_keys):
+            chosen = predict_settings(**self.chosen_settings(), **workload)
+        self.last["ran_prediction"], self.last["chosen_prediction"] = ran, chosen
+        self.last["figure"] = _live_figure(ran, result.samples, _rate_title("This run", result.connections,
+                                                                            result.elapsed),
+                                           chosen=chosen, full=self.last["prediction"])
         errors = ", ".join(f"{k} {n}" for k, n in sorted(result.errors.items())) or "no errors"
         self.status.value = f"{where} {result.connections} connections, {errors}."
         self.plot.clear_output(wait=True)
@@ -201,17 +267,15 @@ class Playground:
             display(self.last["figure"])
         return self.last
 
-
     def _show_recorded(self) -> dict:
         from IPython.display import display
 
         run = watch_plateau(rate=200, progress=False)  # the recorded run, here
-        measured = run.samples[["t", "TIME_WAIT"]].copy()
-        measured["TIME_WAIT"] -= measured["TIME_WAIT"].iloc[0]
+        measured = run.samples[["t", "TIME_WAIT"]].copy()  # the run's own sockets (recorded in a lab)
         self.last["recorded"] = run.note
-        self.last["figure"] = _figure(self.last["prediction"], measured,
-                                      title=f"Model (dashed) and a recorded Linux run (solid): "
-                                            f"{run.result.rate:.0f}/s for {run.result.elapsed:.0f} s")
+        self.last["figure"] = _figure(self.last["prediction"], measured.clip(lower=0),
+                                      title=_rate_title("Model (dashed) and a recorded Linux run (solid)",
+                                                        run.result.connections, run.result.elapsed))
         self.status.value = run.note
         self.plot.clear_output(wait=True)
         with self.plot:

@@ -29,7 +29,8 @@ from ..states import TcpState
 from ..util import per_process
 from .tcpsocket import TcpSocket
 
-__all__ = ["NetlinkUnavailable", "dump_counts", "dump_sockets", "dump_raw", "available", "sockstat_tw"]
+__all__ = ["NetlinkUnavailable", "dump_counts", "dump_sockets", "dump_raw", "available", "sockstat_tw",
+           "local_ports_in_use"]
 
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
@@ -304,3 +305,28 @@ def _decode(chunk: bytes, offset: int) -> TcpSocket:
         uid=uid,
         inode=inode,
     )
+
+
+_SPORT_OFFSET = _NLMSGHDR.size + 4  # inet_diag_sockid.idiag_sport, big-endian
+
+
+def local_ports_in_use(low: int, high: int) -> int:
+    """How many distinct local ports from ``low`` to ``high`` (inclusive) TCP sockets of
+    this namespace hold, in any state (TIME-WAIT included): the ephemeral ports that a
+    ``bind()`` to port 0 cannot take now.  One sock_diag dump; attribute-free chunks are
+    read with strided slices."""
+    if not 0 <= low <= high <= 0xFFFF:
+        raise ValueError(f"need 0 <= low <= high <= 65535, got {low!r}, {high!r}")
+    seen: set[int] = set()
+    for family in _walks((socket.AF_INET, socket.AF_INET6)):
+        for chunk in dump_raw(family, states=_ALL_STATES):
+            if len(chunk) % _MSG_SIZE == 0 and _uniform(chunk):
+                hi, lo = chunk[_SPORT_OFFSET::_MSG_SIZE], chunk[_SPORT_OFFSET + 1::_MSG_SIZE]
+                seen.update(a << 8 | b for a, b in zip(hi, lo, strict=True))
+                continue
+            offset = 0
+            while offset < len(chunk):
+                length = _NLMSGHDR.unpack_from(chunk, offset)[0]
+                seen.add(int.from_bytes(chunk[offset + _SPORT_OFFSET:offset + _SPORT_OFFSET + 2], "big"))
+                offset += (length + 3) & ~3
+    return sum(1 for port in seen if low <= port <= high)

@@ -7,6 +7,7 @@ import time
 
 from ..states import TcpState
 from . import count_states
+from .netlink import sockstat_tw
 
 __all__ = ["StateSampler", "sample_states"]
 
@@ -17,14 +18,17 @@ class StateSampler:
     """Samples ``count_states(port=...)`` every ``interval`` seconds in a background thread.
 
     ``with StateSampler(0.1) as s: ...`` then ``s.frame()``: a DataFrame with a ``t``
-    column (seconds since start) and one column per RFC state.  The thread stops when the
+    column (seconds since start) and one column per RFC state; with ``machine_tw=True``
+    also ``machine_tw``, the kernel's own count of every timewait mini-socket in the
+    namespace (``/proc/net/sockstat`` tw), whoever made them.  The thread stops when the
     block ends, also on errors.
     """
 
-    def __init__(self, interval: float = 0.1, *, port: int | None = None):
+    def __init__(self, interval: float = 0.1, *, port: int | None = None, machine_tw: bool = False):
         if not 0.005 <= interval <= 60:
             raise ValueError(f"interval must be 0.005-60 seconds, got {interval!r}")
         self.interval, self.port = interval, port
+        self.machine_tw = machine_tw  # also the namespace's own total (sockstat tw), column machine_tw
         self.rows: list[dict] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -51,6 +55,8 @@ class StateSampler:
     def sample(self) -> dict:
         counts = count_states(port=self.port)
         row = {"t": time.monotonic() - self._t0, **{s.name: counts[s] for s in TcpState.rfc_states()}}
+        if self.machine_tw:
+            row["machine_tw"] = sockstat_tw()
         self.rows.append(row)
         return row
 
