@@ -19,6 +19,7 @@ SHOWN = {
     ("tcplearn.experiments.load", "PlateauRun"): "show_plateau",
     ("tcplearn.experiments.timewait", "MythResult"): "show_myth",
     ("tcplearn.experiments.timeouts", "Comparison"): "show_comparison",
+    ("tcplearn.experiments.connect", "ConnectTimeoutResult"): "show_connect_timeout",
 }
 
 
