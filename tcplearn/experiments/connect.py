@@ -206,19 +206,25 @@ def connect_timeout(place: Place, timeout: float = 2.0, *, syn_retries: int = 2,
 
     linear_here = _read_linear()
     expected = max(timeout, syn_schedule(syn_retries, linear_here or 0)["gives_up"])
-    with place.settings(tcp_syn_retries=syn_retries), ThreadPoolExecutor(1) as pool:
-        if place.can_capture:
-            future = pool.submit(place.capture, _both, timeout)
-        else:
-            future = pool.submit(place.call, _both, timeout)
-        t0 = time.monotonic()
-        with tqdm(total=round(expected, 1), unit="s", desc="waiting for both connects to fail",
-                  disable=not progress, leave=False, bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s") as bar:
-            while not future.done():
-                time.sleep(0.1)
-                bar.n = round(min(time.monotonic() - t0, expected), 1)
-                bar.refresh()
-        out = future.result()
+    # Not ``with ThreadPoolExecutor``: on an interrupt, leaving must not wait for the connects; the
+    # ladder then stops the lab, which ends the call in the lab at once.
+    pool = ThreadPoolExecutor(1, thread_name_prefix="tcplearn-connect")
+    try:
+        with place.settings(tcp_syn_retries=syn_retries):
+            if place.can_capture:
+                future = pool.submit(place.capture, _both, timeout)
+            else:
+                future = pool.submit(place.call, _both, timeout)
+            t0 = time.monotonic()
+            with tqdm(total=round(expected, 1), unit="s", desc="waiting for both connects to fail",
+                      disable=not progress, leave=False, bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s") as bar:
+                while not future.done():
+                    time.sleep(0.1)
+                    bar.n = round(min(time.monotonic() - t0, expected), 1)
+                    bar.refresh()
+            out = future.result()
+    finally:
+        pool.shutdown(wait=False)
     out, segments = out if place.can_capture else (out, None)
     for attempt in out["attempts"].values():
         attempt["syns_at"] = _syn_times(segments, attempt["port"]) if segments is not None else None
