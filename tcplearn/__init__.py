@@ -43,6 +43,7 @@ from .base.states import TRANSITIONS, Event, TcpState
 from .base.tw_cost import time_wait_cost, time_wait_size
 from .doctor import doctor
 from .experiments.close import SCENARIOS, ConnectionPair, run_scenario, save_pcap
+from .experiments.connect import ConnectTimeoutResult, connect_timeout, syn_schedule
 from .experiments.dead_peer import DeadPeerResult, dead_peer, retransmission_schedule
 from .experiments.load import LoadResult, run_load, time_wait_by_closer, watch_plateau, with_settings
 from .experiments.start_here import capture_one_connection, first_look, lab_side_by_side
@@ -88,4 +89,5 @@ __all__ = [
     "run_load", "LoadResult", "watch_plateau", "time_wait_by_closer", "with_settings",
     "sysctl_playground", "dead_peer", "DeadPeerResult", "retransmission_schedule",
     "save_pcap",
+    "connect_timeout", "ConnectTimeoutResult", "syn_schedule",
 ]

@@ -149,7 +149,7 @@ EXPECTED_RECORDED = {
     "00-start-here": 2,
     "01-four-way-close": 8,
     "02-time-wait-and-2msl": 6,
-    "03-timeouts-python-vs-node": 0,
+    "03-timeouts-python-vs-node": 1,
     "04-state-counts-under-load": 6,
     "05-sysctl-playground": 0,
 }

@@ -343,3 +343,31 @@ def test_neither_node_nor_python_sets_so_rcvtimeo():
     assert result["node"].startswith("v")
     assert result["SO_RCVTIMEO"] == 0 and result["SO_SNDTIMEO"] == 0
     assert "pidfd_getfd" in result["how"]
+
+
+# ---------------------------------------------------------------- notebook 03's text (issues 14 and 15)
+
+
+def test_notebook_03_quotes_the_seed_measures_node_and_opens_the_hood():
+    from pathlib import Path
+
+    import nbformat
+
+    nb = nbformat.read(Path(__file__).resolve().parent.parent / "notebooks" / "03-timeouts-python-vs-node.ipynb",
+                       as_version=4)
+    md = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    code = [c.source for c in nb.cells if c.cell_type == "code"]
+    quote = md.index("可以通过设置socket的SO_RCVTIMEO选项来设置接收超时时间")
+    assert md.index("### The myth, corrected") < quote, "quoted where it is tested"
+    assert "the receive timeout can be set through the socket's SO_RCVTIMEO option" in md
+    assert any("timeouts.node_socket_options(1000)" in c for c in code), "SO_RCVTIMEO read from Node's socket"
+    assert "calls `destroy()`" in md  # the seed's Node example is correct
+    assert any("tcplearn.connect_timeout(" in c for c in code)  # the seed's connect timeout, and the kernel's
+    # section 5's sentence says what compare() measured for Python's writes
+    assert "The Python client made the same three writes" in md
+    hood = [c for c in code if c.startswith("# Under the hood")]
+    assert len(hood) == 1 and "SO_RCVTIMEO" in hood[0] and "struct.pack(\"ll\"" in hood[0]
+    assert "!ss -tano '( sport = :{PORT}" in hood[0]
+    assert "### Open measurement task" in md and md.index("### Open measurement task") < md.index("## Summary")
+    for anchor in ("time-wait", "rst", "rto"):
+        assert f"(glossary.md#{anchor})" in md, anchor

@@ -135,3 +135,34 @@ def test_old_duplicate_model():
     # A copy that outlives the MSL cannot exist: the model refuses it.
     with pytest.raises(ValueError, match="no segment outlives the MSL"):
         model.old_duplicate(False, msl=1.0, delay=1.5)
+
+
+# ---------------------------------------------------------------- notebook 02's text (issues 14 and 15)
+
+
+def _notebook(name):
+    from pathlib import Path
+
+    import nbformat
+
+    nb = nbformat.read(Path(__file__).resolve().parent.parent / "notebooks" / name, as_version=4)
+    return nb, "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+
+
+def test_notebook_02_quotes_the_seed_and_sources_the_2msl_argument():
+    nb, md = _notebook("02-time-wait-and-2msl.ipynb")
+    myth = md.index("## 2. The myth")
+    quote = md.index("这在很多Linux版本中代表time_wait超时时间")
+    assert myth < quote < md.index("## 3."), "the seed's claim is quoted where it is tested"
+    assert "in many Linux versions" in md  # its translation
+    for source in ("§3.10.7.4", "§13.5.2", "TCP/IP Illustrated"):
+        assert source in md, source
+    assert "MSL = 2 s" in md and "ISN 900" in md  # the simulation's numbers, as the figure shows them
+    assert "holds for Windows" in md and "does not\nhold for Linux" in md  # the seed's third claim
+    hood = [c for c in nb.cells if c.cell_type == "code" and c.source.startswith("# Under the hood")]
+    assert len(hood) == 1
+    for command in ("!ss -tano state time-wait", "!cat /proc/net/tcp", "!sysctl net.ipv4.tcp_fin_timeout"):
+        assert command in hood[0].source, command
+    assert "### Open measurement task" in md and md.index("### Open measurement task") < md.index("## Summary")
+    for anchor in ("time-wait", "2msl", "msl", "active-closer", "orphan-socket", "mini-socket", "four-tuple"):
+        assert f"(glossary.md#{anchor})" in md, anchor

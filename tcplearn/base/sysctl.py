@@ -92,6 +92,9 @@ SETTINGS: dict[str, Setting] = {
                 "how long unacknowledged data is retransmitted before ETIMEDOUT, given as a "
                 "count the kernel turns into a time (15, the default, is about 924.6 s)",
                 "tcplearn's teaching bounds: 15 is the default"),
+        Setting("net.ipv4.tcp_syn_retries", 1, 127, "", True,
+                "SYN retransmissions before connect() gives up with ETIMEDOUT (default 6)",
+                "kernel: 1-MAX_TCP_SYNCNT (127)"),
     )
 }
 

@@ -20,6 +20,7 @@ SHOWN = {
     ("tcplearn.experiments.timewait", "MythResult"): "show_myth",
     ("tcplearn.experiments.timeouts", "Comparison"): "show_comparison",
     ("tcplearn.experiments.start_here", "CapturedConnection"): "show_captured",
+    ("tcplearn.experiments.connect", "ConnectTimeoutResult"): "show_connect_timeout",
 }
 
 

@@ -17,7 +17,8 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 from ..base.states import TRANSITIONS, Event, TcpState
 
 __all__ = ["STATE_STYLE", "StateStyle", "CLOSE_STATES", "NOTATION", "state_diagram", "sequence_diagram", "legend_handles",
-           "countdown_plot", "myth_plot", "simulation_diagram", "timeout_timeline", "counts_plot", "load_plot"]
+           "countdown_plot", "myth_plot", "simulation_diagram", "timeout_timeline", "counts_plot", "load_plot",
+           "syn_timeline"]
 
 
 def _png(fig: Figure) -> bytes:
@@ -757,5 +758,39 @@ def load_plot(result, *, title: str | None = None):
     ax.set_title(title, fontsize=10)
     ax.legend(loc="upper right", fontsize=8)
     ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------- a connect nobody answers (notebook 03)
+
+
+def syn_timeline(result, *, title: str | None = None):
+    """A ``connect_timeout`` result on one time axis: one lane per attempt, its captured SYNs
+    (one marker each), and where it failed, labelled with what Python raised.  Returns the
+    Figure."""
+    fig = Figure(figsize=(10, 2.8))
+    ax = fig.subplots()
+    lanes = [("kernel", "no timeout"), ("python", f"timeout={result.attempts['python']['timeout']:g}")]
+    for y, (key, _name) in enumerate(lanes):
+        a = result.attempts[key]
+        ax.axhline(y, color="#dddddd", zorder=0)
+        syns = a.get("syns_at") or []
+        ax.scatter(syns, [y] * len(syns), marker="|", s=300, linewidths=2.5, color=_OI["blue"], zorder=3,
+                   gid=f"syns:{key}", label="SYN sent (captured)" if key == "kernel" and syns else None)
+        err = "" if a["errno"] is None else f", errno {a['errno']}"
+        ax.scatter([a["after_s"]], [y], marker="X", s=120, color=_OI["vermillion"], zorder=4, gid=f"failed:{key}")
+        ax.annotate(f"{a['raised']}{err}\nafter {a['after_s']:.2f} s", (a["after_s"], y), xytext=(8, 8),
+                    textcoords="offset points", fontsize=8, color=_OI["vermillion"], gid=f"label:{key}")
+    ax.set_yticks(range(len(lanes)), [f"create_connection(addr)\n{name}" for _, name in lanes])
+    end = max(a["after_s"] for a in result.attempts.values())
+    ax.set_xlim(-0.3, end * 1.25 + 0.5)
+    ax.set_ylim(-0.6, len(lanes) - 0.2)
+    ax.set_xlabel("seconds since connect() was called")
+    ax.grid(axis="x", alpha=0.3)
+    if any(result.attempts[k].get("syns_at") for k, _ in lanes):
+        ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(title or f"A connect nobody answers: tcp_syn_retries={result.tcp_syn_retries}, "
+                          f"tcp_syn_linear_timeouts={result.tcp_syn_linear_timeouts}")
     fig.tight_layout()
     return fig

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ..base.states import TcpState
 from ..experiments.close import CloseRun
+from ..experiments.connect import ConnectTimeoutResult
 from ..experiments.load import LoadResult, PlateauRun
 from ..experiments.start_here import CapturedConnection
 from ..experiments.timeouts import Comparison
@@ -16,7 +17,7 @@ from ..experiments.timewait import MythResult
 from . import plots
 
 __all__ = ["show_close_run", "show_load", "plateau_figure", "show_plateau", "show_myth",
-           "show_comparison", "comparison_figure", "show_captured"]
+           "show_comparison", "comparison_figure", "show_captured", "show_connect_timeout"]
 
 
 def _display(*objs) -> None:
@@ -86,3 +87,14 @@ def show_comparison(comparison: Comparison) -> None:
 def show_captured(capture: CapturedConnection) -> None:
     """The captured segments, one row each."""
     _display(capture.table())
+
+
+def show_connect_timeout(result: ConnectTimeoutResult) -> None:
+    """Both attempts' SYNs and failures on one axis, the table, and the kernel's rule beside it."""
+    p = result.predicted
+    syns = ", ".join(f"{t:g}" for t in p["syns"])
+    linear = result.tcp_syn_linear_timeouts
+    _display(plots.syn_timeline(result), result.table(), _md(
+        f"The kernel's rule for `tcp_syn_retries={result.tcp_syn_retries}` with `tcp_syn_linear_timeouts="
+        f"{linear if linear is not None else 'absent'}` predicts SYNs at {syns} s and `ETIMEDOUT` at "
+        f"**{p['gives_up']:g} s** (`tcplearn.syn_schedule`)."))
