@@ -151,6 +151,7 @@ EXPECTED_RECORDED = {
     "03-timeouts-python-vs-node": 0,
     "04-state-counts-under-load": 6,
     "05-sysctl-playground": 0,
+    "06-dead-peer": 6,
 }
 
 

@@ -19,6 +19,7 @@ SHOWN = {
     ("tcplearn.experiments.load", "PlateauRun"): "show_plateau",
     ("tcplearn.experiments.timewait", "MythResult"): "show_myth",
     ("tcplearn.experiments.timeouts", "Comparison"): "show_comparison",
+    ("tcplearn.experiments.dead_peer", "DeadPeerResult"): "show_dead_peer",
 }
 
 
