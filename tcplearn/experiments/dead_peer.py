@@ -801,9 +801,11 @@ def _waiting(fn, method: str, p: dict, progress: bool) -> dict:
     seconds = p["timeout_ms"] / 1000 + 1.0 if method == "node_idle" else _window(method, p)
     if not progress or seconds <= 2:
         return fn()
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # the runs themselves need nothing beyond the standard library
+        return fn()
     from concurrent.futures import ThreadPoolExecutor, wait
-
-    from tqdm.auto import tqdm
 
     with ThreadPoolExecutor(1) as pool:
         future = pool.submit(fn)
