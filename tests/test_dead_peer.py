@@ -19,7 +19,7 @@ import pytest
 
 import tcplearn
 from tcplearn import sysctl
-from tcplearn.base.experiment import REGISTRY, Plan, Where, node_executable
+from tcplearn.base.experiment import REGISTRY, Plan, Result, Where, node_executable
 from tcplearn.experiments.dead_peer import (
     MAX_WINDOW,
     METHODS,
@@ -367,3 +367,121 @@ def test_host_settings_unchanged_and_nothing_left_behind(host_before, host_run, 
     local, peer = host_run.ports
     wait_for(lambda: not [s for s in tcplearn.sockets(port=peer) if local in (s.local_port, s.remote_port)],
              timeout=3, what="the host run's sockets to be gone")
+
+
+# ------------------------------------------------------------------ notebook 06, its figure and display
+
+
+def _recorded_runs() -> dict:
+    """Every registered call replayed from its recording (nothing runs)."""
+    exp = REGISTRY["dead_peer"]
+    return {c.args[0]: exp.replay(exp.arguments(*c.args, **c.kwargs), "a test replays it") for c in exp.calls}
+
+
+def test_notebook_06_makes_exactly_the_recorded_calls():
+    import ast
+
+    path = os.path.join(os.path.dirname(__file__), "..", "notebooks", "06-dead-peer.ipynb")
+    with open(path) as f:
+        cells = [cell for cell in json.load(f)["cells"] if cell["cell_type"] == "code"]
+    calls = []
+    for cell in cells:
+        source = "".join(cell["source"])
+        if source.startswith("# Under the hood"):  # plain socket code, with shell lines
+            continue
+        for node in ast.walk(ast.parse(source)):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "dead_peer"):
+                calls.append((tuple(ast.literal_eval(a) for a in node.args),
+                              {k.arg: ast.literal_eval(k.value) for k in node.keywords}))
+    registered = [(c.args, c.kwargs) for c in REGISTRY["dead_peer"].calls]
+    assert sorted(map(repr, calls)) == sorted(map(repr, registered))
+    assert len(calls) == len(registered) == 6
+
+
+def test_without_a_lab_the_retransmission_run_is_the_recording_not_a_traceback():
+    started = time.monotonic()
+    r = REGISTRY["dead_peer"].run_at(Plan(Where.ROOT, "a test asks for root"), "retransmissions", tcp_retries2=3)
+    assert r.where is Where.RECORDED and r.note.startswith("Live is impossible here (tcp_retries2 is a per-network")
+    assert "\n" not in r.note and r.value.error == "ETIMEDOUT" and 4.0 <= r.value.detected_after <= 10.0
+    assert time.monotonic() - started < 1.0
+
+
+def test_without_node_the_node_runs_are_the_recordings(monkeypatch):
+    import importlib
+
+    monkeypatch.setattr(importlib.import_module("tcplearn.experiments.dead_peer"), "node_executable", lambda: None)
+    r = REGISTRY["dead_peer"].run_at(Plan(Where.ROOT), "node_idle", timeout_ms=1000)
+    assert r.where is Where.RECORDED and "(Node.js is not installed here)" in r.note
+    timeouts = [e for e in r.value.events if e["event"] == "timeout"]
+    assert len(timeouts) == 1 and timeouts[0]["kernel_state"] == "ESTABLISHED"
+    unrecorded = REGISTRY["dead_peer"].run_at(Plan(Where.ROOT), "node_idle", timeout_ms=700)
+    assert unrecorded.value is None and "was not recorded" in unrecorded.note
+
+
+def test_recorded_runs_show_what_the_notebook_explains():
+    runs = _recorded_runs()
+    for r in runs.values():
+        assert r.where is Where.RECORDED and r.value is not None
+    ka, ut, rt = runs["keepalive"].value, runs["user_timeout"].value, runs["retransmissions"].value
+    assert ka.error == ut.error == rt.error == "ETIMEDOUT"
+    assert [close_to(t, e) for t, e in zip(ka.sent("keepalive probe"), [2, 3], strict=True)] == [True, True]
+    assert close_to(ut.detected_after, 1.9) and ut.counters["TCPLossProbes"] == 1
+    gaps = [b - a for a, b in zip(rt.sent("retransmission"), rt.sent("retransmission")[1:], strict=False)]
+    assert all(1.8 <= b / a <= 2.2 for a, b in zip(gaps, gaps[1:], strict=False)), gaps  # backoff doubles
+    for r in (ka, ut, rt):  # aborted: straight from ESTABLISHED to CLOSED, never a FIN or TIME-WAIT
+        assert [row["state"] for row in r.timeline_rows][-1] == "CLOSED"
+        assert set(row["state"] for row in r.timeline_rows) == {"ESTABLISHED", "CLOSED"}
+        assert r.sent("fin") == []
+    for method in ("none", "settimeout", "node_idle"):
+        assert runs[method].value.detected_after is None and runs[method].value.final_state == "ESTABLISHED"
+    assert [e["event"] for e in runs["settimeout"].value.events] == ["recv() raised TimeoutError"]
+
+
+def test_timeline_figure_draws_every_run_as_captured():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from tcplearn import plots
+
+    runs = _recorded_runs()
+    nothing = Result(None, Where.MODEL, "a one-line notice")
+    fig = plots.dead_peer_timeline(list(runs.values()) + [nothing])  # a value-less result is left out
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels == [plots.dead_peer_lane(r.value) for r in reversed(list(runs.values()))]
+    marks = {c.get_gid(): c.get_offsets() for c in ax.collections if c.get_gid()}
+    ka, rt = runs["keepalive"].value, runs["retransmissions"].value
+    ka_lane, rt_lane = plots.dead_peer_lane(ka), plots.dead_peer_lane(rt)
+    assert list(marks[f"segments:{ka_lane}:keepalive probe"][:, 0]) == pytest.approx(ka.sent("keepalive probe"))
+    assert list(marks[f"segments:{rt_lane}:retransmission"][:, 0]) == pytest.approx(rt.sent("retransmission"))
+    assert marks[f"gave-up:{rt_lane}"][0, 0] == pytest.approx(rt.detected_after)
+    assert marks[f"predicted:{rt_lane}"][0, 0] == pytest.approx(retransmission_schedule(3).gives_up_at)
+    gave_up = {gid.split(":", 1)[1] for gid in marks if gid.startswith("gave-up:")}
+    assert gave_up == {plots.dead_peer_lane(runs[m].value) for m in ("keepalive", "user_timeout", "retransmissions")}
+    texts = {t.get_gid(): t.get_text() for t in ax.texts if t.get_gid()}
+    assert texts[f"still:{plots.dead_peer_lane(runs['none'].value)}"].startswith("nothing noticed: still ESTABLISHED")
+    assert "until the program closed it" in texts[f"still:{plots.dead_peer_lane(runs['node_idle'].value)}"]
+    py_lane = plots.dead_peer_lane(runs["settimeout"].value)
+    assert f"events:{py_lane}:recv() raised TimeoutError" in marks
+    gaps = [float(t.get_text().strip("+ s")) for t in ax.texts if t.get_gid() == f"gap:{rt_lane}"]
+    assert len(gaps) >= 3 and all(1.8 <= b / a <= 2.2 for a, b in zip(gaps, gaps[1:], strict=False))
+    with pytest.raises(ValueError, match="at least one run"):
+        plots.dead_peer_timeline([])
+
+
+def test_a_run_is_displayed_as_a_summary_and_a_table():
+    from tcplearn.view import display, show
+
+    assert display.SHOWN[("tcplearn.experiments.dead_peer", "DeadPeerResult")] == "show_dead_peer"
+    runs = _recorded_runs()
+    ka = runs["keepalive"].value
+    table = show.dead_peer_table(ka)
+    assert list(table["what"]) == ["sent: keepalive probe (ACK)", "sent: keepalive probe (ACK)",
+                                   "sent: reset (RST,ACK)", "poll() reports an error: ETIMEDOUT"]
+    text = show.dead_peer_summary(ka)
+    assert text.startswith(f"**Noticed after {ka.detected_after:.2f} s: `ETIMEDOUT`**")
+    assert "Kernel timer meanwhile (`/proc/net/tcp`): keepalive" in text and "unanswered probes: 2" in text
+    assert "still ESTABLISHED" in show.dead_peer_summary(runs["none"].value)
+    assert "until the program itself closed it" in show.dead_peer_summary(runs["node_idle"].value)
+    assert show.dead_peer_table(runs["none"].value).empty

@@ -152,6 +152,7 @@ EXPECTED_RECORDED = {
     "03-timeouts-python-vs-node": 1,
     "04-state-counts-under-load": 6,
     "05-sysctl-playground": 0,
+    "06-dead-peer": 6,
 }
 
 

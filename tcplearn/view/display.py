@@ -21,6 +21,7 @@ SHOWN = {
     ("tcplearn.experiments.timeouts", "Comparison"): "show_comparison",
     ("tcplearn.experiments.start_here", "CapturedConnection"): "show_captured",
     ("tcplearn.experiments.connect", "ConnectTimeoutResult"): "show_connect_timeout",
+    ("tcplearn.experiments.dead_peer", "DeadPeerResult"): "show_dead_peer",
 }
 
 

@@ -18,7 +18,7 @@ from ..base.states import TRANSITIONS, Event, TcpState
 
 __all__ = ["STATE_STYLE", "StateStyle", "CLOSE_STATES", "NOTATION", "state_diagram", "sequence_diagram", "legend_handles",
            "countdown_plot", "myth_plot", "simulation_diagram", "timeout_timeline", "counts_plot", "load_plot",
-           "syn_timeline"]
+           "syn_timeline", "dead_peer_timeline", "dead_peer_lane"]
 
 
 def _png(fig: Figure) -> bytes:
@@ -793,4 +793,117 @@ def syn_timeline(result, *, title: str | None = None):
     ax.set_title(title or f"A connect nobody answers: tcp_syn_retries={result.tcp_syn_retries}, "
                           f"tcp_syn_linear_timeouts={result.tcp_syn_linear_timeouts}")
     fig.tight_layout()
+
+
+# ---------------------------------------------------------------- a silent peer (notebook 06)
+
+#: What the local end sent, as captured, and what the program saw: kind -> (marker, colour, size, legend).
+_DEAD_PEER_STYLE = {
+    "data": ("s", _OI["blue"], 50, "1 byte of data sent"),
+    "retransmission": ("o", _OI["vermillion"], 50, "retransmission (captured)"),
+    "keepalive probe": ("^", _OI["orange"], 70, "keepalive probe (captured)"),
+    "fin": ("D", _OI["grey"], 45, "FIN: the program closed it"),
+    "recv() raised TimeoutError": ("X", _OI["purple"], 110, "Python: recv() raised TimeoutError"),
+    "timeout": ("P", _OI["sky"], 110, "Node: 'timeout' event"),
+}
+_GAVE_UP = ("*", _OI["black"], 220, "noticed: the kernel gave up (ETIMEDOUT)")
+_PREDICTED = ("*", "none", 220, "when its settings predict")
+
+
+def dead_peer_lane(result) -> str:
+    """A short lane name for one ``dead_peer`` run: its method and settings."""
+    p = result.params
+    return {
+        "none": lambda: "nothing set",
+        "settimeout": lambda: f"Python settimeout({p['timeout']!r})",
+        "node_idle": lambda: f"Node setTimeout({p['timeout_ms']})",
+        "keepalive": lambda: (f"keepalive {p['keepalive_time']} s idle\n+ {p['keepalive_probes']} probes "
+                              f"× {p['keepalive_intvl']} s"),
+        "user_timeout": lambda: f"TCP_USER_TIMEOUT {p['user_timeout_ms']} ms",
+        "retransmissions": lambda: f"tcp_retries2={p['tcp_retries2']}",
+        "node_keepalive": lambda: f"Node setKeepAlive(true, {p['initial_delay_ms']})",
+    }[result.method]()
+
+
+def dead_peer_timeline(results, *, title: str | None = None, footnote: str | None = None):
+    """Runs of ``dead_peer`` on one time axis, one lane each, from the moment the peer went silent.
+
+    ``results`` is ``{"lane name": result}`` or a list of results (lanes named by
+    ``dead_peer_lane``); a result may be a ``Result`` holding a ``DeadPeerResult``, and
+    one holding nothing (a one-line notice) is left out.  Each lane draws the connection
+    as a bar while the kernel keeps it, what the local end sent as captured (data, keepalive
+    probes, retransmissions, with the gaps between retransmissions written above them so
+    the exponential backoff shows), what the program saw (Python's ``TimeoutError``,
+    Node's ``'timeout'``), the moment the kernel gave up (a filled star) beside the moment
+    its settings predict (a hollow one), or, when nothing noticed, "still ESTABLISHED".
+    ``footnote`` is printed under the axis.  Artists carry gids (``segments:LANE:KIND``,
+    ``events:LANE:EVENT``, ``gave-up:LANE``, ``predicted:LANE``, ``alive:LANE``)."""
+    from matplotlib.lines import Line2D
+
+    if not isinstance(results, dict):
+        results = {dead_peer_lane(getattr(r, "value", r)): r for r in results
+                   if getattr(r, "value", r) is not None}
+    runs = {name: getattr(r, "value", r) for name, r in results.items()}
+    runs = {name: r for name, r in runs.items() if r is not None}
+    if not runs:
+        raise ValueError("dead_peer_timeline() needs at least one run with a result")
+    fig = Figure(figsize=(10.5, 0.95 * len(runs) + 2.2))
+    ax = fig.subplots()
+    used: dict[str, tuple] = {}
+    right = 0.0
+    for y, (name, r) in enumerate(reversed(list(runs.items()))):
+        seen = [s for s in r.segments or () if s["from"] == "local" and s["kind"] in _DEAD_PEER_STYLE]
+        events = [e for e in r.events if e["event"] in _DEAD_PEER_STYLE]
+        times = [row["t"] for row in r.timeline_rows] + [s["t"] for s in seen] + [e["t"] for e in events]
+        end = r.detected_after if r.detected_after is not None else max(times, default=0.0)
+        right = max(right, end, r.predicted.get("detected_after") or 0.0)
+        ax.plot([0, end], [y, y], color=STATE_STYLE[TcpState.ESTABLISHED].color, linewidth=7, alpha=0.3,
+                solid_capstyle="butt", zorder=1, gid=f"alive:{name}")
+        for kind in dict.fromkeys(s["kind"] for s in seen):
+            marker, color, size, label = used.setdefault(kind, _DEAD_PEER_STYLE[kind])
+            xs = [s["t"] for s in seen if s["kind"] == kind]
+            ax.scatter(xs, [y] * len(xs), marker=marker, color=color, s=size, zorder=3, edgecolors="black",
+                       linewidths=0.5, gid=f"segments:{name}:{kind}")
+        sent = sorted(s["t"] for s in seen if s["kind"] in ("data", "retransmission"))
+        for a, b in zip(sent, sent[1:], strict=False):
+            if b - a >= 0.35:  # the shorter gaps would overlap; the doubling shows in the longer ones
+                ax.text((a + b) / 2, y + 0.2, f"+{b - a:.2f} s", ha="center", va="bottom", fontsize=7,
+                        color=_OI["vermillion"], gid=f"gap:{name}")
+        for kind in dict.fromkeys(e["event"] for e in events):
+            marker, color, size, label = used.setdefault(kind, _DEAD_PEER_STYLE[kind])
+            xs = [e["t"] for e in events if e["event"] == kind]
+            ax.scatter(xs, [y] * len(xs), marker=marker, color=color, s=size, zorder=4, gid=f"events:{name}:{kind}")
+        predicted = r.predicted.get("detected_after")
+        if predicted is not None:
+            used.setdefault("predicted", _PREDICTED)
+            ax.scatter([predicted], [y - 0.28], marker="*", facecolors="none", edgecolors="black", s=160,
+                       linewidths=0.9, zorder=4, gid=f"predicted:{name}")
+        if r.detected_after is not None:
+            used.setdefault("gave up", _GAVE_UP)
+            ax.scatter([r.detected_after], [y], marker="*", color="black", s=220, zorder=5, gid=f"gave-up:{name}")
+            ax.annotate(f"{r.error or 'noticed'} at {r.detected_after:.2f} s", (r.detected_after, y),
+                        xytext=(8, -3), textcoords="offset points", fontsize=8, va="top")
+        else:
+            closed = any(s["kind"] == "fin" for s in seen)
+            text = (f"nothing noticed: {r.final_state} until the program closed it" if closed
+                    else f"nothing noticed: still {r.final_state} →")
+            ax.annotate(text, (end, y), xytext=(6, 0), textcoords="offset points", fontsize=8, va="center",
+                        gid=f"still:{name}")
+    ax.set_yticks(range(len(runs)), list(reversed(list(runs))), fontsize=9)
+    ax.set_ylim(-0.7, len(runs) - 0.3)
+    ax.set_xlim(-0.2, right * 1.25 + 0.5)
+    ax.set_xlabel("seconds since the peer went silent")
+    ax.grid(axis="x", alpha=0.3)
+    handles = [Line2D([], [], color=STATE_STYLE[TcpState.ESTABLISHED].color, linewidth=7, alpha=0.3,
+                      label="the kernel keeps the connection")]
+    for marker, color, _size, label in used.values():
+        hollow = color == "none"
+        handles.append(Line2D([], [], linestyle="", marker=marker, markersize=9 if marker == "*" else 7,
+                              markerfacecolor="none" if hollow else color,
+                              markeredgecolor="black" if hollow or marker in "so^D" else color, label=label))
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, fontsize=8)
+    ax.set_title(title or "A peer that vanished silently: which timeout noticed, and when")
+    if footnote:
+        fig.text(0.01, 0.005, footnote, fontsize=8, ha="left", va="bottom", wrap=True)
+    fig.tight_layout(rect=(0, 0.05 if footnote else 0, 1, 1))
     return fig

@@ -17,7 +17,8 @@ from ..experiments.timewait import MythResult
 from . import plots
 
 __all__ = ["show_close_run", "show_load", "plateau_figure", "show_plateau", "show_myth",
-           "show_comparison", "comparison_figure", "show_captured", "show_connect_timeout"]
+           "show_comparison", "comparison_figure", "show_captured", "show_connect_timeout",
+           "show_dead_peer", "dead_peer_table", "dead_peer_summary"]
 
 
 def _display(*objs) -> None:
@@ -98,3 +99,43 @@ def show_connect_timeout(result: ConnectTimeoutResult) -> None:
         f"The kernel's rule for `tcp_syn_retries={result.tcp_syn_retries}` with `tcp_syn_linear_timeouts="
         f"{linear if linear is not None else 'absent'}` predicts SYNs at {syns} s and `ETIMEDOUT` at "
         f"**{p['gives_up']:g} s** (`tcplearn.syn_schedule`)."))
+
+
+def dead_peer_table(result):
+    """What happened in one ``dead_peer`` run, in time order: what the local end sent (as
+    captured) and what the program saw, after the handshake."""
+    import pandas as pd
+
+    rows = [{"t (s)": round(s["t"], 3), "seen by": "capture", "what": f"sent: {s['kind']} ({s['flags']})"}
+            for s in result.segments or () if s["from"] == "local" and s["kind"] not in ("handshake", "ack")]
+    rows += [{"t (s)": round(e["t"], 3), "seen by": "the program", "what": e["event"]}
+             for e in result.events if e["event"] not in ("connected", "close")]
+    return pd.DataFrame(sorted(rows, key=lambda row: row["t (s)"]), columns=["t (s)", "seen by", "what"])
+
+
+def dead_peer_summary(result) -> str:
+    """One paragraph: what noticed, when, against what the settings predict, and the
+    kernel's timer for this connection as ``/proc/net/tcp`` showed it meanwhile."""
+    if result.detected_after is not None:
+        text = (f"**Noticed after {result.detected_after:.2f} s: `{result.error}`**; the connection is now "
+                f"{result.final_state}.")
+    else:
+        watched = max((row["t"] for row in result.timeline_rows), default=0.0)
+        closed = [s["t"] for s in result.segments or () if s["from"] == "local" and s["kind"] == "fin"]
+        text = (f"**Nothing noticed**; the connection was {result.final_state} until the program itself closed "
+                f"it at {closed[0]:.2f} s." if closed else
+                f"**Nothing noticed** in {watched:.1f} s; the connection is still {result.final_state}.")
+    predicted = result.predicted.get("detected_after")
+    if predicted is not None:
+        text += f" The settings predict {predicted:g} s."
+    alive = [row for row in result.timeline_rows if row["state"] == "ESTABLISHED"]
+    timers = list(dict.fromkeys(row["timer"] for row in alive))
+    if alive:
+        text += (f" Kernel timer meanwhile (`/proc/net/tcp`): {', '.join(timers)}; retransmissions counted: "
+                 f"{max(row['retrnsmt'] for row in alive)}, unanswered probes: {max(row['timeout'] for row in alive)}.")
+    return f"{text}  \n{result.how}"
+
+
+def show_dead_peer(result) -> None:
+    """One run of ``dead_peer``: the summary, then what happened in time order."""
+    _display(_md(dead_peer_summary(result)), dead_peer_table(result))
