@@ -76,8 +76,10 @@ from importlib import resources
 from typing import Any
 
 from ..base.experiment import Call, Need, Place, Result, Where, experiment, node_executable
+from ..base.kernel import netstat
 from ..base.observe.procfs import USER_HZ, decode_address
 from ..base.observe.tcpsocket import TIMER_NAMES
+from ..base.peek import getsockopt_int, pidfd_getfd, socket_fd_of
 from ..base.states import TcpState
 from ..base.sysctl import is_root
 from ..base.util import loopback_listener
@@ -106,7 +108,6 @@ METHODS = tuple(PARAMS)
 
 SO_ATTACH_FILTER = 26
 SO_DETACH_FILTER = 27
-SYS_PIDFD_GETFD = 438  # the same number on x86_64, aarch64 and every other arch (unified table)
 _DROP_ALL = struct.pack("HBBI", 0x06, 0, 0, 0)  # BPF_RET | BPF_K, k = 0: keep 0 bytes
 NODE_KEEPCNT, NODE_KEEPINTVL = 10, 1  # facts N7; measured from Node's socket on every run
 
@@ -353,17 +354,9 @@ def _tcp_state(sock: socket.socket) -> str:
 
 def _netstat() -> dict[str, int]:
     """A few ``TcpExt`` counters of this network namespace (meaningful inside a lab)."""
-    wanted = ("TCPLossProbes", "TCPTimeouts", "TCPKeepAlive", "TCPAbortOnTimeout")
-    try:
-        with open("/proc/net/netstat") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return {}
-    for head, values in zip(lines[::2], lines[1::2], strict=False):
-        if head.startswith("TcpExt:"):
-            d = dict(zip(head.split()[1:], values.split()[1:], strict=True))
-            return {k: int(d[k]) for k in wanted if k in d}
-    return {}
+    counters = netstat()
+    return {k: counters[k] for k in ("TCPLossProbes", "TCPTimeouts", "TCPKeepAlive", "TCPAbortOnTimeout")
+            if k in counters}
 
 
 class _Watch:
@@ -542,46 +535,21 @@ def _node_script() -> str:
     return str(resources.files("tcplearn") / "js" / "dead_peer_client.js")
 
 
-def _pidfd_getfd(pid: int, target_fd: int) -> int:
-    """A duplicate of another process's descriptor (``pidfd_open`` + ``pidfd_getfd``):
-    needs ptrace rights over it, which a parent has over its own child."""
-    pidfd = os.pidfd_open(pid)
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fd = libc.syscall(SYS_PIDFD_GETFD, pidfd, target_fd, 0)
-        if fd < 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"pidfd_getfd: {os.strerror(err)}")
-        return fd
-    finally:
-        os.close(pidfd)
-
-
 def _node_socket_options(pid: int, inode: int) -> dict:
     """Read the keepalive options of Node's socket (the one with ``inode``) from outside."""
-    target = None
-    for name in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            if os.readlink(f"/proc/{pid}/fd/{name}") == f"socket:[{inode}]":
-                target = int(name)
-                break
-        except OSError:
-            continue
-    if target is None:
-        return {"how": f"socket:[{inode}] not found among Node's descriptors"}
-    fd = _pidfd_getfd(pid, target)
-    sock = socket.socket(fileno=fd)  # our duplicate; closing it leaves Node's socket alone
     try:
-        def opt(level: int, name: int) -> int:
-            return sock.getsockopt(level, name)
-
-        return {"SO_KEEPALIVE": opt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
-                "TCP_KEEPIDLE": opt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
-                "TCP_KEEPINTVL": opt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
-                "TCP_KEEPCNT": opt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
+        target = socket_fd_of(pid, inode)
+    except LookupError:
+        return {"how": f"socket:[{inode}] not found among Node's descriptors"}
+    fd = pidfd_getfd(pid, target)  # our duplicate; closing it leaves Node's socket alone
+    try:
+        return {"SO_KEEPALIVE": getsockopt_int(fd, socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+                "TCP_KEEPIDLE": getsockopt_int(fd, socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+                "TCP_KEEPINTVL": getsockopt_int(fd, socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
+                "TCP_KEEPCNT": getsockopt_int(fd, socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
                 "how": f"pidfd_getfd(Node pid {pid}, fd {target}) then getsockopt"}
     finally:
-        sock.close()
+        os.close(fd)
 
 
 class _Lines:

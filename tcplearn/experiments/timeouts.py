@@ -27,6 +27,7 @@ import warnings
 from importlib import resources
 
 from ..base.experiment import Need, experiment
+from ..base.peek import getsockopt_timeval, pidfd_getfd, socket_fd_of
 from ..base.util import is_loopback
 
 __all__ = [
@@ -307,70 +308,6 @@ def node_validate(value: object) -> dict:
 
 # ---------------------------------------------------------------- SO_RCVTIMEO, read from the socket itself
 
-SYS_PIDFD_GETFD = 438  # the same number on x86_64 and aarch64 (Linux >= 5.6)
-_TIMEVAL = struct.Struct("ll")  # struct timeval on 64-bit Linux: tv_sec, tv_usec
-
-
-def _libc():
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.syscall.restype = ctypes.c_long
-    return libc
-
-
-def pidfd_getfd(pid: int, targetfd: int) -> int:
-    """A duplicate, in this process, of file descriptor ``targetfd`` of process ``pid``
-    (``pidfd_open`` + ``pidfd_getfd``).  The duplicate refers to the same open socket, so its
-    options are that socket's.  Raises ``OSError`` (EPERM without ptrace access to ``pid``,
-    ENOSYS before Linux 5.6)."""
-    import ctypes
-    import platform
-
-    if not sys.platform.startswith("linux") or not hasattr(os, "pidfd_open"):
-        raise OSError(f"pidfd_open/pidfd_getfd are Linux-only (this is {sys.platform})")
-    if platform.machine() not in ("x86_64", "aarch64"):
-        raise OSError(f"pidfd_getfd's syscall number is only known here for x86_64 and aarch64, "
-                      f"not {platform.machine()}")
-    pidfd = os.pidfd_open(pid)
-    try:
-        libc = _libc()
-        fd = libc.syscall(ctypes.c_long(SYS_PIDFD_GETFD), ctypes.c_int(pidfd), ctypes.c_int(targetfd),
-                          ctypes.c_uint(0))
-        if fd < 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"pidfd_getfd(pid {pid}, fd {targetfd}): {os.strerror(err)}")
-        return fd
-    finally:
-        os.close(pidfd)
-
-
-def _timeval_option(fd: int, option: int) -> float:
-    """``getsockopt(fd, SOL_SOCKET, option)`` for a struct-timeval option, in seconds.  Called
-    through libc on the bare fd: wrapping someone else's socket in ``socket.socket`` could
-    change its blocking mode when a default timeout is set."""
-    import ctypes
-
-    buf = ctypes.create_string_buffer(_TIMEVAL.size)
-    size = ctypes.c_uint32(_TIMEVAL.size)
-    if _libc().getsockopt(fd, socket.SOL_SOCKET, option, buf, ctypes.byref(size)) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"getsockopt: {os.strerror(err)}")
-    sec, usec = _TIMEVAL.unpack(buf.raw[:_TIMEVAL.size])
-    return sec + usec / 1e6
-
-
-def _socket_fd_of(pid: int, inode: int) -> int:
-    """The fd number under which process ``pid`` holds the socket with ``inode``."""
-    for name in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            if os.readlink(f"/proc/{pid}/fd/{name}") == f"socket:[{inode}]":
-                return int(name)
-        except OSError:
-            continue
-    raise LookupError(f"process {pid} holds no fd for socket inode {inode}")
-
-
 def _connection_inode(local_port: int, remote_port: int) -> int:
     from ..base.observe import parse_proc_net_tcp, sockets
     from ..base.observe.procfs import read_table
@@ -386,8 +323,8 @@ def _connection_inode(local_port: int, remote_port: int) -> int:
 
 
 def _options(fd: int) -> dict:
-    return {"SO_RCVTIMEO": _timeval_option(fd, socket.SO_RCVTIMEO),
-            "SO_SNDTIMEO": _timeval_option(fd, socket.SO_SNDTIMEO)}
+    return {"SO_RCVTIMEO": getsockopt_timeval(fd, socket.SO_RCVTIMEO),
+            "SO_SNDTIMEO": getsockopt_timeval(fd, socket.SO_SNDTIMEO)}
 
 
 def _python_rows(address) -> list[dict]:
@@ -401,7 +338,7 @@ def _python_rows(address) -> list[dict]:
                      "gettimeout()": sock.gettimeout(), "how": "getsockopt on the socket itself"})
     with _connect(address) as sock:
         sock.settimeout(None)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _TIMEVAL.pack(0, 300_000))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 0, 300_000))
         try:
             dup = pidfd_getfd(os.getpid(), sock.fileno())
         except OSError:
@@ -445,7 +382,7 @@ def node_socket_options(timeout_ms: float = 1000) -> dict:
             ready = _read_json_line(proc, deadline=time.monotonic() + 15)
             result["node"] = ready["node"]
             inode = _connection_inode(ready["local_port"], port)
-            fd = _socket_fd_of(proc.pid, inode)
+            fd = socket_fd_of(proc.pid, inode)
             dup = pidfd_getfd(proc.pid, fd)
             try:
                 options = _options(dup)
