@@ -20,6 +20,8 @@ SHOWN = {
     ("tcplearn.experiments.timewait", "MythResult"): "show_myth",
     ("tcplearn.experiments.timeouts", "Comparison"): "show_comparison",
     ("tcplearn.experiments.start_here", "CapturedConnection"): "show_captured",
+    ("tcplearn.experiments.load", "SourcesRemedy"): "show_sources_remedy",
+    ("tcplearn.base.tw_cost", "TimeWaitCost"): "show_time_wait_cost",
 }
 
 
