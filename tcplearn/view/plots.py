@@ -774,10 +774,13 @@ def sources_remedy_plot(remedy, *, title: str | None = None):
     for i, run in enumerate(remedy.runs):
         k, tl = run["k"], run["load"].timeline
         colour = colours[i % len(colours)]
-        left.plot(tl["t"], tl["connections"].cumsum(), color=colour, gid=f"remedy:cumulative:{k}",
+        # the fewest sources on top: every run climbs the same line until its four-tuples run out
+        left.plot(tl["t"], tl["connections"].cumsum(), color=colour, linewidth=2.2 if i == 0 else 1.6,
+                  linestyle=("-", "--", "-.", ":")[i % 4], zorder=10 - i, gid=f"remedy:cumulative:{k}",
                   label=f"{k} source address{'es' if k > 1 else ''}: {run['load'].connections} connections")
         right.bar(i, rates[k], color=colour, gid=f"remedy:rate:{k}")
-        right.text(i, rates[k], f"{rates[k]:.1f}/s", ha="center", va="bottom", fontsize=8)
+        right.text(i, rates[k] + 0.04 * max(rates.values()), f"{rates[k]:.1f}/s", ha="center", va="bottom",
+                   fontsize=8)
     if one:
         right.plot(range(len(remedy.runs)), [run["k"] * one for run in remedy.runs], "k_", markersize=28,
                    markeredgewidth=1.5, label="k × one source", gid="remedy:k-fold")
