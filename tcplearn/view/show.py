@@ -8,7 +8,6 @@ functions serve tests and anyone's own layout.
 from __future__ import annotations
 
 from ..base.states import TcpState
-from ..base.tw_cost import TimeWaitCost
 from ..experiments.close import CloseRun
 from ..experiments.load import LoadResult, PlateauRun, SourcesRemedy
 from ..experiments.start_here import CapturedConnection
@@ -146,5 +145,6 @@ def time_wait_cost_text(cost: dict) -> str:
     return f"{head} {where}{memory}"
 
 
-def show_time_wait_cost(cost: TimeWaitCost) -> None:
+def show_time_wait_cost(cost: dict) -> None:
+    """``time_wait_cost``'s answer (a ``TimeWaitCost``) as one paragraph."""
     _display(_md(time_wait_cost_text(cost)))
