@@ -15,7 +15,7 @@ The public API, re-exported here and stable (``__all__``):
   and ``ConnectionPair`` (01), ``sample_countdown``, ``summarize``, ``fin_wait_2_vs_setting``,
   ``myth_demo``, ``server_restart``, ``os_defaults`` (02), ``compare``, ``TrickleServer``
   (03), ``run_load``, ``LoadResult``, ``watch_plateau``, ``time_wait_by_closer``,
-  ``with_settings`` (04, 05), ``sysctl_playground`` (05), ``dead_peer`` and
+  ``with_settings``, ``sources_remedy`` (04, 05), ``sysctl_playground`` (05), ``dead_peer`` and
   ``retransmission_schedule`` (which timeout notices a vanished peer).
 
 Layers (``docs/architecture.md``): ``tcplearn.base`` knows TCP and the machine,
@@ -45,7 +45,15 @@ from .doctor import doctor
 from .experiments.close import SCENARIOS, ConnectionPair, run_scenario, save_pcap
 from .experiments.connect import ConnectTimeoutResult, connect_timeout, syn_schedule
 from .experiments.dead_peer import DeadPeerResult, dead_peer, retransmission_schedule
-from .experiments.load import LoadResult, run_load, time_wait_by_closer, watch_plateau, with_settings
+from .experiments.load import (
+    LoadResult,
+    SourcesRemedy,
+    run_load,
+    sources_remedy,
+    time_wait_by_closer,
+    watch_plateau,
+    with_settings,
+)
 from .experiments.start_here import capture_one_connection, first_look, lab_side_by_side
 from .experiments.timeouts import compare
 from .experiments.timewait import (
@@ -90,4 +98,5 @@ __all__ = [
     "sysctl_playground", "dead_peer", "DeadPeerResult", "retransmission_schedule",
     "save_pcap",
     "connect_timeout", "ConnectTimeoutResult", "syn_schedule",
+    "sources_remedy", "SourcesRemedy",
 ]

@@ -20,10 +20,11 @@ from __future__ import annotations
 import platform
 from pathlib import Path
 
-__all__ = ["time_wait_size", "time_wait_cost", "SOURCED"]
+__all__ = ["time_wait_size", "time_wait_cost", "TimeWaitCost", "mem_total", "SOURCED"]
 
 SLAB_DIR = Path("/sys/kernel/slab")
 SLABINFO = Path("/proc/slabinfo")
+MEMINFO = Path("/proc/meminfo")
 
 #: The figure used where the kernel's own cannot be read (tcp-facts.md K3).
 SOURCED = {
@@ -92,15 +93,35 @@ def time_wait_size(ipv6: bool = False) -> dict:
     return out
 
 
-def time_wait_cost(count: int, ipv6: bool = False) -> dict:
+class TimeWaitCost(dict):
+    """``time_wait_cost``'s answer: a plain dict (its keys are documented there) that a
+    notebook shows as one sentence saying where the size came from."""
+
+
+def mem_total() -> int | None:
+    """This machine's memory in bytes (``MemTotal`` in ``/proc/meminfo``), or ``None``."""
+    try:
+        for line in MEMINFO.read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def time_wait_cost(count: int, ipv6: bool = False) -> TimeWaitCost:
     """What ``count`` TIME-WAIT sockets cost: ``bytes`` and ``MiB`` (``None`` when the
-    size is unknown), with ``bytes_per_socket``, ``source`` and ``where`` from
-    ``time_wait_size``.  E.g. ``time_wait_cost(131072)``, a common ``tcp_max_tw_buckets``."""
+    size is unknown), with ``bytes_per_socket``, ``object_size``, ``cache``, ``source``,
+    ``where``, ``kernel`` and ``merged`` from ``time_wait_size``, and the machine's ``mem_total``
+    (bytes, ``None`` where unreadable).  E.g. ``time_wait_cost(131072)``, a common
+    ``tcp_max_tw_buckets``."""
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:
         raise ValueError(f"count is a number of sockets, a whole number >= 0, not {count!r}")
     size = time_wait_size(ipv6)
     per = size["bytes"]
     total = None if per is None else per * count
-    return {"count": count, "bytes_per_socket": per, "bytes": total,
-            "MiB": None if total is None else total / 2**20,
-            "source": size["source"], "where": size["where"], "kernel": size["kernel"]}
+    return TimeWaitCost({"count": count, "bytes_per_socket": per, "bytes": total,
+                         "MiB": None if total is None else total / 2**20,
+                         "object_size": size["object_size"], "cache": size["cache"],
+                         "source": size["source"], "where": size["where"], "kernel": size["kernel"],
+                         "merged": size["merged"], "mem_total": mem_total()})

@@ -22,6 +22,8 @@ SHOWN = {
     ("tcplearn.experiments.start_here", "CapturedConnection"): "show_captured",
     ("tcplearn.experiments.connect", "ConnectTimeoutResult"): "show_connect_timeout",
     ("tcplearn.experiments.dead_peer", "DeadPeerResult"): "show_dead_peer",
+    ("tcplearn.experiments.load", "SourcesRemedy"): "show_sources_remedy",
+    ("tcplearn.base.tw_cost", "TimeWaitCost"): "show_time_wait_cost",
 }
 
 

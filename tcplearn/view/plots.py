@@ -18,7 +18,7 @@ from ..base.states import TRANSITIONS, Event, TcpState
 
 __all__ = ["STATE_STYLE", "StateStyle", "CLOSE_STATES", "NOTATION", "state_diagram", "sequence_diagram", "legend_handles",
            "countdown_plot", "myth_plot", "simulation_diagram", "timeout_timeline", "counts_plot", "load_plot",
-           "syn_timeline", "dead_peer_timeline", "dead_peer_lane"]
+           "syn_timeline", "dead_peer_timeline", "dead_peer_lane", "sources_remedy_plot"]
 
 
 def _png(fig: Figure) -> bytes:
@@ -906,4 +906,44 @@ def dead_peer_timeline(results, *, title: str | None = None, footnote: str | Non
     if footnote:
         fig.text(0.01, 0.005, footnote, fontsize=8, ha="left", va="bottom", wrap=True)
     fig.tight_layout(rect=(0, 0.05 if footnote else 0, 1, 1))
+
+
+def sources_remedy_plot(remedy, *, title: str | None = None):
+    """A ``SourcesRemedy``: left, each run's connections so far (they stop where its
+    four-tuples ran out); right, the rate each number of source addresses sustains without
+    reuse (its four-tuples / TIME-WAIT), beside k times one source's."""
+    fig = Figure(figsize=(10, 3.8))
+    left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
+    colours = [_OI["blue"], _OI["orange"], _OI["green"], _OI["purple"], _OI["sky"], _OI["vermillion"]]
+    rates = remedy.rates()
+    one = rates.get(1)
+    for i, run in enumerate(remedy.runs):
+        k, tl = run["k"], run["load"].timeline
+        colour = colours[i % len(colours)]
+        # the fewest sources on top: every run climbs the same line until its four-tuples run out
+        left.plot(tl["t"], tl["connections"].cumsum(), color=colour, linewidth=2.2 if i == 0 else 1.6,
+                  linestyle=("-", "--", "-.", ":")[i % 4], zorder=10 - i, gid=f"remedy:cumulative:{k}",
+                  label=f"{k} source address{'es' if k > 1 else ''}: {run['load'].connections} connections")
+        right.bar(i, rates[k], color=colour, gid=f"remedy:rate:{k}")
+        right.text(i, rates[k] + 0.04 * max(rates.values()), f"{rates[k]:.1f}/s", ha="center", va="bottom",
+                   fontsize=8)
+    if one:
+        right.plot(range(len(remedy.runs)), [run["k"] * one for run in remedy.runs], "k_", markersize=28,
+                   markeredgewidth=1.5, label="k × one source", gid="remedy:k-fold")
+        right.legend(loc="upper left", fontsize=8)
+    left.set_xlabel("seconds since the load started")
+    left.set_ylabel("connections made")
+    left.set_ylim(bottom=0)
+    left.legend(loc="upper left", fontsize=8)
+    left.grid(alpha=0.3)
+    left.set_title(f"At {remedy.rate:g}/s until connect() failed (EADDRNOTAVAIL)", fontsize=9)
+    right.set_xticks(range(len(remedy.runs)), [str(run["k"]) for run in remedy.runs])
+    right.set_xlabel("source addresses")
+    right.set_ylabel("connections / s")
+    right.set_ylim(0, max(rates.values()) * 1.25 if rates else 1)
+    right.grid(axis="y", alpha=0.3)
+    right.set_title(f"Sustainable without reuse: connections / {remedy.time_wait:g} s", fontsize=9)
+    fig.suptitle(title or f"More four-tuples: {remedy.ports} ports per run, tcp_tw_reuse=0, one destination",
+                 fontsize=10)
+    fig.tight_layout()
     return fig

@@ -10,7 +10,7 @@ from __future__ import annotations
 from ..base.states import TcpState
 from ..experiments.close import CloseRun
 from ..experiments.connect import ConnectTimeoutResult
-from ..experiments.load import LoadResult, PlateauRun
+from ..experiments.load import LoadResult, PlateauRun, SourcesRemedy
 from ..experiments.start_here import CapturedConnection
 from ..experiments.timeouts import Comparison
 from ..experiments.timewait import MythResult
@@ -18,7 +18,8 @@ from . import plots
 
 __all__ = ["show_close_run", "show_load", "plateau_figure", "show_plateau", "show_myth",
            "show_comparison", "comparison_figure", "show_captured", "show_connect_timeout",
-           "show_dead_peer", "dead_peer_table", "dead_peer_summary"]
+           "show_dead_peer", "dead_peer_table", "dead_peer_summary", "load_summary", "show_sources_remedy",
+           "time_wait_cost_text", "show_time_wait_cost"]
 
 
 def _display(*objs) -> None:
@@ -45,10 +46,7 @@ def show_load(result: LoadResult) -> None:
     if result.samples is not None and len(result.samples):
         objs.append(plots.counts_plot(result.samples, states=[TcpState.TIME_WAIT],
                                       title="TIME-WAIT during the run (kernel counts)"))
-    errors = ", ".join(f"{k}: {v}" for k, v in sorted(result.errors.items())) or "none"
-    delta = ", ".join(f"{k} +{v}" for k, v in result.netstat_delta().items())
-    objs.append(_md(f"**{result.connections}** connections in {result.elapsed:.1f} s "
-                    f"(**{result.rate:.0f}/s**); errors: {errors}; kernel counters: {delta}."))
+    objs.append(_md(load_summary(result)))
     _display(*objs)
 
 
@@ -139,3 +137,67 @@ def dead_peer_summary(result) -> str:
 def show_dead_peer(result) -> None:
     """One run of ``dead_peer``: the summary, then what happened in time order."""
     _display(_md(dead_peer_summary(result)), dead_peer_table(result))
+
+
+def load_summary(result: LoadResult) -> str:
+    """The line of totals under a load's plot.  When connections failed, the rate until the
+    first failure too (as the plot's title), since the rate over the whole run mixes the
+    time before with the time after."""
+    errors = ", ".join(f"{k}: {v}" for k, v in sorted(result.errors.items())) or "none"
+    delta = ", ".join(f"{k} +{v}" for k, v in result.netstat_delta().items())
+    until = result.rate_until_first_error()
+    if until is None:
+        rate = f"**{result.rate:.0f}/s**"
+    else:
+        first = max(result.errors, key=result.errors.get)
+        rate = (f"{result.rate:.0f}/s over the whole run; **{until:.0f}/s until the first {first}** at "
+                f"{result.first_error_at():.1f} s")
+    return (f"**{result.connections}** connections in {result.elapsed:.1f} s ({rate}); errors: {errors}; "
+            f"kernel counters: {delta}.")
+
+
+def show_sources_remedy(remedy: SourcesRemedy) -> None:
+    """Each run's connections until its four-tuples ran out, the rates they sustain, the table."""
+    growth = remedy.growth()
+    fold = ", ".join(f"{k}: ×{g:.2f}" for k, g in growth.items() if k != 1)
+    _display(plots.sources_remedy_plot(remedy), remedy.table(), _md(
+        f"Sustainable rate without reuse, relative to one source address: {fold} "
+        f"(connections made before `connect()` failed, divided by the {remedy.time_wait:g} s each four-tuple "
+        "stays in TIME-WAIT)."))
+
+
+def _size_of(n: float) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n:.0f} bytes"
+
+
+def time_wait_cost_text(cost: dict) -> str:
+    """One paragraph: the cost of ``cost['count']`` TIME-WAIT sockets, and where the size came from."""
+    per, count = cost["bytes_per_socket"], cost["count"]
+    if per is None:
+        return (f"The size of a TIME-WAIT mini-socket is unknown here: {cost['where']}. "
+                f"{count:,} of them cost an unknown amount of memory.")
+    head = f"**{count:,} TIME-WAIT sockets × {per} bytes = {_size_of(cost['bytes'])}** of kernel memory."
+    if cost["source"] == "sysfs":
+        where = (f"The size is your kernel's own (Linux {cost['kernel']}), read from `{cost['where']}`: the "
+                 f"`{cost['cache']}` slab cache holds one `struct tcp_timewait_sock` of {cost['object_size']} "
+                 f"bytes in a slot of {per} bytes" + (" (SLUB merged it with caches of a like size, so the "
+                 "object size may be the largest of theirs)." if cost.get("merged") else "."))
+    elif cost["source"] == "slabinfo":
+        where = (f"The size is your kernel's own (Linux {cost['kernel']}): the slot size of the `{cost['cache']}` "
+                 f"slab cache in `{cost['where']}`.")
+    else:
+        where = (f"The size is a sourced figure, **not your kernel's** (neither `/sys/kernel/slab/{cost['cache']}` "
+                 f"nor `/proc/slabinfo` can be read here): {cost['where']}; {cost['kernel']}.")
+    memory = ""
+    if cost.get("mem_total") and cost["bytes"] is not None:
+        memory = (f" That is {100 * cost['bytes'] / cost['mem_total']:.3g} % of this machine's "
+                  f"{_size_of(cost['mem_total'])} of memory (`MemTotal` in `/proc/meminfo`).")
+    return f"{head} {where}{memory}"
+
+
+def show_time_wait_cost(cost: dict) -> None:
+    """``time_wait_cost``'s answer (a ``TimeWaitCost``) as one paragraph."""
+    _display(_md(time_wait_cost_text(cost)))
