@@ -45,15 +45,10 @@ from .doctor import doctor
 from .experiments.close import SCENARIOS, ConnectionPair, run_scenario, save_pcap
 from .experiments.connect import ConnectTimeoutResult, connect_timeout, syn_schedule
 from .experiments.dead_peer import DeadPeerResult, dead_peer, retransmission_schedule
-from .experiments.load import (
-    LoadResult,
-    SourcesRemedy,
-    run_load,
-    sources_remedy,
-    time_wait_by_closer,
-    watch_plateau,
-    with_settings,
-)
+from .experiments.knobs import with_settings
+from .experiments.load import LoadResult, run_load
+from .experiments.plateau import time_wait_by_closer, watch_plateau
+from .experiments.remedy import SourcesRemedy, sources_remedy
 from .experiments.start_here import capture_one_connection, first_look, lab_side_by_side
 from .experiments.timeouts import compare
 from .experiments.timewait import (

@@ -21,7 +21,7 @@ import pytest  # noqa: E402
 from tcplearn.base import kernel  # noqa: E402
 from tcplearn.base.experiment import Result, Where  # noqa: E402
 from tcplearn.base.states import TcpState  # noqa: E402
-from tcplearn.experiments import close, load, start_here, timewait  # noqa: E402
+from tcplearn.experiments import close, knobs, load, plateau, start_here, timewait  # noqa: E402
 from tcplearn.view import widgets  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,12 +94,12 @@ def test_capture_replays_one_recorded_connection(no_live):
 
 
 def test_loads_replay_the_recorded_runs(no_live):
-    sides = load.time_wait_by_closer()
+    sides = plateau.time_wait_by_closer()
     assert sides.note.startswith(RECORDED)
     assert sides["client closes first"]["client side"] >= 290 and sides["client closes first"]["server side"] == 0
     assert sides["server closes first"]["server side"] >= 290 and sides["server closes first"]["client side"] == 0
 
-    results = [load.with_settings(sysctls, progress=False, **kwargs) for sysctls, kwargs in load.NOTEBOOK_LOADS]
+    results = [knobs.with_settings(sysctls, progress=False, **kwargs) for sysctls, kwargs in knobs.NOTEBOOK_LOADS]
     for result in results:
         assert isinstance(result.value, load.LoadResult) and result.note.startswith(RECORDED)
     no_reuse, reuse, bind_first, capped = results
@@ -111,7 +111,7 @@ def test_loads_replay_the_recorded_runs(no_live):
     assert bind_first.errors.get("EADDRINUSE", 0) > 0
     assert capped.netstat_delta()["TCPTimeWaitOverflow"] > 0 and capped.samples["TIME_WAIT"].max() <= 100
 
-    unrecorded = load.with_settings({"tcp_tw_reuse": 0}, rate=10, duration=1, progress=False)
+    unrecorded = knobs.with_settings({"tcp_tw_reuse": 0}, rate=10, duration=1, progress=False)
     assert unrecorded.value is None and unrecorded.where is Where.MODEL and "was not recorded" in unrecorded.note
 
 

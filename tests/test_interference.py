@@ -13,15 +13,9 @@ import pytest
 import tcplearn
 from tcplearn import model
 from tcplearn.base.observe.netlink import sockstat_tw
-from tcplearn.experiments.load import (
-    SHARE,
-    HostShareError,
-    LoadRun,
-    host_share_check,
-    run_load,
-    running_loads,
-    watch_plateau,
-)
+from tcplearn.experiments.load import LoadRun, run_load
+from tcplearn.experiments.plateau import watch_plateau
+from tcplearn.experiments.sharing import SHARE, HostShareError, host_share_check, running_loads
 
 from .conftest import needs_linux, needs_ss
 

@@ -16,15 +16,10 @@ import tcplearn  # noqa: E402
 from tcplearn import TcpState, model, sysctl  # noqa: E402
 from tcplearn.base.observe.netlink import sockstat_tw  # noqa: E402
 from tcplearn.base.observe.sampler import StateSampler, sample_states  # noqa: E402
-from tcplearn.experiments.load import (  # noqa: E402
-    MAX_DURATION,
-    MAX_RATE,
-    run_load,
-    sources_remedy,
-    time_wait_by_side,
-    watch_plateau,
-    with_settings,
-)
+from tcplearn.experiments.knobs import with_settings
+from tcplearn.experiments.load import MAX_DURATION, MAX_RATE, run_load
+from tcplearn.experiments.plateau import time_wait_by_side, watch_plateau
+from tcplearn.experiments.remedy import sources_remedy
 from tcplearn.view.plots import load_plot, sources_remedy_plot  # noqa: E402
 from tcplearn.view.show import load_summary, plateau_figure, time_wait_cost_text  # noqa: E402
 

@@ -73,10 +73,12 @@ def test_countdown_falls_back_to_the_recording_without_kernel_timers(monkeypatch
 
 
 def test_plateau_falls_back_to_the_recording_off_linux(monkeypatch):
-    import tcplearn.experiments.load as load_module
+    import sys
 
-    monkeypatch.setattr(load_module.sys, "platform", "darwin")
-    run = load_module.watch_plateau(progress=False)
+    import tcplearn.experiments.plateau as plateau_module
+
+    monkeypatch.setattr(sys, "platform", "darwin")
+    run = plateau_module.watch_plateau(progress=False)
     assert run.note.startswith("Live is impossible here") and run.measured_peak() > 1000
     assert abs(run.measured_peak() - run.predicted_peak()) <= 0.1 * run.predicted_peak()
     fig = plateau_figure(run.value)

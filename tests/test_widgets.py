@@ -128,7 +128,7 @@ def test_apply_as_root_without_a_lab_restores_also_when_the_run_fails(monkeypatc
     if not sysctl.is_root():
         pytest.skip("applying on the machine needs root (CI is root)")
     import tcplearn.base.lab
-    import tcplearn.experiments.load
+    import tcplearn.experiments.knobs
 
     monkeypatch.setattr(tcplearn.base.lab, "lab_available", lambda: (False, "forced off for this test"))
     before = sysctl.read_all()
@@ -145,7 +145,7 @@ def test_apply_as_root_without_a_lab_restores_also_when_the_run_fails(monkeypatc
         seen["during"] = sysctl.read("tcp_fin_timeout")
         raise RuntimeError("the load failed half-way")
 
-    monkeypatch.setattr(tcplearn.experiments.load, "run_load", failing_run)
+    monkeypatch.setattr(tcplearn.experiments.knobs, "run_load", failing_run)
     with pytest.raises(RuntimeError, match="half-way"):
         pg.run_live()
     assert seen["during"] == new_fin            # applied on the machine for the run

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from .util import system_name
 
 __all__ = [
+    "describe",
     "Setting", "SETTINGS", "SysctlError", "read", "read_all", "validate", "command",
     "apply", "is_root", "write_raw", "setting", "reason", "table", "kernel_has",
 ]
@@ -283,3 +284,8 @@ def kernel_has(name: str) -> bool:
     ``kernel_has("net.ipv4.tcp_tw_recycle")``: False since Linux 4.12 removed it."""
     path = "/proc/sys/" + name.strip().replace(".", "/")
     return os.path.exists(path)
+
+
+def describe(values: dict) -> str:
+    """Settings as a reader writes them: ``"tcp_tw_reuse=0, ip_local_port_range=(40000, 40199)"``."""
+    return ", ".join(f"{k}={v}" for k, v in values.items())

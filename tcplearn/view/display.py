@@ -16,13 +16,13 @@ __all__ = ["register", "SHOWN"]
 SHOWN = {
     ("tcplearn.experiments.close", "CloseRun"): "show_close_run",
     ("tcplearn.experiments.load", "LoadResult"): "show_load",
-    ("tcplearn.experiments.load", "PlateauRun"): "show_plateau",
+    ("tcplearn.experiments.plateau", "PlateauRun"): "show_plateau",
     ("tcplearn.experiments.timewait", "MythResult"): "show_myth",
     ("tcplearn.experiments.timeouts", "Comparison"): "show_comparison",
     ("tcplearn.experiments.start_here", "CapturedConnection"): "show_captured",
     ("tcplearn.experiments.connect", "ConnectTimeoutResult"): "show_connect_timeout",
     ("tcplearn.experiments.dead_peer", "DeadPeerResult"): "show_dead_peer",
-    ("tcplearn.experiments.load", "SourcesRemedy"): "show_sources_remedy",
+    ("tcplearn.experiments.remedy", "SourcesRemedy"): "show_sources_remedy",
     ("tcplearn.base.tw_cost", "TimeWaitCost"): "show_time_wait_cost",
 }
 

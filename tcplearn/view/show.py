@@ -10,7 +10,9 @@ from __future__ import annotations
 from ..base.states import TcpState
 from ..experiments.close import CloseRun
 from ..experiments.connect import ConnectTimeoutResult
-from ..experiments.load import LoadResult, PlateauRun, SourcesRemedy
+from ..experiments.load import LoadResult
+from ..experiments.plateau import PlateauRun
+from ..experiments.remedy import SourcesRemedy
 from ..experiments.start_here import CapturedConnection
 from ..experiments.timeouts import Comparison
 from ..experiments.timewait import MythResult

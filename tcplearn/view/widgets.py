@@ -14,7 +14,10 @@ from ..base import sysctl
 from ..base.experiment import Where
 from ..base.model import predict_settings
 from ..base.states import TcpState
-from ..experiments.load import HostShareError, run_load, watch_plateau, with_settings
+from ..experiments.knobs import with_settings
+from ..experiments.load import run_load
+from ..experiments.plateau import watch_plateau
+from ..experiments.sharing import HostShareError
 from .plots import STATE_STYLE
 
 __all__ = ["Playground", "sysctl_playground", "LIVE_MAX_DURATION"]

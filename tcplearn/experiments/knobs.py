@@ -1,0 +1,46 @@
+"""A load under changed kernel settings (notebook 04, and notebook 05's "apply"): in a
+private lab, or as root restored afterwards, or the run recorded in a Linux lab."""
+
+from __future__ import annotations
+
+from ..base import sysctl
+from ..base.experiment import Call, Need, Place, Where, experiment
+from .load import LoadResult, LoadRun, run_load
+
+__all__ = ["with_settings", "NOTEBOOK_LOADS"]
+
+
+def _check_with_settings(sysctls: dict, **load_kwargs) -> None:
+    if not isinstance(sysctls, dict) or not sysctls:
+        raise ValueError(f"sysctls must be a non-empty dict of settings, e.g. {{'tcp_tw_reuse': 0}}; got {sysctls!r}")
+    for name, value in sysctls.items():
+        sysctl.validate(name, value)
+    LoadRun(**{k: v for k, v in load_kwargs.items() if k not in ("progress", "lab")})
+
+
+#: The loads notebook 04 runs with changed settings, as ``with_settings(sysctls, **kwargs)``.
+NOTEBOOK_LOADS = (
+    ({"ip_local_port_range": (40000, 40199), "tcp_tw_reuse": 0}, dict(rate=100, duration=4)),
+    ({"ip_local_port_range": (40000, 40199), "tcp_tw_reuse": 1}, dict(rate=100, duration=4)),
+    ({"ip_local_port_range": (40000, 40199)}, dict(rate=100, duration=4, bind_before_connect=True)),
+    ({"tcp_max_tw_buckets": 100}, dict(rate=500, duration=2, sample_interval=0.1)),
+)
+
+
+@experiment(
+    notebook="04", title="loads under changed kernel settings (ports, reuse, the TIME-WAIT cap)",
+    needs=[Need.KERNEL, Need.SETTINGS], check=_check_with_settings,
+    calls=[Call((sysctls,), kwargs, f"a load ({', '.join(f'{k}={v}' for k, v in kwargs.items())}) in a private "
+                                    f"lab with {sysctl.describe(sysctls)}")
+           for sysctls, kwargs in NOTEBOOK_LOADS],
+    to_record=LoadResult.to_record, from_record=LoadResult.from_record,
+    notes={Where.LAB: lambda why, a: f"Ran in your private lab with {sysctl.describe(a['sysctls'])} (this machine's "
+                                     "settings untouched).",
+           Where.ROOT: lambda why, a: f"No private lab ({why}); ran on this machine as root with "
+                                      f"{sysctl.describe(a['sysctls'])}, then restored it."})
+def with_settings(place: Place, sysctls: dict, **load_kwargs) -> LoadResult:
+    """Run a load (``run_load``'s keywords) with kernel settings changed for it: in a private
+    lab (no root, machine untouched), else as root with ``sysctl.apply`` (restored
+    afterwards), else the same call recorded in a Linux lab.  A ``LoadResult``."""
+    with place.settings(**sysctls):
+        return run_load(lab=place.lab, **load_kwargs)

@@ -1,0 +1,219 @@
+"""Where TIME-WAIT piles up under load (notebook 04): which side holds it, and the plateau
+during and after a steady load beside the model."""
+
+from __future__ import annotations
+
+import time
+
+from ..base import model, sysctl
+from ..base.experiment import Call, Need, Place, Where, experiment
+from ..base.kernel import fast_mode, timer_slack
+from ..base.lab import in_lab, lab_available, runner
+from ..base.observe import sockets
+from ..base.observe.sampler import StateSampler
+from ..base.states import TcpState
+from .load import MAX_DURATION, LoadResult, LoadRun, run_load
+from .sharing import HostShareError, Interference, host_share_check
+
+__all__ = ["time_wait_by_side", "time_wait_by_closer", "PlateauRun", "watch_plateau"]
+
+
+def time_wait_by_side(result: LoadResult) -> dict[str, int]:
+    """TIME-WAIT sockets now held by each side of a load's connections: the server side
+    (local port = the target's port) and the client side."""
+    port = result.target[1]
+    sides = {"server side": 0, "client side": 0}
+    for s in sockets(port=port, states=TcpState.TIME_WAIT):
+        sides["server side" if s.local_port == port else "client side"] += 1
+    return sides
+
+
+@experiment(notebook="04", title="who holds TIME-WAIT: client-closes and server-closes loads",
+            needs=[Need.KERNEL],
+            calls=[Call((), {"rate": 300, "duration": 1.0},
+                        "two 1 s loads at 300 connections/s, client closing first, then server closing first, "
+                        "and where their TIME-WAIT sockets were")])
+def time_wait_by_closer(place: Place, rate: float = 300, duration: float = 1.0) -> dict[str, dict[str, int]]:
+    """Two short loads, one where the client closes first and one where the server does,
+    each followed by ``time_wait_by_side``: which side holds the TIME-WAIT sockets."""
+    runs = {name: run_load(rate=rate, duration=duration, closer=closer, progress=False)
+            for name, closer in (("client closes first", "client"), ("server closes first", "server"))}
+    return {name: time_wait_by_side(result) for name, result in runs.items()}
+
+
+class PlateauRun:
+    """A load at a steady rate, then the drain after it: the load's own measured counts and
+    the model (capped at the TIME-WAIT slots other programs left free)."""
+
+    def __init__(self, result: LoadResult, samples, model, time_wait: float, reuse: bool = False,
+                 interference: dict | None = None, model_cap: int | None = None, where_note: str = ""):
+        self.result, self.samples, self.model, self.time_wait = result, samples, model, time_wait
+        self.reuse = reuse
+        self.interference = interference or {}
+        self.model_cap = model_cap      # the fewest TIME-WAIT slots left free for this load, if it mattered
+        self.where_note = where_note    # why it ran in a lab, when it moved there
+
+    def measured_peak(self) -> int:
+        return int(self.samples["TIME_WAIT"].max())
+
+    def predicted_peak(self) -> float:
+        return float(self.model["TIME_WAIT"].max())
+
+    @property
+    def note(self) -> str:
+        """Where it ran when it moved to a lab, and what else the machine held."""
+        text = Interference(**self.interference).sentence() if self.interference else ""
+        return " ".join(t for t in (self.where_note, text) if t)
+
+    def to_record(self) -> dict:
+        """Plain data for the recordings: the counts beside the model, and the load."""
+        import json
+
+        frame = self.samples[["t", "TIME_WAIT", "ESTABLISHED", "FIN_WAIT_2"]].copy()
+        frame["model"] = list(self.model.set_index("t")["TIME_WAIT"].reindex(frame["t"], method="nearest"))
+        return {"rows": json.loads(frame.to_json(orient="records", double_precision=4)),
+                "rate": self.result.rate, "load_seconds": self.result.elapsed, "reuse": self.reuse,
+                "time_wait": self.time_wait, "interference": self.interference, "model_cap": self.model_cap}
+
+    @classmethod
+    def from_record(cls, record: dict, arguments: dict | None = None) -> PlateauRun:
+        import pandas as pd
+
+        frame = pd.DataFrame(record["rows"])
+        result = LoadResult(int(record["rate"] * record["load_seconds"]), record["rate"], {},
+                            record["load_seconds"], pd.DataFrame(columns=["t", "connections", "errors"]))
+        model_frame = pd.DataFrame({"t": frame["t"], "TIME_WAIT": frame["model"]})
+        return cls(result, frame, model_frame, record.get("time_wait", 60.0), record.get("reuse", False),
+                   record.get("interference") or {}, record.get("model_cap"))
+
+
+def _check_plateau(rate: float = 200, duration: float | None = None, drain: float | None = None) -> None:
+    LoadRun(rate=rate, duration=duration or 1.0)
+    if drain is not None and not 0 <= drain <= MAX_DURATION:
+        raise ValueError(f"drain must be seconds in [0, {MAX_DURATION:g}]; got {drain!r}")
+
+
+_samplers: dict[int, StateSampler] = {}
+
+
+def _sampler_start(port: int, interval: float) -> int:
+    sampler = StateSampler(interval, port=port, machine_tw=True).__enter__()
+    _samplers[id(sampler)] = sampler
+    return id(sampler)
+
+
+def _sampler_finish(ident: int):
+    sampler = _samplers.pop(ident)
+    sampler.__exit__(None, None, None)
+    return sampler.frame()
+
+
+def _drain(call, port: int, seconds: float, interval: float, progress: bool):
+    """Count the load's own sockets for ``seconds`` after it (in the lab or here), with progress."""
+    from tqdm.auto import tqdm
+
+    ident = call(_sampler_start, port, interval)
+    bar = tqdm(total=round(seconds), unit="s", desc="draining", disable=not progress, leave=False)
+    try:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            time.sleep(min(0.25, max(0.0, end - time.monotonic())))
+            bar.n = round(seconds - max(0.0, end - time.monotonic()))
+            bar.refresh()
+    finally:
+        bar.close()
+        frame = call(_sampler_finish, ident)
+    return frame
+
+
+def _machine_settings() -> dict:
+    """The machine's settings that shape a plateau, to mirror in a lab."""
+    wanted = {k: sysctl.read(k) for k in ("tcp_tw_reuse", "ip_local_port_range", "tcp_tw_reuse_delay")}
+    return {k: v for k, v in wanted.items() if v is not None}
+
+
+@experiment(notebook="04", title="TIME-WAIT during and after a steady load, beside the model",
+            needs=[Need.KERNEL], check=_check_plateau, concurrent=True,
+            calls=[Call((), {"rate": 200}, "a client-closes load at 200 connections/s for 70 s, then its drain, "
+                                           "counted every second")],
+            to_record=PlateauRun.to_record, from_record=PlateauRun.from_record)
+def watch_plateau(place: Place, rate: float = 200, duration: float | None = None, drain: float | None = None,
+                  *, progress: bool = True) -> PlateauRun:
+    """Run a client-closes load at ``rate`` for ``duration`` s (default 70; 3 in fast mode),
+    counting its own sockets (its server port at either end) every second, then keep
+    counting for ``drain`` s (default 65; 2 in fast mode) while they expire.  A
+    ``PlateauRun`` with the model's prediction for the same achieved rate and duration,
+    capped at the TIME-WAIT slots other programs left free.  In fast mode nothing the load
+    made can expire within the run, so measurement and model compare like with like.
+
+    On the machine, a load bigger than ``SHARE`` of what is free runs in a private lab
+    with the machine's port range and reuse settings (the note says so), else the same
+    call recorded in a Linux lab is shown, else it is refused (``HostShareError``)."""
+    import contextlib
+
+    import numpy as np
+    import pandas as pd
+
+    from ..base.experiment import Result
+    from ..base.lab import PrivateLab
+
+    fast = fast_mode()
+    asked = {"rate": rate, "duration": duration, "drain": drain}
+    duration = (3.0 if fast else 70.0) if duration is None else duration
+    drain = (2.0 if fast else 65.0) if drain is None else drain
+    interval = 0.25 if fast else 1.0
+    where, where_note = place.where, ""
+    with contextlib.ExitStack() as stack:
+        lab = place.lab
+        if lab is None and not in_lab():
+            try:
+                host_share_check(dict(rate=rate, duration=duration))
+            except HostShareError as exc:
+                ok, why = lab_available()
+                if not ok:
+                    replay = watch_plateau.replay(asked, f"{exc} No private lab can start here ({why})")
+                    if replay.where is Where.RECORDED:
+                        return replay
+                    raise HostShareError(f"{exc} No private lab can start here ({why}).") from None
+                lab = stack.enter_context(PrivateLab())
+                mirrored = lab.sysctl(**_machine_settings())
+                where = Where.LAB
+                where_note = (f"Ran in your private lab, which is yours alone, with this machine's "
+                              f"{sysctl.describe(mirrored)}: on the machine itself it would have held "
+                              f"{str(exc).removeprefix('This load would hold ').split('. ')[0]}.")
+        call = runner(lab)
+        result = run_load(rate=rate, duration=duration, sample_interval=interval, progress=progress, lab=lab)
+        after = _drain(call, result.target[1], drain, interval, progress)
+        reuse, ports = call(_kernel_reuse)
+    after["t"] += result.elapsed
+    samples = pd.concat([result.samples, after], ignore_index=True)
+    # TIME-WAIT lasts 60 s plus, on average, half a timer-wheel slot (notebook 02); whether
+    # connect() may reuse TIME-WAIT ports, and how many ports there are, is read from the kernel
+    time_wait = 60.0 + timer_slack()[1] / 2
+    predicted = model.predict_counts(result.rate, result.elapsed, time_wait=time_wait,
+                                     until=samples["t"].max(), step=interval, reuse=reuse, ports=ports)
+    interference = Interference(**result.interference) if result.interference else Interference()
+    model_cap = None
+    if "machine_tw" in samples and interference.tw_cap:
+        own = samples["TIME_WAIT"] + samples["FIN_WAIT_2"]
+        foreign = (samples["machine_tw"].fillna(0) - own).clip(lower=0)
+        interference.foreign_tw_max = max(interference.foreign_tw_max, int(foreign.max()))
+        interference.machine_tw_max = max(interference.machine_tw_max, int(samples["machine_tw"].max()))
+        free = (interference.tw_cap - foreign).clip(lower=0)
+        # never more TIME-WAIT than the slots the cap leaves this load at that moment
+        limit = np.interp(predicted["t"], samples["t"], free)
+        if (predicted["TIME_WAIT"] > limit).any():
+            model_cap = int(free.min())
+        predicted["TIME_WAIT"] = np.minimum(predicted["TIME_WAIT"], limit)
+    run = PlateauRun(result, samples, predicted, time_wait, reuse, interference.to_record(), model_cap,
+                     where_note)
+    if run.note or where is not place.where:
+        return Result(run, where, run.note)
+    return run
+
+
+def _kernel_reuse() -> tuple[bool, int | None]:
+    """Whether connect() on loopback may reuse TIME-WAIT ports here, and the port count."""
+    tw_reuse, port_range = sysctl.read("tcp_tw_reuse"), sysctl.read("ip_local_port_range")
+    ports = model.ports_in_range(port_range) if port_range else None
+    return (tw_reuse is not None and ports is not None and model.reuse_applies(tw_reuse, loopback=True)), ports
