@@ -322,8 +322,10 @@ def experiment(*, notebook: str, title: str, needs=(), wants=(), calls=(), notes
         exp = Experiment(body.__name__, notebook, title, body, frozenset(needs), frozenset(wants),
                          tuple(calls), dict(notes or {}), to_record, from_record, model, check, concurrent,
                          tuple(ignore))
-        if exp.name in REGISTRY:
-            raise ValueError(f"an experiment named {exp.name!r} is registered already")
+        known = REGISTRY.get(exp.name)
+        if known is not None and known.body.__module__ != body.__module__:
+            raise ValueError(f"an experiment named {exp.name!r} is registered already, by {known.body.__module__}")
+        # the same module again (importlib.reload in a notebook) replaces its own registration
         for c in exp.calls:
             exp.arguments(*c.args, **c.kwargs)  # a recorded call must fit the body
         functools.update_wrapper(exp, body)  # type: ignore[arg-type]
