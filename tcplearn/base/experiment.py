@@ -183,6 +183,9 @@ def node_executable() -> str | None:
 
 Note = str | Callable[[str, dict], str]
 
+_DEFAULT_NOTES = {Where.LAB: "Ran in your private lab (this machine's own settings untouched).",
+                  Where.ROOT: "No private lab ({why}); ran on this machine as root."}
+
 
 @dataclass(eq=False)
 class Experiment:
@@ -277,7 +280,8 @@ class Experiment:
         return Result(value, plan.where, self._note(plan.where, plan.why, arguments), self.name)
 
     def _note(self, where: Where, why: str, arguments: dict) -> str:
-        text = self.notes.get(where, "")
+        # every run that is not plainly live here says where it ran, in one line
+        text = self.notes.get(where, _DEFAULT_NOTES.get(where, ""))
         return text(why, arguments) if callable(text) else text.format(why=why, **arguments)
 
     def replay(self, arguments: dict, why: str) -> Result:

@@ -28,7 +28,7 @@ NOTEBOOK_LOADS = (
 
 
 @experiment(
-    notebook="04", title="loads under changed kernel settings (ports, reuse, the TIME-WAIT cap)",
+    notebook="04, 05", title="loads under changed kernel settings (04; 05's apply)",
     needs=[Need.KERNEL, Need.SETTINGS], check=_check_with_settings,
     calls=[Call((sysctls,), kwargs, f"a load ({', '.join(f'{k}={v}' for k, v in kwargs.items())}) in a private "
                                     f"lab with {sysctl.describe(sysctls)}")
