@@ -182,3 +182,40 @@ def test_the_port_walk_model():
     assert model.distinct_ports(12_100, 28232) == pytest.approx(8740, abs=5)
     assert model.distinct_ports(12_100, 28232, walk=False) == pytest.approx(8126, abs=5)
     assert model.time_wait_plateau(200, time_wait=60.5, ports=28232, reuse=True) == pytest.approx(8740, abs=5)
+
+
+def test_notebooks_count_their_own_sockets_beside_a_foreign_churn(tmp_path):
+    """Notebooks 02, 04 and 05 executed headless while another program has left thousands of
+    TIME-WAIT sockets on this machine: no error, and the numbers they print are their own."""
+    import re
+
+    import nbformat
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc, foreign_port = _start_churn(20_000)
+    try:
+        assert proc.stdout.readline().strip() == "done"
+        foreign = _wait_tw(10_000, 10)
+        assert foreign >= 10_000, "the foreign churn left its TIME-WAIT sockets on the machine"
+        names = ["02-time-wait-and-2msl.ipynb", "04-state-counts-under-load.ipynb", "05-sysctl-playground.ipynb"]
+        out = subprocess.run([sys.executable, os.path.join(root, "tests", "unprivileged", "run_notebooks.py"),
+                              "--save", str(tmp_path), *names], cwd=os.path.join(root, "notebooks"),
+                             env={**os.environ, "TCPLEARN_FAST": "1"}, capture_output=True, text=True, timeout=900)
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert json.loads(out.stdout.strip().splitlines()[-1]) == dict.fromkeys(names, "ok")
+    finally:
+        _stop(proc)
+
+    def texts(name: str) -> str:
+        nb = nbformat.read(tmp_path / name, as_version=4)
+        return "\n".join(o.get("text", "") + "".join(str(v) for v in o.get("data", {}).values())
+                         for c in nb.cells for o in c.get("outputs", []))
+
+    plateau = re.search(r"Load: (\d+) connections/s for ([\d.]+) s\. TIME-WAIT peak: \*\*(\d+) measured\*\*",
+                        texts("04-state-counts-under-load.ipynb"))
+    assert plateau, "notebook 04 printed its plateau"
+    rate, seconds, peak = float(plateau[1]), float(plateau[2]), int(plateau[3])
+    assert abs(peak - rate * seconds) <= 0.15 * rate * seconds, "the plateau counts the load's own sockets"
+    assert peak < foreign / 2, "not the machine's TIME-WAIT count"
+    restarts = re.findall(r"'time_wait_on_port': (\d+)", texts("02-time-wait-and-2msl.ipynb"))
+    assert restarts and set(restarts) == {"1"}, "notebook 02 counts the TIME-WAIT on its own port only"
