@@ -14,6 +14,7 @@ from tcplearn.base.states import Event  # noqa: E402
 from tcplearn.experiments.close import (  # noqa: E402
     ORPHAN_TIMER,
     SCENARIOS,
+    SINCE_CALL,
     CloseRun,
     ConnectionPair,
     Step,
@@ -48,7 +49,7 @@ def test_every_variant_on_the_host(name, family, monkeypatch):
     if family == socket.AF_INET6 and not socket.has_ipv6:
         pytest.skip("no IPv6")
     monkeypatch.setattr("tcplearn.experiments.close.ConnectionPair.__init__.__defaults__", (family,))
-    history, _, _ = _play(name, False, False, 2.0)
+    history, *_ = _play(name, False, False, 2.0)
     assert [s.states for s in history] == EXPECTED[name]
     assert all(s.settled for s in history), "the kernel reached the RFC's prediction"
     assert check_history(history) == []
@@ -112,7 +113,7 @@ def test_bad_uses_are_clear_errors():
 
 
 def test_simultaneous_close_on_the_host_is_honest_about_the_race():
-    history, _, _ = _play("simultaneous", False, False, 1.0)
+    history, *_ = _play("simultaneous", False, False, 1.0)
     step = history[-1]
     assert step.expected == (TW, TW)  # RFC 9293 figure 13
     # Loopback delivers the first FIN inside the first close(): usually one end wins.
@@ -192,10 +193,22 @@ def test_lab_simultaneous_close_is_figure_13(lab_runs):
     # were lost while the lab's lo was down; the capture holds the retransmissions.
     assert {("server" if s.sport == run.server_port else "client") for s in fins} == {"client", "server"}
     assert {s.seq for s in fins} == {1}
+    # The segment table shows the retransmission: each captured FIN left at least the minimum
+    # RTO (200 ms) after the step's close() calls began, where section 1's FIN leaves at once.
+    table = run.segment_table()
+    fin_rows = table[table["flags"].str.contains("FIN")]
+    assert len(fin_rows) >= 2 and (fin_rows[SINCE_CALL] >= 180).all(), table
+    first = lab_runs["client-closes-first"].segment_table()
+    assert first["flags"].iloc[0] == "FIN,ACK" and 0 <= first[SINCE_CALL].iloc[0] < 50, first
 
 
 def test_lab_close_wait_leak_outlives_the_orphan(lab_runs):
     run = lab_runs["close-wait-leak"]
+    # the note above the table names the setting the lab changed, live and recorded
+    assert "with tcp_fin_timeout=1 in the lab" in run.note
+    assert "with tcp_fin_timeout=1 in the lab" not in lab_runs["client-closes-first"].note
+    recorded = REGISTRY["run_scenario"].replay(REGISTRY["run_scenario"].arguments("close-wait-leak"), "a test")
+    assert "with tcp_fin_timeout=1 in the lab" in recorded.note and "tcp_fin_timeout=60" not in recorded.note
     last = run.history[-1]
     assert last.states == (CL, CW)  # the client's FIN-WAIT-2 expired (tcp_fin_timeout=1); CLOSE-WAIT stays
     # RFC 9293 has no FIN-WAIT-2 timeout: it predicts FIN-WAIT-2 for ever, and the difference is Linux's
@@ -293,7 +306,8 @@ def test_saved_pcap_is_read_back_by_tcpdump(lab_runs, tmp_path):
     # a recorded run exports too (built frames), and a run with nothing captured gives None
     recorded = REGISTRY["run_scenario"].replay(REGISTRY["run_scenario"].arguments("unread-data"), "a test")
     assert "RST,ACK" in tcpdump_flags(save_pcap(recorded, tmp_path / "recorded.pcap"))
-    history, _, port = _play("abort", False, False, 1.0)
+    history, _, port, started = _play("abort", False, False, 1.0)
+    assert started is None
     assert save_pcap(CloseRun("abort", history, None, port), tmp_path / "none.pcap") is None
     assert not (tmp_path / "none.pcap").exists()
     with pytest.raises(TypeError, match="run_scenario"):
@@ -301,7 +315,7 @@ def test_saved_pcap_is_read_back_by_tcpdump(lab_runs, tmp_path):
 
 
 def test_path_lists_each_ends_states_in_order():
-    history, _, port = _play("client-closes-first", False, False, 1.0)
+    history, _, port, _ = _play("client-closes-first", False, False, 1.0)
     run = CloseRun("client-closes-first", history, None, port)
     assert run.path("client")[0] == E and run.path("client")[-1] == TW and FW2 in run.path("client")
     assert run.path("server") == [E, CW, CL]

@@ -50,6 +50,7 @@ class Step:
     trail: tuple[tuple[TcpState, TcpState], ...] = ()
     wall: float = 0.0  # time.time() when recorded, to line steps up with captured segments
     differs: str = ""
+    began: float = 0.0  # time.time() just before the step's socket call(s); 0.0 if it made none
 
     @property
     def states(self) -> tuple[TcpState, TcpState]:
@@ -80,6 +81,7 @@ class ConnectionPair:
         self._ends: dict[str, tuple[str, int]] = {}
         self._closed: set[str] = set()
         self._t0 = 0.0
+        self._began = 0.0
 
     # -- context
 
@@ -149,14 +151,16 @@ class ConnectionPair:
         expected = tuple(expected)
         seen, trail = self._settle(tuple(target) if target is not None else expected)
         settled = seen == expected
+        began, self._began = self._began, 0.0
         step = Step(time.monotonic() - self._t0, actor, action, tuple(segments), seen[0], seen[1],
-                    expected, settled, trail, time.time(), differs if not settled else "")
+                    expected, settled, trail, time.time(), differs if not settled else "", began)
         self.history.append(step)
         return step
 
     def _step(self, actor: str, actions: list[tuple[str, Event | str]], do, label: str) -> Step:
         now = dict(zip(_ENDS, self.states(), strict=True))
         final, segments = predict(now, actions)
+        self._began = time.time()
         do()
         return self._record(actor, label, segments, (final["client"], final["server"]))
 
@@ -248,6 +252,7 @@ class ConnectionPair:
         thread.start()
         waiting.wait(5)
         self._closed.update(_ENDS)
+        self._began = time.time()
         self._release("client")
         thread.join()
         self.server = None
@@ -407,6 +412,9 @@ SCENARIOS: dict[str, tuple[tuple, ...]] = {
     "close-wait-leak": (("client_close",), ("wait_until", TcpState.CLOSED, None)),
 }
 
+#: The segment table's column: time from the step's socket call (e.g. ``close()``) to the segment.
+SINCE_CALL = "ms since the step's call"
+
 #: Why the CLOSE-WAIT leak's client end may vanish: not RFC 9293 (no FIN-WAIT-2 timeout there).
 ORPHAN_TIMER = ("Linux's orphan timer: a FIN-WAIT-2 no program holds is dropped after tcp_fin_timeout "
                 "(include/net/tcp.h: 'BSD style FIN_WAIT2 deadlock breaker')")
@@ -416,12 +424,14 @@ ORPHAN_TIMER = ("Linux's orphan timer: a FIN-WAIT-2 no program holds is dropped 
 class CloseRun:
     """One scenario's result: the pair's ``history``, the captured segments of each step
     (``None`` when nothing could be captured: the arrows are then what RFC 9293 says is
-    sent) and the server's port.  Where it ran is the ``Result``'s."""
+    sent), the server's port and ``capture_started``, the wall-clock time (``time.time()``)
+    the segments' ``t`` counts from (``None`` when unknown).  Where it ran is the ``Result``'s."""
 
     name: str
     history: list[Step]
     segments_by_step: list[list] | None
     server_port: int
+    capture_started: float | None = None
 
     def table(self):
         """The steps as a DataFrame: who did what, both ends' states from the kernel, what
@@ -445,17 +455,27 @@ class CloseRun:
 
     def segment_table(self):
         """The captured segments after the handshake as a DataFrame: milliseconds since the
-        first FIN (or RST), who sent it, its flags, and the step it belongs to."""
+        first FIN (or RST), milliseconds since its step's socket call (``close()``, ``send()``...;
+        when the run knows when its capture started and the step made a call), who sent it,
+        its flags, and the step it belongs to."""
         import pandas as pd
 
-        rows = [(seg, step.action) for step, segs in zip(self.history, self.segments_by_step or [], strict=False)
+        rows = [(seg, i) for i, (step, segs) in enumerate(zip(self.history, self.segments_by_step or [], strict=False))
                 if step.action != "connect" for seg in segs]
         first = next((seg.t for seg, _ in rows if seg.has("FIN") or seg.has("RST")), None)
+        since_step = self.capture_started is not None
+
+        def began(seg, i) -> float | None:
+            step = self.history[i]
+            return round((self.capture_started + seg.t - step.began) * 1000, 3) if step.began else None
+
+        columns = ["ms since the first FIN/RST", *([SINCE_CALL] if since_step else []),
+                   "from", "flags", "bytes", "step"]
         return pd.DataFrame([{
             "ms since the first FIN/RST": None if first is None else round((seg.t - first) * 1000, 3),
+            **({SINCE_CALL: began(seg, i)} if since_step else {}),
             "from": "server" if seg.sport == self.server_port else "client", "flags": seg.flags,
-            "bytes": seg.length, "step": action} for seg, action in rows],
-            columns=["ms since the first FIN/RST", "from", "flags", "bytes", "step"])
+            "bytes": seg.length, "step": self.history[i].action} for seg, i in rows], columns=columns)
 
     def path(self, end: str = "client") -> list[TcpState]:
         """``end``'s states in the order the kernel showed them (steps and what polls caught
@@ -484,6 +504,7 @@ class CloseRun:
             return d
 
         return {"name": self.name, "history": [step(s) for s in self.history], "server_port": self.server_port,
+                "capture_started": self.capture_started,
                 "segments_by_step":
                 None if self.segments_by_step is None else [[g.to_record() for g in gs] for gs in self.segments_by_step]}
 
@@ -499,7 +520,7 @@ class CloseRun:
         segments = record["segments_by_step"]
         return cls(record["name"], [step(d) for d in record["history"]],
                    None if segments is None else [[Segment(**g) for g in gs] for gs in segments],
-                   record["server_port"])
+                   record["server_port"], record.get("capture_started"))
 
 
 def _steps(name: str, in_lab: bool, wait_timeout: float):
@@ -518,10 +539,10 @@ def _steps(name: str, in_lab: bool, wait_timeout: float):
 
 def _play(name: str, capture: bool, in_lab: bool, wait_timeout: float):
     """Play a scenario, capturing the loopback when asked: ``(history, segments by step or
-    None, server port)``."""
+    None, server port, the capture's start as time.time() or None)``."""
     if not capture:
         history, _, server_port = _steps(name, in_lab, wait_timeout)
-        return history, None, server_port
+        return history, None, server_port, None
     with Capture("lo") as cap:
         history, ports, server_port = _steps(name, in_lab, wait_timeout)
         cap.settle()
@@ -535,13 +556,17 @@ def _play(name: str, capture: bool, in_lab: bool, wait_timeout: float):
         index = next((i for i, st in enumerate(history) if st.wall >= when), None)
         if index is not None:
             by_step[index].append(seg)
-    return history, by_step, server_port
+    return history, by_step, server_port, cap.started
 
 
 def _check_scenario(name: str) -> None:
     if name not in SCENARIOS:
         raise ValueError(f"unknown scenario {name!r}: expected one of {', '.join(SCENARIOS)}")
 
+
+#: The setting a scenario changes in the lab, as its notes say it.
+LEAK_FIN_TIMEOUT = 1
+_LAB_SETTING = {"close-wait-leak": f", with tcp_fin_timeout={LEAK_FIN_TIMEOUT} in the lab"}
 
 _NO_CAPTURE = ("No private lab ({why}) and no capture: states are live, the arrows show what "
                "RFC 9293 says is sent.")
@@ -550,10 +575,11 @@ _NO_CAPTURE = ("No private lab ({why}) and no capture: states are live, the arro
 @experiment(
     notebook="01", title="the four-way close and its variants, with captured segments",
     needs=[Need.KERNEL], wants=[Need.CAPTURE], check=_check_scenario,
-    calls=[Call((name,), {}, f"the '{name}' scenario in a private lab, its segments captured on the lab's loopback")
-           for name in SCENARIOS],
+    calls=[Call((name,), {}, f"the '{name}' scenario in a private lab{_LAB_SETTING.get(name, '')}, its segments "
+                             "captured on the lab's loopback") for name in SCENARIOS],
     to_record=CloseRun.to_record, from_record=CloseRun.from_record,
-    notes={Where.LAB: "Ran in your private lab: the segments are real, captured on the lab's loopback.",
+    notes={Where.LAB: lambda why, arguments: (f"Ran in your private lab{_LAB_SETTING.get(arguments['name'], '')}: "
+                                              "the segments are real, captured on the lab's loopback."),
            Where.ROOT: "No private lab ({why}); ran on this machine as root, capturing its loopback.",
            Where.LIVE: _NO_CAPTURE})
 def run_scenario(place, name: str) -> CloseRun:
@@ -566,7 +592,7 @@ def run_scenario(place, name: str) -> CloseRun:
     """
     if place.where is Where.LAB:
         if name == "close-wait-leak":
-            place.lab.sysctl(tcp_fin_timeout=1)
+            place.lab.sysctl(tcp_fin_timeout=LEAK_FIN_TIMEOUT)
         return CloseRun(name, *place.call(_play, name, True, True, 5.0))
     wait = 1.5  # on the machine: short, so that no step waits long enough to need a progress bar
     if place.where is Where.ROOT:
@@ -574,7 +600,7 @@ def run_scenario(place, name: str) -> CloseRun:
             return CloseRun(name, *_play(name, True, False, wait))
         except OSError:
             pass  # capturing failed: live without capture, one rung down
-    history, _, port = _play(name, False, False, wait)
+    history, _, port, _ = _play(name, False, False, wait)
     return Result(CloseRun(name, history, None, port), Where.LIVE)
 
 

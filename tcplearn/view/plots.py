@@ -235,8 +235,8 @@ def state_diagram(highlight: dict[TcpState, str] | None = None, *, show_rst: boo
     ``close_only=True`` draws only the close: ESTABLISHED and the states after it
     (``CLOSE_STATES``).  ``path`` is a run's states in order, e.g.
     ``[step.client_state for step in pair.history]``: its arcs are drawn thick and
-    numbered, the rest faded (a state the observer missed is filled in by the shortest
-    route the table allows).  Returns the matplotlib Figure; ``fig.tcplearn_arcs`` lists
+    numbered, the rest faded except the ``highlight`` states (a state the observer missed
+    is filled in by the shortest route the table allows).  Returns the matplotlib Figure; ``fig.tcplearn_arcs`` lists
     the arcs drawn and ``fig.tcplearn_path`` the arcs of ``path``.
     """
     highlight = dict(highlight or {})
@@ -267,12 +267,13 @@ def state_diagram(highlight: dict[TcpState, str] | None = None, *, show_rst: boo
         if close_only and state is TcpState.CLOSED:
             continue
         boxes[(state, _POS[state])] = _box(ax, _POS[state], state, highlight.get(state),
-                                           on_path=state in path_states, faded=fade and state not in path_states)
+                                           on_path=state in path_states,
+                                           faded=fade and state not in path_states and state not in highlight)
     # the bottom CLOSED: the end of a close (highlighted, as the connection's last state)
     end_on_path = any(arc[2] is TcpState.CLOSED and _POS[arc[0]][1] < 5.5 for arc in on_path)
     boxes[(TcpState.CLOSED, _CLOSED_END)] = _box(
         ax, _CLOSED_END, TcpState.CLOSED, highlight.get(TcpState.CLOSED) if close_only else None,
-        on_path=end_on_path, faded=fade and not end_on_path)
+        on_path=end_on_path, faded=fade and not end_on_path and not (close_only and TcpState.CLOSED in highlight))
 
     def box_at(state, xy):
         return next(b for (s, pos), b in boxes.items()
@@ -336,10 +337,10 @@ def state_diagram(highlight: dict[TcpState, str] | None = None, *, show_rst: boo
     if any(not e.in_figure and e not in _RST_EVENTS for _, e, _ in drawn) or (show_rst and not close_only):
         kinds.append(Line2D([], [], color="#222222", lw=1.3, ls="--", label="arc from the RFC's text (§3.10.7.4)"))
     if show_rst:
-        kinds += [Line2D([], [], color="#888888", lw=1.0, ls="-.", label="ABORT / snd RST → CLOSED (§3.5.2)"),
+        kinds += [Line2D([], [], color="#888888", lw=1.0, ls="-.", label="ABORT → CLOSED (§3.10.5)"),
                   Line2D([], [], color="#888888", lw=1.0, ls=":", label="rcv RST / x → CLOSED (§3.10.7.4)")]
     if on_path:
-        kinds.append(Line2D([], [], color="black", lw=3.0, label="① ② …: the path this run took"))
+        kinds.append(Line2D([], [], color="black", lw=3.0, label="① ② …: one end's path in this run"))
     fig.legend(handles=kinds, loc="lower left", bbox_to_anchor=(0.02, 0.005), fontsize=8, frameon=False,
                ncol=2 if close_only else 1)
     fig.text(0.55, 0.012, _wrap(NOTATION, 70), ha="left", va="bottom", fontsize=8, color="#333333",
