@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from itertools import pairwise
 
-from .states import TRANSITIONS, Event, TcpState, next_state, reachable
+from .states import ABORT_SENDS_RST, TRANSITIONS, Event, TcpState, next_state, reachable
 
 __all__ = ["ENDS", "predict", "check_history"]
 
@@ -35,7 +35,10 @@ def predict(states: dict[str, TcpState], actions: list[tuple[str, Event | str]])
         if action == "DATA":
             in_flight.append((end, "DATA"))
             continue
-        states[end] = next_state(states[end], action)
+        before = states[end]
+        states[end] = next_state(before, action)
+        if action is Event.ABORT and before not in ABORT_SENDS_RST:
+            continue  # §3.10.5: from CLOSING, LAST-ACK or TIME-WAIT the TCB is deleted, nothing is sent
         in_flight.append((end, _FLAG_OF_EVENT[action]))
     while in_flight:
         sender, flags = in_flight.pop(0)

@@ -223,7 +223,9 @@ class Event(enum.Enum):
 
 _S, _E = TcpState, Event
 
-# The states RFC 9293 calls synchronized (§3.5.2): an ABORT sends RST from these.
+# The states RFC 9293 calls synchronized (§3.5.2).  An ABORT call closes each of them
+# (§3.10.5); it sends an RST only from the first four: in CLOSING, LAST-ACK and TIME-WAIT
+# our FIN has gone already, so the TCB is just deleted (``ABORT_SENDS_RST``).
 _SYNCHRONIZED = (
     _S.ESTABLISHED, _S.FIN_WAIT_1, _S.FIN_WAIT_2, _S.CLOSE_WAIT,
     _S.CLOSING, _S.LAST_ACK, _S.TIME_WAIT,
@@ -269,12 +271,16 @@ for _state in _SYNCHRONIZED:
     # assassination" of RFC 1337; Linux ignores it only with tcp_rfc1337=1).
     _TABLE[_state].setdefault(_E.RCV_RST, _S.CLOSED)
 
+#: The states from which an ABORT call sends an RST (RFC 9293 §3.10.5).
+ABORT_SENDS_RST = frozenset({_S.ESTABLISHED, _S.FIN_WAIT_1, _S.FIN_WAIT_2, _S.CLOSE_WAIT})
+
+
 class TransitionTable(Mapping[TcpState, Mapping[Event, TcpState]]):
     """RFC 9293's TCP state machine as data: ``TRANSITIONS[state][event] -> next state``.
 
     Convention: RFC 9293 Figure 5 (section 3.3.2), with the arcs the figure leaves out
-    taken from the text: ABORT (send RST) and "rcv RST" from every synchronized state
-    (sections 3.5.2 and 3.10.7.4), SYN-RECEIVED back to LISTEN on RST, and FIN-WAIT-1
+    taken from the text: ABORT and "rcv RST" from every synchronized state (sections 3.10.5
+    and 3.10.7.4; an ABORT sends its RST only from ``ABORT_SENDS_RST``), SYN-RECEIVED back to LISTEN on RST, and FIN-WAIT-1
     straight to TIME-WAIT when one segment carries the peer's FIN and the ACK of ours
     (section 3.10.7.4).  Only the eleven RFC states appear; ``Event.in_figure`` tells
     which arcs the figure draws.  Read-only.
