@@ -125,7 +125,7 @@ def test_settimeout_raises_per_call_not_per_connection():
     with TrickleServer(drip) as peer:
         events = T.settimeout_timeline(peer.address, 0.5, 2.0)
     assert times(events, "timeout") == []                  # each recv finished within 0.5 s
-    assert len(times(events, "recv")) == 6                 # although the total is 1.8 s
+    assert len(times(events, "data")) == 6                 # although the total is 1.8 s
 
 
 def test_settimeout_after_silence():
@@ -294,7 +294,7 @@ def test_compare_runs_the_clients_concurrently_with_sequential_results():
         alone = times(events, "timeout")
         assert len(together) == len(alone) == 1, (lane, together, alone)
         assert abs(together[0] - 1.4) <= 0.1 and abs(together[0] - alone[0]) <= 0.05, (lane, together, alone)
-        for kind in ("recv", "data"):
+        for kind in ("data", "close"):
             assert len(c.times(lane, kind)) == len(times(events, kind)), (lane, kind)
     assert [round(t, 1) for t in c.times(T.PEER_LANE, "send")] == [0.3, 0.6, 0.9]
 

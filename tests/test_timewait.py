@@ -105,6 +105,10 @@ def test_os_defaults_name_their_sources():
     assert table.set_index("system").loc["Linux", "TIME-WAIT"] == "60 s"
     assert table["source"].str.len().min() > 10
     assert not table.set_index("system").loc["Windows", "confirmed"]
+    # facts B1/B3: part of the macOS and FreeBSD derivations was not re-read from current source
+    for system in ("macOS (XNU)", "FreeBSD"):
+        row = table.set_index("system").loc[system]
+        assert not row["confirmed"] and "Partly" in row["source"], system
 
 
 def test_bad_arguments():

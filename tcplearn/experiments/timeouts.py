@@ -79,10 +79,11 @@ def settimeout_timeline(address, timeout_s: float | None, duration_s: float, *,
     """Read from ``address`` for ``duration_s`` with ``sock.settimeout(timeout_s)``, while a
     second thread sends ``writes`` (``(seconds, bytes)``) on the same socket on schedule.
 
-    Events: ``"recv"`` (bytes arrived), ``"write"`` (a send of ours went out),
+    Events: ``"data"`` (bytes arrived: one ``recv`` returned them; the same name as the
+    Node clients use), ``"write"`` (a send of ours went out),
     ``"timeout"`` (a ``recv`` raised ``TimeoutError``; the socket stays usable and reading
     goes on; ``"since_call"`` is how long that ``recv`` call had waited), ``"eof"`` (the
-    peer closed).  The writes do not touch the ``recv`` in progress: its timeout counts
+    peer closed), ``"close"`` (this client closed its socket, at the end).  The writes do not touch the ``recv`` in progress: its timeout counts
     from the moment the call started.
     """
     duration_s = _check_duration(duration_s)
@@ -126,11 +127,12 @@ def settimeout_timeline(address, timeout_s: float | None, duration_s: float, *,
                 if not data:
                     events.append({"t": now, "event": "eof", "bytes": 0})
                     break
-                events.append({"t": now, "event": "recv", "bytes": len(data)})
+                events.append({"t": now, "event": "data", "bytes": len(data)})
         finally:
             stop.set()
             if pending:
                 writer.join(timeout=5)
+    events.append({"t": time.monotonic() - t0, "event": "close", "bytes": 0})
     return sorted(events, key=lambda e: e["t"])
 
 

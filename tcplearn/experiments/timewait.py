@@ -328,8 +328,9 @@ def server_restart(place: Place, reuse_address: bool, *, old_server_reuse_addres
 
 def os_defaults():
     """TIME-WAIT and MSL defaults on Linux, macOS, FreeBSD, Windows (and the RFC), each with
-    its source.  A DataFrame; ``confirmed`` is False where the value could not be checked
-    against a primary source."""
+    its source.  A DataFrame; ``confirmed`` is False where the value, or part of its
+    derivation, could not be checked against a current primary source (the source column
+    says which part)."""
     import pandas as pd
 
     rows = [
@@ -337,10 +338,12 @@ def os_defaults():
          "RFC 9293 §3.4.2 (MSL taken to be 2 minutes), §3.6.1 (MUST-13: 2×MSL)"),
         ("Linux", "—", "60 s", "none: compiled in", True,
          "include/net/tcp.h: #define TCP_TIMEWAIT_LEN (60*HZ); measured in this notebook"),
-        ("macOS (XNU)", "15 s", "30 s (2 × MSL)", "net.inet.tcp.msl (ms)", True,
-         "xnu bsd/netinet/tcp_timer.h TCPTV_MSL; tcp_input.c add_to_time_wait(tp, 2 * tcp_msl)"),
-        ("FreeBSD", "30 s", "60 s (2 × MSL)", "net.inet.tcp.msl (ms)", True,
-         "sys/netinet/tcp_timer.h TCPTV_MSL (30*hz)"),
+        ("macOS (XNU)", "15 s", "30 s (2 × MSL)", "net.inet.tcp.msl (ms)", False,
+         "xnu bsd/netinet/tcp_timer.h TCPTV_MSL (15*TCP_RETRANSHZ); tcp_input.c add_to_time_wait(tp, 2 * tcp_msl). "
+         "Partly: TCP_RETRANSHZ = 1000/s (tcp_var.h) was not re-read"),
+        ("FreeBSD", "30 s", "60 s (2 × MSL)", "net.inet.tcp.msl (ms)", False,
+         "sys/netinet/tcp_timer.h TCPTV_MSL. Partly: the stored source is a 1995 revision (30*PR_SLOWHZ, also "
+         "30 s); the modern form (30*hz) was seen only in a FreeBSD-derived excerpt"),
         ("Windows", "—", "120 s (Windows Server 2003 docs; 240 s on Windows 2000)",
          "TcpTimedWaitDelay (registry, s)", False,
          "Microsoft TechNet cc757512 (WS2003), cc938217 (Win2000); today's default unconfirmed"),

@@ -526,21 +526,29 @@ def myth_plot(table, fin_timeout: int):
             continue
         series[name] = (rows["t"].to_numpy(float), rows["timer_remaining"].to_numpy(float))
         parts = [part for _, part in rows.groupby((rows["state"] != rows["state"].shift()).cumsum())]
+        # A socket that changes state (the third) is drawn with hollow, larger markers above the
+        # others, so that its FIN-WAIT-2 stays visible where it runs along the first socket's.
+        hollow = len(parts) > 1
         for part in parts:
             style = STATE_STYLE[TcpState[part["state"].iloc[0]]]
             ax.plot(part["t"], part["timer_remaining"], color=style.color, linestyle=style.linestyle,
-                    marker=style.marker, markersize=5, gid=f"timer:{name}:{part['state'].iloc[0]}")
-        if len(parts) > 1:  # the socket moved state: show where and why
+                    marker=style.marker, markersize=9 if hollow else 5, zorder=3 if hollow else 2,
+                    markerfacecolor="white" if hollow else style.color, markeredgewidth=1.4 if hollow else 1.0,
+                    gid=f"timer:{name}:{part['state'].iloc[0]}")
+        if hollow:  # the socket moved state: a step at the FIN, not a ramp
             a, b = parts[0].iloc[-1], parts[1].iloc[0]
-            ax.annotate("", xy=(b["t"], b["timer_remaining"]), xytext=(a["t"], a["timer_remaining"]),
-                        arrowprops={"arrowstyle": "->", "linestyle": ":", "color": "#333333"}, gid="fin-arrives")
-            mid = ((a["t"] + b["t"]) / 2, (a["timer_remaining"] + b["timer_remaining"]) / 2)
-            ax.annotate("the peer's FIN arrives:\na fresh 60 s TIME-WAIT", mid, xytext=(12, 0),
-                        textcoords="offset points", ha="left", va="center", fontsize=8, gid="note:fin-arrives")
+            # the FIN-WAIT-2 timer, still falling, at the first TIME-WAIT reading: the foot of the step
+            foot = max(0.0, a["timer_remaining"] - (b["t"] - a["t"]))
+            ax.annotate("", xy=(b["t"], b["timer_remaining"]), xytext=(b["t"], foot),
+                        arrowprops={"arrowstyle": "-|>", "linestyle": "-", "color": "#333333", "lw": 1.0,
+                                    "shrinkA": 0, "shrinkB": 4}, gid="fin-arrives")
+            ax.annotate("the peer's FIN arrives:\na fresh 60 s TIME-WAIT", (b["t"], (foot + b["timer_remaining"]) / 2),
+                        xytext=(8, 0), textcoords="offset points", ha="left", va="center", fontsize=8,
+                        gid="note:fin-arrives")
     t_max = max((xs.max() for xs, _ in series.values()), default=1.0)
     ax.set_xlim(-0.03 * t_max, t_max * 1.03)
     ax.set_ylim(0, 74)  # room above the 60 s lines for their labels
-    ax.axhline(fin_timeout, color="#555555", linestyle=":")
+    ax.axhline(fin_timeout, color="#555555", linestyle=(0, (6, 3)), linewidth=1.0, zorder=1)
 
     # Place the labels in a space where one unit is the same length both ways: the axes' inches.
     bbox = ax.get_position()
@@ -569,9 +577,11 @@ def myth_plot(table, fin_timeout: int):
     handles = legend_handles([TcpState.FIN_WAIT_2, TcpState.TIME_WAIT])
     from matplotlib.lines import Line2D
 
-    handles.append(Line2D([], [], color="#555555", linestyle=":", label=f"tcp_fin_timeout = {fin_timeout} s"))
+    handles.append(Line2D([], [], color="#555555", linestyle=(0, (6, 3)), label=f"tcp_fin_timeout = {fin_timeout} s"))
+    handles.append(Line2D([], [], color="#555555", linestyle="", marker="o", markerfacecolor="white",
+                          markersize=7, label="hollow: the socket whose peer's FIN arrives"))
     ax.legend(handles=handles, loc="center right", fontsize=8)
-    ax.set_xlabel("seconds")
+    ax.set_xlabel("seconds since the three sockets were made")
     ax.set_ylabel("seconds left on the kernel's timer")
     ax.set_title("One setting, two timers: tcp_fin_timeout moves only the orphaned FIN-WAIT-2")
     ax.grid(alpha=0.3)
@@ -596,7 +606,14 @@ def simulation_diagram(sim):
 
 
 def _old_duplicate_diagram(sim, facts: dict, title: str):
+    import dataclasses
+
     rows = _sequence_rows(sim.steps, None, None)
+    # The delayed copy arrives at the server (its arrow ends there): label that step by the
+    # server, whatever actor the model gave it.
+    rows = [("step", dataclasses.replace(row[1], actor="server"), row[2])
+            if row[0] == "step" and "delayed copy" in row[1].action and "arrives" in row[1].action else row
+            for row in rows]
     close_row = next(y for y, row in enumerate(rows) if row[0] == "step" and row[2] == 2)
     if facts["time_wait_len"]:  # room to see the 2×MSL wait between the close and connection 2
         rows[close_row + 1:close_row + 1] = [("gap",)] * 4
@@ -654,11 +671,14 @@ def _old_duplicate_diagram(sim, facts: dict, title: str):
                 fontsize=8, color="black", gid="note:time-wait")
         bracket(-0.95, y0, y1, f"TIME-WAIT = 2×MSL = {tw:g} s", "time-wait", "#6a3d62")
     isn_1, isn_2, window = facts["isn_1"], facts["isn_2"], facts["window"]
-    ax.text(1.38, step_row[0] + 0.35, f"connection 1: ISN {isn_1},\nso its data starts at seq {isn_1 + 1}",
-            ha="left", va="center", fontsize=8.5, gid="isn:1")
+    # Both ISNs are the client's (the sender of the copy); the window that decides is the
+    # server's receive window, which starts at the client's ISN + 1: both notes sit on the
+    # server's side, where the copy lands, and say whose number each is.
+    ax.text(1.38, step_row[0] + 0.35, f"connection 1: the client's ISN {isn_1},\n"
+            f"so its data starts at seq {isn_1 + 1}", ha="left", va="center", fontsize=8.5, gid="isn:1")
     verdict = "holds" if facts["in_window"] else "does not hold"
-    ax.text(1.38, step_row[3] + 0.35, f"connection 2: ISN {isn_2}; its window\n"
-            f"{isn_2 + 1}–{isn_2 + window} {verdict} seq {facts['old_seq']}",
+    ax.text(1.38, step_row[3] + 0.35, f"connection 2: the client's ISN {isn_2};\nthe server's receive window "
+            f"{isn_2 + 1}–{isn_2 + window}\n{verdict} seq {facts['old_seq']}",
             ha="left", va="center", fontsize=8.5, gid="isn:2")
     ax.set_title(title, fontsize=10)
     fig.text(0.5, 0.005, f"Model assumptions: MSL = {msl:g} s (RFC 9293 takes 2 min; Linux holds TIME-WAIT "
@@ -672,15 +692,23 @@ def _old_duplicate_diagram(sim, facts: dict, title: str):
 
 
 _EVENT_STYLE = {  # event -> (marker, colour, size)
-    "send": ("v", _OI["black"], 60), "recv": ("o", _OI["green"], 45), "data": ("P", _OI["sky"], 60),
+    "send": ("v", _OI["black"], 60), "data": ("o", _OI["green"], 45),
     "write": ("^", _OI["blue"], 45), "timeout": ("X", _OI["vermillion"], 110),
     "eof": ("s", _OI["black"], 60), "end": ("p", _OI["orange"], 60), "close": ("D", _OI["grey"], 55),
 }
+#: The legend's words for an event kind, where its name alone is not enough.
+_EVENT_LABEL = {"data": "data (bytes received)", "send": "send (the server)", "write": "write (the client)",
+                "timeout": "timeout", "eof": "eof (Python: recv returned b'')", "end": "end (Node: the peer's FIN)",
+                "close": "close (the client closed its socket)"}
+#: Events drawn a little above their lane, so that one at the same moment as a timeout's
+#: cross stays visible.
+_EVENT_LIFT = {"write": 0.22}
 
 
 def timeout_timeline(lanes: dict[str, list[dict]], *, title: str | None = None):
     """One lane per client (``{"lane name": events}``, events as the ``timeouts`` clients
-    return them), on one time axis; each event kind has one marker.  Returns the Figure."""
+    return them), on one time axis; each event kind has one marker.  Writes sit slightly
+    above their lane so a timeout at the same moment does not hide them.  Returns the Figure."""
     from matplotlib.lines import Line2D
 
     fig = Figure(figsize=(10, 0.9 * len(lanes) + 1.6))
@@ -691,15 +719,17 @@ def timeout_timeline(lanes: dict[str, list[dict]], *, title: str | None = None):
         for kind in dict.fromkeys(e["event"] for e in lanes[name]):
             marker, color, size = _EVENT_STYLE.get(kind, ("o", _OI["grey"], 40))
             xs = [e["t"] for e in lanes[name] if e["event"] == kind]
-            ax.scatter(xs, [y] * len(xs), marker=marker, color=color, s=size, zorder=3,
+            lift = _EVENT_LIFT.get(kind, 0.0)
+            ax.scatter(xs, [y + lift] * len(xs), marker=marker, color=color, s=size, zorder=4 if lift else 3,
                        gid=f"events:{name}:{kind}")
     ax.set_yticks(range(len(names)), list(reversed(names)))
     ax.set_xlabel("seconds since connect")
     ax.set_ylim(-0.7, len(names) - 0.3)
     kinds = sorted({e["event"] for events in lanes.values() for e in events})
     handles = [Line2D([], [], linestyle="", marker=_EVENT_STYLE.get(k, ("o",))[0],
-                      color=_EVENT_STYLE.get(k, ("o", _OI["grey"]))[1], label=k) for k in kinds]
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=len(handles), fontsize=8)
+                      color=_EVENT_STYLE.get(k, ("o", _OI["grey"]))[1], label=_EVENT_LABEL.get(k, k)) for k in kinds]
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=min(len(handles), 4),
+              fontsize=8)
     ax.grid(axis="x", alpha=0.3)
     ax.set_title(title or "Python settimeout vs Node setTimeout")
     fig.tight_layout()
@@ -794,6 +824,7 @@ def syn_timeline(result, *, title: str | None = None):
     ax.set_title(title or f"A connect nobody answers: tcp_syn_retries={result.tcp_syn_retries}, "
                           f"tcp_syn_linear_timeouts={result.tcp_syn_linear_timeouts}")
     fig.tight_layout()
+    return fig
 
 
 # ---------------------------------------------------------------- a silent peer (notebook 06)

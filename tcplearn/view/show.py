@@ -96,9 +96,9 @@ def show_connect_timeout(result: ConnectTimeoutResult) -> None:
     syns = ", ".join(f"{t:g}" for t in p["syns"])
     linear = result.tcp_syn_linear_timeouts
     _display(plots.syn_timeline(result), result.table(), _md(
-        f"The kernel's rule for `tcp_syn_retries={result.tcp_syn_retries}` with `tcp_syn_linear_timeouts="
-        f"{linear if linear is not None else 'absent'}` predicts SYNs at {syns} s and `ETIMEDOUT` at "
-        f"**{p['gives_up']:g} s** (`tcplearn.syn_schedule`)."))
+        f"Read where it ran: `tcp_syn_retries={result.tcp_syn_retries}`, `tcp_syn_linear_timeouts="
+        f"{linear if linear is not None else 'absent (an older kernel)'}`. The kernel's rule for these predicts SYNs "
+        f"at {syns} s and `ETIMEDOUT` at **{p['gives_up']:g} s** (`tcplearn.syn_schedule`)."))
 
 
 def dead_peer_table(result):
