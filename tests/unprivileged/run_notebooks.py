@@ -11,17 +11,32 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
+from nbclient.exceptions import CellExecutionError, CellTimeoutError
 
 args = sys.argv[1:]
 save = None
 if args[:1] == ["--save"]:
     save, args = Path(args[1]), args[2:]
 results = {}
+
+def execute(path):
+    """The executed notebook.  A cell that gets no reply for 300 s (on a machine loaded by
+    parallel test runs, a kernel's reply has been seen to go missing while the kernel sat
+    idle) is run once more in a fresh kernel, and stderr says so; a second silence fails."""
+    for attempt in (1, 2):
+        nb = nbformat.read(path, as_version=4)
+        try:
+            NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": "."}}).execute()
+            return nb
+        except CellTimeoutError:
+            if attempt == 2:
+                raise
+            print(f"{path}: a cell got no reply within 300 s; running the notebook again", file=sys.stderr)
+
+
 for path in args:
-    nb = nbformat.read(path, as_version=4)
     try:
-        NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": "."}}).execute()
+        nb = execute(path)
         outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
         errors = [o for o in outputs if o.get("output_type") == "error"]
         errors += [o for o in outputs if o.get("output_type") == "stream"
