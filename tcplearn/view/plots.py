@@ -938,6 +938,7 @@ def dead_peer_timeline(results, *, title: str | None = None, footnote: str | Non
     if footnote:
         fig.text(0.01, 0.005, footnote, fontsize=8, ha="left", va="bottom", wrap=True)
     fig.tight_layout(rect=(0, 0.05 if footnote else 0, 1, 1))
+    return fig
 
 
 def sources_remedy_plot(remedy, *, title: str | None = None):
