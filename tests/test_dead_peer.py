@@ -454,7 +454,10 @@ def test_timeline_figure_draws_every_run_as_captured():
     ka, rt = runs["keepalive"].value, runs["retransmissions"].value
     ka_lane, rt_lane = plots.dead_peer_lane(ka), plots.dead_peer_lane(rt)
     assert list(marks[f"segments:{ka_lane}:keepalive probe"][:, 0]) == pytest.approx(ka.sent("keepalive probe"))
-    assert list(marks[f"segments:{rt_lane}:retransmission"][:, 0]) == pytest.approx(rt.sent("retransmission"))
+    # the tail loss probe (TcpExt TCPLossProbes: the first resend) is drawn apart from the timeout retransmissions
+    assert rt.counters["TCPLossProbes"] == 1 and rt.loss_probes() == rt.sent("retransmission")[:1]
+    assert list(marks[f"segments:{rt_lane}:tail loss probe"][:, 0]) == pytest.approx(rt.loss_probes())
+    assert list(marks[f"segments:{rt_lane}:retransmission"][:, 0]) == pytest.approx(rt.sent("retransmission")[1:])
     assert marks[f"gave-up:{rt_lane}"][0, 0] == pytest.approx(rt.detected_after)
     assert marks[f"predicted:{rt_lane}"][0, 0] == pytest.approx(retransmission_schedule(3).gives_up_at)
     gave_up = {gid.split(":", 1)[1] for gid in marks if gid.startswith("gave-up:")}
@@ -464,8 +467,19 @@ def test_timeline_figure_draws_every_run_as_captured():
     assert "until the program closed it" in texts[f"still:{plots.dead_peer_lane(runs['node_idle'].value)}"]
     py_lane = plots.dead_peer_lane(runs["settimeout"].value)
     assert f"events:{py_lane}:recv() raised TimeoutError" in marks
+    # every gap between resends is labelled (data -> probe -> first timeout retransmission -> ...), and the last wait
     gaps = [float(t.get_text().strip("+ s")) for t in ax.texts if t.get_gid() == f"gap:{rt_lane}"]
-    assert len(gaps) >= 3 and all(1.8 <= b / a <= 2.2 for a, b in zip(gaps, gaps[1:], strict=False))
+    resends = [rt.sent("data")[0], *rt.sent("retransmission")]
+    assert gaps == pytest.approx([round(b - a, 2) for a, b in zip(resends, resends[1:], strict=False)], abs=0.006)
+    assert all(1.8 <= b / a <= 2.2 for a, b in zip(gaps[1:], gaps[2:], strict=False)), gaps  # timeout backoff doubles
+    assert texts[f"wait:{rt_lane}"] == f"last wait +{rt.detected_after - resends[-1]:.2f} s"
+    # after destroy() Node's kernel still held the connection: FIN-WAIT-1, drawn hatched, not ESTABLISHED
+    node_lane = plots.dead_peer_lane(runs["node_idle"].value)
+    assert "FIN-WAIT-1" in texts[f"still:{node_lane}"]
+    assert any(p.get_gid() == f"orphan:{node_lane}" for p in ax.patches)
+    fin = runs["node_idle"].value.sent("fin")[0]
+    alive = next(line for line in ax.lines if line.get_gid() == f"alive:{node_lane}")
+    assert max(alive.get_xdata()) <= fin + 0.01
     with pytest.raises(ValueError, match="at least one run"):
         plots.dead_peer_timeline([])
 
@@ -485,3 +499,5 @@ def test_a_run_is_displayed_as_a_summary_and_a_table():
     assert "still ESTABLISHED" in show.dead_peer_summary(runs["none"].value)
     assert "until the program itself closed it" in show.dead_peer_summary(runs["node_idle"].value)
     assert show.dead_peer_table(runs["none"].value).empty
+    rt_rows = list(show.dead_peer_table(runs["retransmissions"].value)["what"])
+    assert rt_rows[2].startswith("sent: tail loss probe") and rt_rows[3] == "sent: retransmission (PSH,ACK)"

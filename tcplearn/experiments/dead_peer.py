@@ -709,6 +709,12 @@ class DeadPeerResult:
         ``"retransmission"``, ``"data"``...), empty without a capture."""
         return [s["t"] for s in self.segments or () if s["from"] == "local" and s["kind"] == kind]
 
+    def loss_probes(self) -> list[float]:
+        """Times of the captured resends that were tail loss probes (RFC 8985 §7), not
+        timeout retransmissions: a probe goes out before the RTO fires, so they are the first
+        ``counters["TCPLossProbes"]`` resends.  Empty without a capture or that counter."""
+        return self.sent("retransmission")[:max(0, int(self.counters.get("TCPLossProbes", 0)))]
+
     def segment_table(self):
         """The captured segments as a DataFrame (empty without a capture)."""
         import pandas as pd

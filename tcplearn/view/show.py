@@ -106,7 +106,14 @@ def dead_peer_table(result):
     captured) and what the program saw, after the handshake."""
     import pandas as pd
 
-    rows = [{"t (s)": round(s["t"], 3), "seen by": "capture", "what": f"sent: {s['kind']} ({s['flags']})"}
+    probes = set(result.loss_probes())
+
+    def what(s: dict) -> str:
+        kind = ("tail loss probe (a retransmission before any timeout)"
+                if s["kind"] == "retransmission" and s["t"] in probes else s["kind"])
+        return f"sent: {kind} ({s['flags']})"
+
+    rows = [{"t (s)": round(s["t"], 3), "seen by": "capture", "what": what(s)}
             for s in result.segments or () if s["from"] == "local" and s["kind"] not in ("handshake", "ack")]
     rows += [{"t (s)": round(e["t"], 3), "seen by": "the program", "what": e["event"]}
              for e in result.events if e["event"] not in ("connected", "close")]
