@@ -148,9 +148,23 @@ def test_port_exhaustion_starts_when_the_model_says():
     assert 90 <= until <= 110 and result.rate < 80
     shown = f"{until:.0f}/s until the first EADDRNOTAVAIL"
     assert shown in load_summary(result) and shown in load_plot(result).axes[0].get_title()
+    # the first failure is reported by the end of its 0.1 s bin, the time the plot draws that bin at:
+    # no failure before it, and no success after it (no TIME-WAIT can expire in 3 s)
+    first, tl = result.first_error_at(), result.timeline
+    assert tl[tl["t"] < first - 1e-9]["errors"].sum() == 0 and tl[tl["t"] > first + 1e-9]["connections"].sum() == 0
+    by = f"by {first:.1f} s"
+    assert by in load_summary(result) and by in load_plot(result).axes[0].get_title()
+    # TcpExt TW counts the TIME-WAIT entries scheduled: one per connection closed
+    assert result.netstat_delta()["TW"] == result.connections
+    # the load's own server took a port from the narrowed range, and connect() never gets it
+    assert 40000 <= result.target[1] <= 40199 and result.connections <= 199
     reused = with_settings({"ip_local_port_range": (40000, 40199), "tcp_tw_reuse": 1},
                            rate=100, duration=3.0, progress=False)
-    assert reused.errors == {} and reused.netstat_delta()["TWRecycled"] > 0
+    assert reused.errors == {} and reused.netstat_delta()["TW"] == reused.connections
+    # reuse as ready as a free port, one parity searched first: well under the 199 usable ports ever
+    # got a port that no TIME-WAIT held; every other connection reused one (TWRecycled)
+    fresh = reused.netstat_delta()["TW"] - reused.netstat_delta()["TWRecycled"]
+    assert reused.netstat_delta()["TWRecycled"] > 0 and fresh <= 150, fresh
 
 
 def test_bind_before_connect_defeats_tw_reuse():
@@ -262,6 +276,11 @@ def test_more_source_addresses_multiply_the_sustainable_rate():
         load = run["load"]
         assert set(load.errors) == {"EADDRNOTAVAIL"}, load.errors   # the ports ran out, nothing else failed
         assert load.rate_until_first_error() >= 0.8 * 400
+        # the table's "first failure by" is where the cumulative successes flatten (bins end-labelled)
+        first, tl = load.first_error_at(), load.timeline
+        assert tl[tl["t"] > first + 1e-9]["connections"].sum() == 0
+        row = remedy.table().set_index("source addresses").loc[run["k"]]
+        assert row["first failure by (s; within the 0.1 s before)"] == round(first, 1)
         # 200 ports, less the one the load's own server listens on, per source address
         assert abs(load.connections - 199 * run["k"]) <= 0.02 * 199 * run["k"], (run["k"], load.connections)
     growth = remedy.growth()

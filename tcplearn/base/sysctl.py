@@ -270,11 +270,22 @@ def apply(**values: object) -> Iterator[dict[str, Value]]:
 
 
 def table():
-    """The known settings with their current values and meanings, as a DataFrame."""
+    """The known settings with their current values and meanings, as a DataFrame that shows its
+    "what it does" column in full (pandas would cut it at 50 characters, just before the myth
+    corrections)."""
     import pandas as pd
 
+    class FullText(pd.DataFrame):
+        def _repr_html_(self):
+            with pd.option_context("display.max_colwidth", None):
+                return super()._repr_html_()
+
+        def __repr__(self):
+            with pd.option_context("display.max_colwidth", None, "display.max_columns", None, "display.width", 250):
+                return super().__repr__()
+
     values = read_all()
-    return pd.DataFrame([{"setting": spec.name, "value": values[key], "unit": spec.unit,
+    return FullText([{"setting": spec.name, "value": values[key], "unit": spec.unit,
                           "per network namespace": spec.per_netns, "what it does": spec.meaning}
                          for key, spec in SETTINGS.items()])
 

@@ -70,9 +70,12 @@ class LoadResult:
     interference: dict = field(default_factory=dict)  # what else the machine held (Interference.to_record)
 
     def first_error_at(self) -> float | None:
-        """Seconds into the run when the first connection failed (None if none did)."""
+        """By when the first connection had failed, in seconds into the run (None if none did): the
+        end of the first 0.1 s timeline bin with a failure, so the failure fell in the 0.1 s before
+        it.  The timeline and its plot label each bin by its end too, so the successes' curve
+        flattens where this says."""
         failed = self.timeline[self.timeline["errors"] > 0] if len(self.timeline) else self.timeline
-        return float(failed["t"].min()) - BIN if len(failed) else None
+        return float(failed["t"].min()) if len(failed) else None
 
     def to_record(self) -> dict:
         """Plain JSON-able data, from which ``from_record`` rebuilds this result (traces)."""
@@ -104,7 +107,8 @@ class LoadResult:
 
     def rate_until_first_error(self) -> float | None:
         """Connections per second from the start until the first failure (None if none failed):
-        the rate the load ran at before, e.g., the ports ran out."""
+        the rate the load ran at before, e.g., the ports ran out.  Counts the connections made up
+        to the end of the bin that held the first failure, over that time."""
         first = self.first_error_at() if len(self.timeline) else None
         if first is None or not self.errors or first <= 0:
             return None

@@ -59,7 +59,7 @@ class SourcesRemedy:
                 "source addresses": k,
                 "ip_local_port_range": f"{run['port_range'][0]}-{run['port_range'][1]}",
                 "connections before connect() failed": load.connections,
-                "first failure at (s, 0.1 s bins)": None if first is None else round(first, 1),
+                "first failure by (s; within the 0.1 s before)": None if first is None else round(first, 1),
                 "errors": ", ".join(f"{e}: {n}" for e, n in sorted(load.errors.items())) or "none",
                 "rate until then (/s)": None if before is None else round(before),
                 f"sustainable rate (/s) = connections / {self.time_wait:g} s": round(

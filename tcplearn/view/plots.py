@@ -781,11 +781,10 @@ def load_plot(result, *, title: str | None = None):
     if title is None:
         title = (f"Load: {result.connections} connections in {result.elapsed:.1f} s "
                  f"= {result.connections / max(result.elapsed, 1e-9):.0f}/s over the whole run")
-        first = result.first_error_at() if len(tl) else None
-        if first is not None and result.errors:
-            before = int(tl[tl["t"] <= first + 1e-9]["connections"].sum())
-            title += (f"; {before / max(first, 1e-9):.0f}/s until the first {max(result.errors, key=result.errors.get)}"
-                      f" at {first:.1f} s")
+        until = result.rate_until_first_error() if len(tl) else None
+        if until is not None:
+            title += (f"; {until:.0f}/s until the first {max(result.errors, key=result.errors.get)},"
+                      f" by {result.first_error_at():.1f} s")
     ax.set_title(title, fontsize=10)
     ax.legend(loc="upper right", fontsize=8)
     ax.grid(alpha=0.3)

@@ -159,8 +159,8 @@ def load_summary(result: LoadResult) -> str:
         rate = f"**{result.rate:.0f}/s**"
     else:
         first = max(result.errors, key=result.errors.get)
-        rate = (f"{result.rate:.0f}/s over the whole run; **{until:.0f}/s until the first {first}** at "
-                f"{result.first_error_at():.1f} s")
+        rate = (f"{result.rate:.0f}/s over the whole run; **{until:.0f}/s until the first {first}**, by "
+                f"{result.first_error_at():.1f} s (within the 0.1 s before)")
     return (f"**{result.connections}** connections in {result.elapsed:.1f} s ({rate}); errors: {errors}; "
             f"kernel counters: {delta}.")
 
