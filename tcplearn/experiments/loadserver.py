@@ -63,6 +63,15 @@ def serve(host: str, family: int, closer: str) -> None:
                 if not data:
                     sel.unregister(conn)
                     conn.close()
+    # Connections still waiting in the accept queue are accepted and closed in order: closing
+    # the listener with them inside would reset them, and their clients' ends, already past
+    # their own close, would lose the TIME-WAIT the load is there to make.
+    while True:
+        try:
+            conn, _ = lst.accept()
+        except OSError:  # BlockingIOError: the queue is empty
+            break
+        conn.close()
     for key in list(sel.get_map().values()):
         if key.data == "conn":
             key.fileobj.close()
