@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from ..base.experiment import Call, Need, Result, Where, experiment
 from ..base.lab import Segment, in_lab, write_pcap
 from ..base.lab.capture import Capture
+from ..base.lab.pcap import writable_path
 from ..base.observe import sockets
 from ..base.rfc import ENDS as _ENDS
 from ..base.rfc import check_history, predict
@@ -611,17 +612,10 @@ def save_pcap(run, path: str = "01-close.pcap"):
     was captured here (no lab: the arrows were what RFC 9293 says is sent).  Where the
     folder cannot be written (a read-only notebook folder), the file goes to the temporary
     directory instead, and that is the path returned."""
-    import os
-    import tempfile
-    from pathlib import Path
-
     value = getattr(run, "value", run)
     if not isinstance(value, CloseRun):
         raise TypeError(f"save_pcap takes a run_scenario() result, got {type(value).__name__}")
     segments = value.segments()
     if not segments:
         return None
-    target = Path(path)
-    if target.parent.is_dir() and not os.access(target.parent, os.W_OK):
-        target = Path(tempfile.gettempdir()) / target.name
-    return write_pcap(segments, target)
+    return write_pcap(segments, writable_path(path))

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from ..base import sysctl
 from ..base.experiment import Call, Need, Where, experiment
 from ..base.lab import Segment, write_pcap
+from ..base.lab.pcap import writable_path
 from ..base.observe import TcpSocket, sockets
 from ..base.tables import segments_frame, sockets_frame
 from ..base.util import loopback_host, loopback_listener
@@ -124,8 +125,9 @@ class CapturedConnection:
         return segments_frame(self.segments, server_port=self.server_port)
 
     def save_pcap(self, path: str = "00-handshake.pcap"):
-        """Write the segments as a pcap file (Wireshark, ``tcpdump -nn -r``); returns its path."""
-        return write_pcap(self.segments, path)
+        """Write the segments as a pcap file (Wireshark, ``tcpdump -nn -r``) and return its path:
+        ``path``, or the temporary directory where ``path``'s folder cannot be written."""
+        return write_pcap(self.segments, writable_path(path))
 
     def to_record(self) -> dict:
         return {"segments": [s.to_record() for s in self.segments], "server_port": self.server_port}

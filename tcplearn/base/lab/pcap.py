@@ -24,7 +24,7 @@ from pathlib import Path
 
 from .segments import _FLAG_BITS, Segment
 
-__all__ = ["write_pcap", "build_frame", "SNAPLEN", "LINKTYPE_ETHERNET"]
+__all__ = ["write_pcap", "writable_path", "build_frame", "SNAPLEN", "LINKTYPE_ETHERNET"]
 
 MAGIC_NS = 0xA1B23C4D  # classic pcap, nanosecond timestamps (libpcap >= 1.5 reads it)
 SNAPLEN = 262144
@@ -87,6 +87,17 @@ def build_frame(seg: Segment) -> bytes:
         ip = _IPV6.pack(6 << 28, tcp_len, 6, 64, src.packed, dst.packed)
         ethertype = 0x86DD
     return _ETH.pack(bytes(6), bytes(6), ethertype) + ip + tcp + payload
+
+
+def writable_path(path: str | os.PathLike) -> Path:
+    """``path``, or the same file name in the temporary directory when ``path``'s folder
+    cannot be written (a read-only notebook folder on a shared server)."""
+    import tempfile
+
+    target = Path(path)
+    if target.parent.is_dir() and not os.access(target.parent, os.W_OK):
+        return Path(tempfile.gettempdir()) / target.name
+    return target
 
 
 def write_pcap(segments: Iterable[Segment], path: str | os.PathLike, *, start: float = 0.0) -> Path:
