@@ -231,7 +231,7 @@ class Experiment:
 
     def plan(self) -> Plan:
         """Where this experiment would run here now, and why not better."""
-        from .lab import lab_available
+        from .lab import lab_available  # looked up at each call: a test may turn the lab off
 
         wanted = self.needs | self.wants
         if Need.KERNEL in self.needs:
