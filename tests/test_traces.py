@@ -39,17 +39,19 @@ def test_a_call_is_found_whatever_its_spelling():
         key("f", {"a": object()})
 
 
-def test_the_recorder_reproduces_every_recorded_call(tmp_path):
-    """The single runs, recorded afresh here, hold the same calls as the shipped recordings,
-    so the recorder cannot drift from what the notebooks replay (the two long, concurrent
-    ones are left to ``python -m tcplearn.traces record``)."""
+def test_the_recorder_writes_exactly_the_calls_the_notebooks_replay(tmp_path):
+    """The recorder cannot drift from what the notebooks replay: every recordable experiment's
+    recording holds exactly the calls it registers, and the recorder, run afresh here on one
+    experiment of each kind (a lab capture, a lab setting, a live run on this machine), writes
+    those same calls.  (The full recording is ``python -m tcplearn.traces record``: minutes.)"""
+    for exp in traces.recordable():
+        wanted = {recordings.key(exp.name, exp.arguments(*c.args, **c.kwargs)) for c in exp.calls}
+        assert set(recordings.load(exp.name).runs) == wanted, exp.name
     ok, why = tcplearn.lab_available()
     if not ok:
         pytest.skip(f"recording needs a private lab: {why}")
-    for exp in traces.recordable():
-        if exp.concurrent:
-            continue
-        path = traces.record_experiment(exp, tmp_path)
+    for name in ("capture_one_connection", "lab_side_by_side", "server_restart"):
+        path = traces.record_experiment(REGISTRY[name], tmp_path)
         fresh = json.loads(path.read_text())
         assert fresh["runs"].keys() == recordings.load(path.stem).runs.keys(), path.name
         assert fresh["meta"]["kernel"] == platform.release()
