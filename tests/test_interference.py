@@ -94,11 +94,19 @@ def test_plateau_counts_its_own_sockets_beside_tens_of_thousands_of_foreign_ones
     lab_or_skip()
     with tcplearn.PrivateLab() as lab:
         foreign, churn_port, made, port, peak, predicted, by_ss, note, inter = lab.run(_plateau_beside_foreign_churn)
-    assert foreign >= 20_000 and port != churn_port
-    # at 300/s for 5 s next to no port is reused: the peak is rate × duration, within 15 %
-    assert abs(peak - 1500) <= 0.15 * 1500 and abs(peak - made) <= 0.05 * made
+    assert foreign >= 20_000 and port != churn_port and abs(made - 1500) <= 0.15 * 1500
+    # Every connection left one TIME-WAIT socket, except those whose port a later connect()
+    # took while it was still in TIME-WAIT (tcp_tw_reuse=2 on loopback; TWRecycled counts
+    # them, and in a lab that counter is the load's own: the churn's clients hold no
+    # TIME-WAIT).  Seen in CI: the port search jumped once and, a thousand connections
+    # later, met the load's own ports: 144 of 1,500.  Never the churn's sockets.
+    recycled = inter["recycled"]
+    assert abs(peak + recycled - made) <= 0.02 * made + 2
     assert abs(by_ss - peak) <= 0.02 * peak + 2          # ss, filtered by the load's port, agrees
-    assert abs(peak - predicted) <= 0.10 * predicted     # the model's stated error (notebook 04)
+    extra = recycled - inter["recycled_expected"]
+    assert abs(peak + extra - predicted) <= 0.10 * predicted  # the model's stated error (notebook 04)
+    if extra > max(5, 0.02 * peak):
+        assert "TWRecycled" in note                       # and a learner is told why it is lower
     assert inter["foreign_tw_max"] >= 20_000
     assert "other programs held" in note and str(port) in note
 
@@ -131,7 +139,10 @@ import tcplearn
 # a 2 s drain: on a busy machine the load's server may still be closing its ends when the load stops
 run = tcplearn.watch_plateau(rate=300, duration=4, drain=2.0, progress=False)
 print(json.dumps({"made": run.result.connections, "peak": run.measured_peak(), "port": run.result.target[1],
-                  "others": run.interference.get("other_loads", []), "note": run.note}))
+                  "others": run.interference.get("other_loads", []), "note": run.note,
+                  "recycled": run.interference["recycled"], "errors": run.result.errors,
+                  "counters": run.result.netstat_delta("TW", "TWRecycled", "TCPTimeWaitOverflow",
+                                                       "TCPAbortOnClose", "ListenDrops")}))
 """
 
 
@@ -141,7 +152,10 @@ def test_two_learners_at_once_each_see_their_own_count():
     a, b = outs
     assert a["port"] != b["port"]
     for me, other in ((a, b), (b, a)):
-        assert abs(me["peak"] - me["made"]) <= 0.05 * me["made"]  # its own, not the sum of both
+        # its own, not the sum of both: every connection's TIME-WAIT, less those whose port a
+        # later connect() took while still in TIME-WAIT (TWRecycled, here counted machine-wide)
+        low = me["made"] - me["recycled"] - 0.02 * me["made"] - 2
+        assert low <= me["peak"] <= 1.02 * me["made"] + 2, json.dumps(me)
         assert me["peak"] < me["made"] + 0.5 * other["made"]
     # the loads overlapped, and at least one of them saw the other and said so
     assert b["port"] in a["others"] or a["port"] in b["others"]
@@ -219,3 +233,14 @@ def test_notebooks_count_their_own_sockets_beside_a_foreign_churn(tmp_path):
     assert peak < foreign / 2, "not the machine's TIME-WAIT count"
     restarts = re.findall(r"'time_wait_on_port': (\d+)", texts("02-time-wait-and-2msl.ipynb"))
     assert restarts and set(restarts) == {"1"}, "notebook 02 counts the TIME-WAIT on its own port only"
+
+
+def test_time_wait_reused_beyond_the_port_walk_is_named():
+    from tcplearn.experiments.sharing import Interference
+
+    host = Interference(port=4242, own_peak=1416, recycled=84).sentence()
+    assert "84 new connections" in host and "TWRecycled, a counter for the whole machine" in host
+    lab = Interference(port=4242, own_peak=1416, recycled=84, counters_own=True).sentence()
+    assert "TWRecycled)" in lab and "whole machine" not in lab
+    # reuse the model's port walk expects (a long load with tcp_tw_reuse) is no surprise: no sentence
+    assert Interference(port=4242, own_peak=8800, recycled=5200, recycled_expected=5190).sentence() == ""

@@ -105,7 +105,10 @@ def test_fast_plateau_model_within_ten_percent():
         run = watch_plateau(rate=400, progress=False)
     finally:
         del os.environ["TCPLEARN_FAST"]
-    assert abs(run.measured_peak() - run.predicted_peak()) <= 0.1 * run.predicted_peak()
+    # a connect() that takes a port still in TIME-WAIT beyond what the port walk expects ends
+    # that TIME-WAIT early (TWRecycled; see test_interference); the note then says so
+    extra = run.interference["recycled"] - run.interference["recycled_expected"]
+    assert abs(run.measured_peak() + extra - run.predicted_peak()) <= 0.1 * run.predicted_peak()
     fig = plateau_figure(run.value)
     gids = {line.get_gid() for line in fig.axes[0].get_lines()}
     assert {"measured:TIME_WAIT", "model:TIME_WAIT"} <= gids

@@ -19,6 +19,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from ..base import model, sysctl
 from ..base.kernel import fd_headroom, netstat
 from ..base.lab import in_lab, runner
 from ..base.observe import count_states
@@ -264,12 +265,23 @@ class LoadRun:
             samples["t"] -= self._t0 - self._sampler._t0  # on the load's clock
         after = netstat()
         self._note_loads(running_loads())
-        interference = self._interference(samples, after)
+        interference = self._interference(samples, after, total)
         return LoadResult(total, total / elapsed, errors, elapsed, timeline, dict(self.settings),
                           self._before, after, self.stopped_because or "finished", samples,
                           tuple(self.target), interference.to_record())
 
-    def _interference(self, samples, after: dict) -> Interference:
+    def _expected_recycles(self, made: int) -> int:
+        """How many of ``made`` connects the model's port walk expects to take a port still in
+        TIME-WAIT: none unless the client closes first and ``tcp_tw_reuse`` applies."""
+        s = self.settings
+        tw_reuse, port_range = sysctl.read("tcp_tw_reuse"), sysctl.read("ip_local_port_range")
+        if s["closer"] != "client" or tw_reuse is None or port_range is None or not made or \
+                not model.reuse_applies(tw_reuse, bind_before_connect=s["bind_before_connect"]):
+            return 0
+        walks = s["sources"]  # one port walk per source address
+        return max(0, round(made - walks * model.distinct_ports(made / walks, model.ports_in_range(port_range))))
+
+    def _interference(self, samples, after: dict, made: int) -> Interference:
         m = self._machine or Machine(None, None, None, None, [])
         own_now = count_states(port=self.target[1])
         own_tw_now = own_now[TcpState.TIME_WAIT] + own_now[TcpState.FIN_WAIT_2]
@@ -287,7 +299,9 @@ class LoadRun:
         return Interference(port=self.target[1], tw_cap=m.tw_cap, foreign_tw_before=before,
                             foreign_tw_max=max(before, *foreign), machine_tw_max=max(machine_max, before),
                             ports=m.ports, ports_in_use_before=m.ports_in_use,
-                            other_loads=sorted(self._other_loads), overflow=max(0, delta), own_peak=own_peak)
+                            other_loads=sorted(self._other_loads), overflow=max(0, delta), own_peak=own_peak,
+                            recycled=max(0, after.get("TWRecycled", 0) - self._before.get("TWRecycled", 0)),
+                            recycled_expected=self._expected_recycles(made), counters_own=in_lab())
 
     def _cleanup(self) -> None:
         self._stop.set()

@@ -153,6 +153,9 @@ class Interference:
     other_loads: list = field(default_factory=list)   # server ports of other tcplearn loads seen
     overflow: int = 0                  # TCPTimeWaitOverflow growth (a machine-wide kernel counter)
     own_peak: int = 0                  # the load's own TIME-WAIT peak
+    recycled: int = 0                  # TWRecycled growth: connects that took a port still in TIME-WAIT
+    recycled_expected: int = 0         # ... as many as the model's port walk expects for this load
+    counters_own: bool = False         # in a lab the kernel's counters are the learner's own
 
     def to_record(self) -> dict:
         from dataclasses import asdict
@@ -186,6 +189,16 @@ class Interference:
                          "which are not counted here")
         if self.ports and self.ports_in_use_before is not None and self.ports_in_use_before >= 0.5 * self.ports:
             parts.append(f"{self.ports_in_use_before:,} of the {self.ports:,} ephemeral ports were already in use")
+        extra = self.recycled - self.recycled_expected
+        if extra > max(5, 0.02 * max(self.own_peak, 1)):
+            # measured (Linux 6.18): the port search may jump once by thousands of ports and,
+            # a thousand connections later, meet the load's own ports still in TIME-WAIT
+            whose = "" if self.counters_own else ", a counter for the whole machine"
+            expected = f", {self.recycled_expected:,} of them expected by the model's port walk" \
+                if self.recycled_expected else ", which the model's port walk does not expect"
+            parts.append(f"the kernel let {self.recycled:,} new connections take a port still in TIME-WAIT "
+                         f"(tcp_tw_reuse; TWRecycled{whose}){expected}: each ended a TIME-WAIT early, so "
+                         f"the count can sit up to {extra:,} below the model")
         if self.other_loads:
             n = len(self.other_loads)
             parts.append(f"{n} other tcplearn load{'s' if n > 1 else ''} ran at the same time (server port"
