@@ -57,7 +57,8 @@ def _counts_in_lab():
     ss_walk = subprocess.run(["ss", "-tan", "state", "time-wait"], capture_output=True, text=True).stdout
     ss_summary = subprocess.run(["ss", "-s"], capture_output=True, text=True).stdout
     timewait_line = next(line for line in ss_summary.splitlines() if line.startswith("TCP:"))
-    return result.connections, ours, stat, len(ss_walk.splitlines()) - 1, timewait_line
+    recycled = result.netstat_delta()["TWRecycled"]  # the lab's own counter: this load's only
+    return result.connections - recycled, ours, stat, len(ss_walk.splitlines()) - 1, timewait_line
 
 
 @needs_ss
@@ -65,10 +66,12 @@ def test_time_wait_count_agrees_with_sockstat_and_ss():
     lab_or_skip()
     with tcplearn.PrivateLab() as lab:
         made, ours, stat, walked, summary = lab.run(_counts_in_lab)
-    assert made >= 1900
-    # Every connection left one TIME-WAIT behind (TcpExt TW counts exactly `made` entries), but
-    # on a loaded machine one to eight of 2,000 were seen gone again within the second, with no
-    # reset, abort or reuse counter moving: an open question, so a handful may be missing.
+    assert made >= 1800
+    # Every connection left one TIME-WAIT behind, except where a later connect() took its port
+    # while it was still in TIME-WAIT (tcp_tw_reuse=2 on loopback): `made` is the connections
+    # less TWRecycled (the port search can jump and meet the load's own ports; test_interference).
+    # One to eight of 2,000 were once seen gone within the second before TWRecycled was taken off
+    # here; whether those were such reuses is not known, so a handful may still be missing.
     assert made - 10 <= ours <= made
     assert stat == ours                      # /proc/net/sockstat tw
     assert abs(walked - ours) <= 2           # ss walking the sockets
