@@ -161,16 +161,19 @@ def _find_done(chunk: bytes) -> int | None:
     return None
 
 
-_UNIFORM_HEADER = struct.pack("=IH", _MSG_SIZE, SOCK_DIAG_BY_FAMILY)
+# An attribute-free socket message's length and type: the one-walk (compat) request is
+# answered with its own type, TCPDIAG_GETSOCK, the per-family one with SOCK_DIAG_BY_FAMILY.
+_UNIFORM_HEADERS = frozenset(struct.pack("=IH", _MSG_SIZE, t) for t in (SOCK_DIAG_BY_FAMILY, TCPDIAG_GETSOCK))
 
 
 def _uniform(chunk: bytes) -> bool:
     """True if ``chunk`` is only 88-byte socket messages (no attributes, no DONE)."""
+    header = chunk[:6]
+    if header not in _UNIFORM_HEADERS:
+        return False
     n = len(chunk) // _MSG_SIZE
     # Check each of the first six header bytes (length and type) with one slice each.
-    return all(
-        chunk[i::_MSG_SIZE].count(_UNIFORM_HEADER[i]) == n for i in range(len(_UNIFORM_HEADER))
-    )
+    return all(chunk[i::_MSG_SIZE].count(header[i]) == n for i in range(len(header)))
 
 
 _FW2 = TcpState.FIN_WAIT_2.value
