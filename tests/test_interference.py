@@ -101,12 +101,14 @@ def test_plateau_counts_its_own_sockets_beside_tens_of_thousands_of_foreign_ones
     # TIME-WAIT).  Seen in CI: the port search jumped once and, a thousand connections
     # later, met the load's own ports: 144 of 1,500.  Never the churn's sockets.
     recycled = inter["recycled"]
+    assert recycled <= 0.5 * made                        # a few jumps of the port search, not a rule
     assert abs(peak + recycled - made) <= 0.02 * made + 2
     assert abs(by_ss - peak) <= 0.02 * peak + 2          # ss, filtered by the load's port, agrees
     extra = recycled - inter["recycled_expected"]
-    assert abs(peak + extra - predicted) <= 0.10 * predicted  # the model's stated error (notebook 04)
-    if extra > max(5, 0.02 * peak):
-        assert "TWRecycled" in note                       # and a learner is told why it is lower
+    if extra > max(5, 0.02 * inter["own_peak"]):
+        assert "TWRecycled" in note                       # a learner is told why it is lower
+    else:
+        assert abs(peak - predicted) <= 0.10 * predicted  # the model's stated error (notebook 04)
     assert inter["foreign_tw_max"] >= 20_000
     assert "other programs held" in note and str(port) in note
 
@@ -154,6 +156,7 @@ def test_two_learners_at_once_each_see_their_own_count():
     for me, other in ((a, b), (b, a)):
         # its own, not the sum of both: every connection's TIME-WAIT, less those whose port a
         # later connect() took while still in TIME-WAIT (TWRecycled, here counted machine-wide)
+        assert me["recycled"] <= me["made"]
         low = me["made"] - me["recycled"] - 0.02 * me["made"] - 2
         assert low <= me["peak"] <= 1.02 * me["made"] + 2, json.dumps(me)
         assert me["peak"] < me["made"] + 0.5 * other["made"]
@@ -235,12 +238,34 @@ def test_notebooks_count_their_own_sockets_beside_a_foreign_churn(tmp_path):
     assert restarts and set(restarts) == {"1"}, "notebook 02 counts the TIME-WAIT on its own port only"
 
 
-def test_time_wait_reused_beyond_the_port_walk_is_named():
+def test_time_wait_reused_beyond_the_port_search_is_named():
     from tcplearn.experiments.sharing import Interference
 
-    host = Interference(port=4242, own_peak=1416, recycled=84).sentence()
-    assert "84 new connections" in host and "TWRecycled, a counter for the whole machine" in host
-    lab = Interference(port=4242, own_peak=1416, recycled=84, counters_own=True).sentence()
-    assert "TWRecycled)" in lab and "whole machine" not in lab
-    # reuse the model's port walk expects (a long load with tcp_tw_reuse) is no surprise: no sentence
-    assert Interference(port=4242, own_peak=8800, recycled=5200, recycled_expected=5190).sentence() == ""
+    host = Interference(port=4242, own_peak=1416, recycled=84, reuse_possible=True).sentence()
+    assert "84 new connections" in host and "TcpExt TWRecycled across the whole machine)" in host
+    assert "84 more than the model's port search expects" in host
+    lab = Interference(port=4242, own_peak=1416, recycled=84, reuse_possible=True, counters_own=True).sentence()
+    assert "TWRecycled in your lab)" in lab and "whole machine" not in lab
+    # a load longer than one TIME-WAIT: expiry and reuse mix, the model's plateau is the comparison
+    assert Interference(port=4242, own_peak=8549, recycled=4832, recycled_expected=None,
+                        reuse_possible=True).sentence() == ""
+    # reuse the model's port search expects is no surprise, and a load that cannot reuse its own
+    # ports (server closes first, bind before connect, tcp_tw_reuse=0) is not blamed for others'
+    assert Interference(port=4242, own_peak=8800, recycled=5200, recycled_expected=5190,
+                        reuse_possible=True).sentence() == ""
+    assert Interference(port=4242, own_peak=1416, recycled=84).sentence() == ""
+    # the two other loads on the machine: its counter may hold their reuse too
+    shared = Interference(port=4242, own_peak=1416, recycled=84, reuse_possible=True, other_loads=[5000])
+    assert "other programs' reuse may be in it" in shared.sentence()
+
+
+def test_expected_reuse_counts_only_revisits_within_one_time_wait():
+    run = LoadRun(rate=200, duration=1.0)
+    if not run._reuse_possible():
+        pytest.skip("tcp_tw_reuse does not apply to loopback connects here")
+    ports = model.ports_in_range(tcplearn.sysctl.read("ip_local_port_range"))
+    assert run._expected_recycles(1500, 5.0) == round(1500 - model.distinct_ports(1500, ports))
+    if ports == 28_232:  # the default range: notebook 04's 60 s at 200/s holds ~8,740 ports
+        assert run._expected_recycles(12_100, 60.0) == pytest.approx(12_100 - 8_740, abs=5)
+    assert run._expected_recycles(14_000, 70.0) is None   # past one TIME-WAIT: not claimed
+    assert LoadRun(rate=200, duration=1.0, closer="server")._expected_recycles(1500, 5.0) == 0

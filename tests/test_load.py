@@ -58,15 +58,16 @@ def _counts_in_lab():
     ss_summary = subprocess.run(["ss", "-s"], capture_output=True, text=True).stdout
     timewait_line = next(line for line in ss_summary.splitlines() if line.startswith("TCP:"))
     recycled = result.netstat_delta()["TWRecycled"]  # the lab's own counter: this load's only
-    return result.connections - recycled, ours, stat, len(ss_walk.splitlines()) - 1, timewait_line
+    return result.connections, recycled, ours, stat, len(ss_walk.splitlines()) - 1, timewait_line
 
 
 @needs_ss
 def test_time_wait_count_agrees_with_sockstat_and_ss():
     lab_or_skip()
     with tcplearn.PrivateLab() as lab:
-        made, ours, stat, walked, summary = lab.run(_counts_in_lab)
-    assert made >= 1800
+        connections, recycled, ours, stat, walked, summary = lab.run(_counts_in_lab)
+    assert connections >= 1900 and recycled <= 0.5 * connections
+    made = connections - recycled
     # Every connection left one TIME-WAIT behind, except where a later connect() took its port
     # while it was still in TIME-WAIT (tcp_tw_reuse=2 on loopback): `made` is the connections
     # less TWRecycled (the port search can jump and meet the load's own ports; test_interference).
@@ -110,8 +111,13 @@ def test_fast_plateau_model_within_ten_percent():
         del os.environ["TCPLEARN_FAST"]
     # a connect() that takes a port still in TIME-WAIT beyond what the port walk expects ends
     # that TIME-WAIT early (TWRecycled; see test_interference); the note then says so
-    extra = run.interference["recycled"] - run.interference["recycled_expected"]
-    assert abs(run.measured_peak() + extra - run.predicted_peak()) <= 0.1 * run.predicted_peak()
+    inter = run.interference
+    if inter["recycled_expected"] is not None and \
+            inter["recycled"] - inter["recycled_expected"] > max(5, 0.02 * inter["own_peak"]):
+        assert "TWRecycled" in run.note                 # named, and the count is lower by that
+        assert run.measured_peak() + inter["recycled"] >= 0.9 * run.predicted_peak()
+    else:
+        assert abs(run.measured_peak() - run.predicted_peak()) <= 0.1 * run.predicted_peak()
     fig = plateau_figure(run.value)
     gids = {line.get_gid() for line in fig.axes[0].get_lines()}
     assert {"measured:TIME_WAIT", "model:TIME_WAIT"} <= gids

@@ -153,8 +153,9 @@ class Interference:
     other_loads: list = field(default_factory=list)   # server ports of other tcplearn loads seen
     overflow: int = 0                  # TCPTimeWaitOverflow growth (a machine-wide kernel counter)
     own_peak: int = 0                  # the load's own TIME-WAIT peak
-    recycled: int = 0                  # TWRecycled growth: connects that took a port still in TIME-WAIT
-    recycled_expected: int = 0         # ... as many as the model's port walk expects for this load
+    recycled: int = 0                  # TcpExt TWRecycled growth: connects that took over a port in TIME-WAIT
+    recycled_expected: int | None = 0  # ... as many as the model's port search expects (None: not known)
+    reuse_possible: bool = False       # the load's client closes first and tcp_tw_reuse lets it reuse
     counters_own: bool = False         # in a lab the kernel's counters are the learner's own
 
     def to_record(self) -> dict:
@@ -189,16 +190,16 @@ class Interference:
                          "which are not counted here")
         if self.ports and self.ports_in_use_before is not None and self.ports_in_use_before >= 0.5 * self.ports:
             parts.append(f"{self.ports_in_use_before:,} of the {self.ports:,} ephemeral ports were already in use")
-        extra = self.recycled - self.recycled_expected
-        if extra > max(5, 0.02 * max(self.own_peak, 1)):
+        extra = None if self.recycled_expected is None else self.recycled - self.recycled_expected
+        if self.reuse_possible and extra is not None and extra > max(5, 0.02 * max(self.own_peak, 1)):
             # measured (Linux 6.18): the port search may jump once by thousands of ports and,
             # a thousand connections later, meet the load's own ports still in TIME-WAIT
-            whose = "" if self.counters_own else ", a counter for the whole machine"
-            expected = f", {self.recycled_expected:,} of them expected by the model's port walk" \
-                if self.recycled_expected else ", which the model's port walk does not expect"
-            parts.append(f"the kernel let {self.recycled:,} new connections take a port still in TIME-WAIT "
-                         f"(tcp_tw_reuse; TWRecycled{whose}){expected}: each ended a TIME-WAIT early, so "
-                         f"the count can sit up to {extra:,} below the model")
+            where = "in your lab" if self.counters_own else "across the whole machine"
+            others = ", so other programs' reuse may be in it" if not self.counters_own and self.other_loads else ""
+            parts.append(f"the kernel let {self.recycled:,} new connections take over a port still in TIME-WAIT "
+                         f"(tcp_tw_reuse, counted by TcpExt TWRecycled {where}{others}), {extra:,} more than the "
+                         f"model's port search expects; each ended that TIME-WAIT early, so this load's count can "
+                         f"sit up to {extra:,} below the model")
         if self.other_loads:
             n = len(self.other_loads)
             parts.append(f"{n} other tcplearn load{'s' if n > 1 else ''} ran at the same time (server port"
