@@ -145,18 +145,41 @@ _WHY = {Where.LIVE: "on this machine, read from its kernel", Where.LAB: "in a pr
         Where.ROOT: "on this machine as root (settings restored afterwards)"}
 
 
+def _plans(exp) -> list:
+    """The ladder's plan for each call the notebook makes (the experiment's own needs when it
+    records none): a call's arguments can add needs (a ``Rule``), so each is asked."""
+    if not exp.calls:
+        return [exp.plan()]
+    return [exp.plan(exp.arguments(*c.args, **c.kwargs)) for c in exp.calls]
+
+
 def live_table() -> list[tuple[str, str, str]]:
     """A row per registered experiment: ``(notebook and title, where it runs here, why)``,
-    from the ladder itself (``Experiment.plan()``)."""
+    from the ladder itself (``Experiment.plan()`` for each call its notebook makes, so the
+    table says what those calls will do)."""
     rows = []
     for exp in REGISTRY.values():
-        plan = exp.plan()
-        why = plan.why or _WHY.get(plan.where, "")
-        if plan.where is Where.LIVE and plan.why:
-            why = f"live, without {', '.join(n.value for n in exp.wants - exp.needs)}: {plan.why}"
-        elif plan.where is Where.RECORDED:
-            why = f"a run recorded in a Linux lab ({plan.why})"
+        plans = list(dict.fromkeys(_plans(exp)))  # distinct, in call order
+        wheres, whys = [], []
+        for plan in plans:
+            why = plan.why or _WHY.get(plan.where, "")
+            if plan.where is Where.LIVE and plan.why:
+                why = f"live, without {', '.join(n.value for n in exp.wants - exp.needs)}: {plan.why}"
+            elif plan.where is Where.RECORDED:
+                why = f"a run recorded in a Linux lab ({plan.why})"
+            elif plan.reason:
+                why = f"{why} ({_first_sentence(plan.reason)})"
+            if len(plans) > 1:
+                calls = [c for c, p in zip(exp.calls, _plans(exp), strict=True) if p == plan]
+                why = f"{', '.join(c.args[0] if c.args else exp.name for c in calls)}: {why}"
+            wheres.append(plan.where.value)
+            whys.append(why)
+        why = "; ".join(whys)
         if Need.NODE in exp.wants and node_executable() is None:
             why += "; no Node.js here, so its Python emulation stands in"
-        rows.append((f"{exp.notebook} {exp.title}", plan.where.value, why))
+        rows.append((f"{exp.notebook} {exp.title}", " / ".join(dict.fromkeys(wheres)), why))
     return sorted(rows, key=lambda row: row[0][:2])
+
+
+def _first_sentence(text: str) -> str:
+    return text.split(". ")[0].rstrip(".")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from . import __version__, experiments  # noqa: F401 - importing experiments registers them
 from .base import kernel, recordings, sysctl
-from .base.experiment import REGISTRY, Experiment, Plan, Where
+from .base.experiment import REGISTRY, Experiment, Where
 from .base.lab import lab_available
 
 __all__ = ["record", "record_experiment", "recordable"]
@@ -40,14 +40,15 @@ def _meta() -> dict:
 def record_experiment(exp: Experiment, directory: str | Path) -> Path:
     """Run each of ``exp``'s recorded calls live (in a lab when it changes settings or
     captures, else on this machine) and write its recording; returns the file's path."""
-    plan = exp.plan()
-    if plan.where not in (Where.LAB, Where.LIVE):
-        raise RuntimeError(f"{exp.name} is recorded in a private lab or live, not {plan.where}: {plan.why}")
     runs = {}
     for c in exp.calls:
-        result = exp.run_at(Plan(plan.where), *c.args, **{**c.kwargs, **_quiet(exp)})
+        arguments = exp.arguments(*c.args, **c.kwargs)
+        plan = exp.plan(arguments)  # the call's own needs (a Rule may send it to a lab)
+        if plan.where not in (Where.LAB, Where.LIVE):
+            raise RuntimeError(f"{exp.name} is recorded in a private lab or live, not {plan.where}: {plan.why}")
+        result = exp.run_at(plan, *c.args, **{**c.kwargs, **_quiet(exp)})
         data = exp.to_record(result.value) if exp.to_record else result.value
-        runs[recordings.key(exp.name, exp.arguments(*c.args, **c.kwargs))] = {"what": c.what, "result": data}
+        runs[recordings.key(exp.name, arguments)] = {"what": c.what, "result": data}
     return recordings.write(directory, exp.name, _meta(), runs)
 
 

@@ -11,7 +11,7 @@ import pytest
 
 import tcplearn
 from tcplearn import traces
-from tcplearn.base import recordings
+from tcplearn.base import kernel, recordings
 from tcplearn.base.experiment import REGISTRY, Need, Where
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -133,3 +133,32 @@ def test_notebooks_command_copies_the_series_and_keeps_edits(tmp_path):
     forced = subprocess.run([sys.executable, "-m", "tcplearn", "notebooks", str(dest), "--overwrite"],
                             capture_output=True, text=True, timeout=60)
     assert forced.returncode == 0 and not edited.read_text().endswith(" ")
+
+
+def test_a_rule_decides_the_rung_before_the_body_runs(monkeypatch):
+    """Needs per call are data: a call that a Rule sends to a lab replays (or gets the notice)
+    where no lab can start, and its body never runs; other calls of the same experiment run
+    live.  A throwaway experiment, removed from the registry afterwards."""
+    import tcplearn.base.lab
+    from tcplearn.base.experiment import Call, Need, Rule, experiment
+
+    ran: list = []
+    try:
+        @experiment(notebook="99", title="a throwaway", needs=[Need.KERNEL],
+                    rules=[Rule({"mode": ("deep",)}, needs=(Need.LAB,), why="deep needs a lab")],
+                    calls=[Call(("deep",), {}, "never recorded: the test checks the notice")])
+        def throwaway(place, mode: str = "shallow"):
+            ran.append((mode, place.where))
+            return mode
+
+        if kernel.why_not_live():
+            pytest.skip(kernel.why_not_live())
+        monkeypatch.setattr(tcplearn.base.lab, "lab_available", lambda: (False, "no lab in this test"))
+        assert throwaway("shallow").value == "shallow" and ran == [("shallow", Where.LIVE)]
+        deep = throwaway("deep")
+        assert deep.where is Where.MODEL and deep.value is None and ran == [("shallow", Where.LIVE)]
+        assert "no lab in this test; deep needs a lab" in deep.note.lower() and "not recorded" in deep.note
+        assert throwaway.plan(throwaway.arguments("deep")).where is Where.RECORDED
+        assert throwaway.plan(throwaway.arguments("shallow")).where is Where.LIVE
+    finally:
+        REGISTRY.pop("throwaway", None)

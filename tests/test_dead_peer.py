@@ -116,7 +116,7 @@ def host_run():
     if not sysctl.is_root():
         pytest.skip("on the machine itself the socket filter needs root (CAP_NET_ADMIN)")
     # the ladder would choose the lab here: run the root rung as it runs where no lab can start
-    return REGISTRY["dead_peer"].run_at(Plan(Where.ROOT, "a test asks for root"), "user_timeout",
+    return REGISTRY["dead_peer"].run_at(Plan(Where.ROOT, "a test asks for root", capture=True), "user_timeout",
                                         user_timeout_ms=1500)
 
 
@@ -325,7 +325,7 @@ def test_lab_runs_as_nobody(nobody_result):
     assert r["before"] == r["after"]
     # without a lab, nobody cannot silence a TCP peer: refused at once, with the reason
     assert r["can_silence_here"] is False
-    assert "needs CAP_NET_ADMIN" in r["no_lab_error"] and "no lab is used here" in r["no_lab_error"]
+    assert "needs CAP_NET_ADMIN" in r["no_lab_error"] and "run in a private lab" in r["no_lab_error"]
     assert r["no_lab_seconds"] < 1.0
 
 
@@ -399,24 +399,33 @@ def test_notebook_06_makes_exactly_the_recorded_calls():
     assert len(calls) == len(registered) == 6
 
 
-def test_without_a_lab_the_retransmission_run_is_the_recording_not_a_traceback():
+def test_without_a_lab_the_retransmission_run_is_the_recording_not_a_traceback(monkeypatch):
+    import tcplearn.base.lab
+
+    # the ladder decides before the body runs: tcp_retries2 needs a lab even as root
+    monkeypatch.setattr(tcplearn.base.lab, "lab_available", lambda: (False, "no lab in this test"))
+    monkeypatch.setattr(sysctl, "is_root", lambda: True)
     started = time.monotonic()
-    r = REGISTRY["dead_peer"].run_at(Plan(Where.ROOT, "a test asks for root"), "retransmissions", tcp_retries2=3)
-    assert r.where is Where.RECORDED and r.note.startswith("Live is impossible here (tcp_retries2 is a per-network")
+    r = tcplearn.dead_peer("retransmissions", tcp_retries2=3)
+    assert r.where is Where.RECORDED and r.note.startswith("Live is impossible here (no lab in this test; "
+                                                           "tcp_retries2 is a per-network")
     assert "\n" not in r.note and r.value.error == "ETIMEDOUT" and 4.0 <= r.value.detected_after <= 10.0
     assert time.monotonic() - started < 1.0
+    plan = REGISTRY["dead_peer"].plan(REGISTRY["dead_peer"].arguments("keepalive"))
+    assert plan.where is Where.ROOT  # the other methods are fine with root
 
 
 def test_without_node_the_node_runs_are_the_recordings(monkeypatch):
     import importlib
 
-    monkeypatch.setattr(importlib.import_module("tcplearn.experiments.dead_peer"), "node_executable", lambda: None)
-    r = REGISTRY["dead_peer"].run_at(Plan(Where.ROOT), "node_idle", timeout_ms=1000)
+    monkeypatch.setattr(importlib.import_module("tcplearn.base.experiment"), "node_executable", lambda: None)
+    r = tcplearn.dead_peer("node_idle", timeout_ms=1000)
     assert r.where is Where.RECORDED and "(Node.js is not installed here)" in r.note
     timeouts = [e for e in r.value.events if e["event"] == "timeout"]
     assert len(timeouts) == 1 and timeouts[0]["kernel_state"] == "ESTABLISHED"
-    unrecorded = REGISTRY["dead_peer"].run_at(Plan(Where.ROOT), "node_idle", timeout_ms=700)
+    unrecorded = tcplearn.dead_peer("node_idle", timeout_ms=700)
     assert unrecorded.value is None and "was not recorded" in unrecorded.note
+    assert REGISTRY["dead_peer"].plan(REGISTRY["dead_peer"].arguments("none")).where is not Where.RECORDED
 
 
 def test_recorded_runs_show_what_the_notebook_explains():

@@ -74,8 +74,9 @@ def test_the_myth_refuted_in_a_lab():
     if not ok:
         pytest.skip(why)
     host_before = sysctl.read("tcp_fin_timeout")
-    table, where = timewait.myth_test(5, progress=False, watch=6.0)
-    assert where == "lab" and sysctl.read("tcp_fin_timeout") == host_before
+    result = tcplearn.myth_demo(5, progress=False, watch=6.0)   # the ladder chose the lab
+    table = result.value.table
+    assert result.where == "lab" and sysctl.read("tcp_fin_timeout") == host_before
     first = timewait.MythResult(table, 5).first_timers()
     assert abs(first["orphaned FIN-WAIT-2"] - 5) <= 1.0   # follows tcp_fin_timeout
     assert 58.0 <= first["TIME-WAIT"] <= 60.0               # does not
@@ -115,7 +116,7 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="seconds must be in"):
         timewait.sample_countdown(0, progress=False)
     with pytest.raises(sysctl.SysctlError, match="tcp_fin_timeout=0 refused"):
-        timewait.myth_test(0)
+        tcplearn.myth_demo(0)
     with pytest.raises(ValueError, match="pause must be"):
         timewait.fin_arrives_later(pause=-1)
 

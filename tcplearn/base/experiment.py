@@ -29,8 +29,8 @@ from typing import Any, Generic, TypeVar
 
 from . import kernel, recordings, sysctl
 
-__all__ = ["Where", "Need", "Call", "Result", "Plan", "Place", "Experiment", "experiment", "REGISTRY",
-           "node_executable"]
+__all__ = ["Where", "Need", "Rule", "Call", "Result", "Plan", "Place", "Experiment", "experiment", "REGISTRY",
+           "node_executable", "capture_works"]
 
 T = TypeVar("T")
 
@@ -55,11 +55,52 @@ class Need(Enum):
     SETTINGS = "kernel settings changed for it"
     CAPTURE = "packet capture"
     NODE = "Node.js"
+    LAB = "a private lab (root on this machine will not do)"
 
 
 # What cannot be done without a lab or root, as the end of a sentence.
 _CANNOT = {Need.SETTINGS: "kernel settings cannot be changed here",
            Need.CAPTURE: "nothing can be captured here"}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One row of an experiment's table of needs per call: the calls it matches need (or
+    only want) more than the experiment as a whole.
+
+    ``when`` is either ``{argument: accepted values}`` (every one must match) or a function
+    of the bound arguments that returns the reason the row applies ("" when it does not),
+    so that the ladder can test it before the body runs.  ``why`` says, for a matching
+    row, why these needs (the end of a sentence).  ``mirror`` names settings a lab takes
+    over from this machine when the row sends the call there, so that the lab behaves
+    like the machine it stands in for; ``note`` (``note(reason, mirrored)``) is then the
+    one line the result shows."""
+
+    when: dict | Callable[[dict], str]
+    needs: tuple = ()
+    wants: tuple = ()
+    why: str = ""
+    mirror: tuple = ()
+    note: Callable[[str, dict], str] | None = None
+
+    def reason(self, arguments: dict) -> str:
+        """Why this row applies to the call (its ``why``, or what ``when`` returned), or ""."""
+        if callable(self.when):
+            return self.when(arguments)
+        matches = all(arguments.get(name) in values for name, values in self.when.items())
+        return (self.why or "this call needs it") if matches else ""
+
+
+def capture_works() -> tuple[bool, str]:
+    """Whether a packet capture can start on this machine's ``lo`` now, and if not, why."""
+    from .lab.capture import Capture
+
+    try:
+        with Capture("lo"):
+            pass
+    except OSError as exc:
+        return False, f"capturing on lo failed ({exc.strerror or exc})"
+    return True, ""
 
 
 @dataclass(frozen=True)
@@ -113,21 +154,35 @@ class Result(Generic[T]):
 
 @dataclass(frozen=True)
 class Plan:
-    """Where an experiment will run here, and ``why`` not on a better rung ("" if best)."""
+    """Where an experiment will run here, ``why`` not on a better rung ("" if best), and
+    what the body may use there: ``capture``, and for a lab sent by a ``Rule`` the
+    settings it ``mirror``s from this machine and the ``rule`` itself (its ``reason``)."""
 
     where: Where
     why: str = ""
+    capture: bool = False
+    mirror: tuple = ()
+    rule: Rule | None = field(default=None, compare=False)
+    reason: str = ""
 
 
 class Place:
     """What an experiment's body is handed: ``where`` it runs, the ``lab`` (or ``None``),
     and the means to act there, the same code for every rung."""
 
-    def __init__(self, where: Where, lab=None):
+    def __init__(self, where: Where, lab=None, *, capture: bool | None = None):
         self.where, self.lab = where, lab
+        self._capture = where in (Where.LAB, Where.ROOT) if capture is None else capture
 
     @property
     def can_capture(self) -> bool:
+        """Whether ``capture`` works here: always in a lab; as root where the ladder found
+        that a capture on ``lo`` starts."""
+        return self._capture
+
+    @property
+    def can_set(self) -> bool:
+        """Whether ``settings`` may change kernel settings here (a lab, or root)."""
         return self.where in (Where.LAB, Where.ROOT)
 
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -141,8 +196,8 @@ class Place:
         or on this machine's ``lo`` as root; ``OSError`` when capturing fails)."""
         if self.lab is not None:
             return self.lab.run(fn, *args, capture=True)
-        if self.where is not Where.ROOT:
-            raise RuntimeError("capturing needs a private lab or root")
+        if not self.can_capture:
+            raise RuntimeError("capturing needs a private lab, or root where a capture on lo starts")
         from .lab.capture import Capture
 
         with Capture("lo") as cap:
@@ -205,6 +260,8 @@ class Experiment:
     check: Callable[..., Any] | None = None
     concurrent: bool = False   # the recorder may run its calls beside others (long, idle waits)
     ignore: tuple = ("progress",)
+    rules: tuple = ()          # needs per call (``Rule``), tested by the ladder before the body runs
+    remark: Callable[[Any], str] | None = None  # one sentence the value adds to the note ("" if none)
 
     @property
     def signature(self) -> inspect.Signature:
@@ -229,55 +286,90 @@ class Experiment:
                 flat[name] = value
         return {k: v for k, v in flat.items() if k not in self.ignore}
 
-    def plan(self) -> Plan:
-        """Where this experiment would run here now, and why not better."""
+    def needs_of(self, arguments: dict | None = None) -> tuple[frozenset, frozenset, list[tuple[Rule, str]]]:
+        """What this call needs and only wants: the experiment's own, plus every ``Rule``
+        that matches ``arguments`` (none without arguments), with the matching rules and
+        their reasons."""
+        needs, wants, matched = set(self.needs), set(self.wants), []
+        for rule in self.rules if arguments is not None else ():
+            reason = rule.reason(arguments)
+            if reason:
+                needs.update(rule.needs)
+                wants.update(rule.wants)
+                matched.append((rule, reason))
+        return frozenset(needs), frozenset(wants - needs), matched
+
+    def plan(self, arguments: dict | None = None) -> Plan:
+        """Where this call would run here now, and why not better: the ladder, decided
+        once, before the body runs (``arguments``: the call's bound arguments; without
+        them, the experiment's own needs only)."""
         from .lab import lab_available  # looked up at each call: a test may turn the lab off
 
-        wanted = self.needs | self.wants
-        if Need.KERNEL in self.needs:
+        needs, wants, matched = self.needs_of(arguments)
+        unrecorded = Where.RECORDED if self.recorded else Where.MODEL
+        if Need.KERNEL in needs:
             why = kernel.why_not_live()
             if why:
-                return Plan(Where.RECORDED if self.recorded else Where.MODEL, why)
-        if Need.NODE in self.needs and node_executable() is None:
-            return Plan(Where.MODEL, "Node.js is not installed here")
-        extras = wanted & {Need.SETTINGS, Need.CAPTURE}
+                return Plan(unrecorded, why)
+        if Need.NODE in needs and node_executable() is None:
+            return Plan(unrecorded, "Node.js is not installed here")
+        required = needs & {Need.SETTINGS, Need.CAPTURE, Need.LAB}
+        extras = required | (wants & {Need.SETTINGS, Need.CAPTURE})
         if not extras:
             return Plan(Where.LIVE)
+        rule = next((r for r, _ in matched if Need.LAB in r.needs), None)
+        reason = next((why for r, why in matched if r is rule), "")
         ok, lab_why = lab_available()
         if ok:
-            return Plan(Where.LAB)
-        if sysctl.is_root():
-            return Plan(Where.ROOT, lab_why)
-        required = self.needs & {Need.SETTINGS, Need.CAPTURE}
+            return Plan(Where.LAB, capture=True, mirror=rule.mirror if rule else (), rule=rule, reason=reason)
+        why = lab_why
+        if Need.LAB not in required and sysctl.is_root():
+            captured, capture_why = capture_works() if Need.CAPTURE in extras else (False, "")
+            if captured or Need.CAPTURE not in required and (Need.SETTINGS in extras):
+                return Plan(Where.ROOT, why, capture=captured)
+            if capture_why:
+                why = f"{why}, and {capture_why}"
+        if Need.LAB in required:
+            reasons = "; ".join(r for _, r in matched if r)
+            return Plan(unrecorded, f"{why}; {reasons}" if reasons else why)
         if not required:
-            return Plan(Where.LIVE, lab_why)
-        cannot = " and ".join(_CANNOT[n] for n in sorted(required, key=lambda n: n.name))
-        why = f"{lab_why}, and you are not root, so {cannot}"
-        return Plan(Where.RECORDED if self.recorded else Where.MODEL, why)
+            return Plan(Where.LIVE, why)
+        if not sysctl.is_root():
+            cannot = " and ".join(_CANNOT[n] for n in sorted(required, key=lambda n: n.name))
+            why = f"{why}, and you are not root, so {cannot}"
+        return Plan(unrecorded, why)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Result:
         arguments = self.arguments(*args, **kwargs)
         if self.check is not None:
             self.check(**arguments)
-        plan = self.plan()
+        plan = self.plan(arguments)
         if plan.where in (Where.LIVE, Where.LAB, Where.ROOT):
             return self.run_at(plan, *args, **kwargs)
         return self.replay(arguments, plan.why)
 
     def run_at(self, plan: Plan, *args: Any, **kwargs: Any) -> Result:
-        """Run the body on ``plan``'s rung (a lab is started and stopped around it)."""
+        """Run the body on ``plan``'s rung (a lab is started and stopped around it, set
+        like this machine where the plan says so)."""
         from .lab import PrivateLab
 
         arguments = self.arguments(*args, **kwargs)
+        note = None
         if plan.where is Where.LAB:
             with PrivateLab() as lab:
+                mirrored = {}
+                if plan.mirror:
+                    machine = {k: sysctl.read(k) for k in plan.mirror}
+                    mirrored = lab.sysctl(**{k: v for k, v in machine.items() if v is not None})
+                if plan.rule is not None and plan.rule.note is not None:
+                    note = plan.rule.note(plan.reason, mirrored)
                 value = self.body(Place(Where.LAB, lab), *args, **kwargs)
         else:
-            value = self.body(Place(plan.where), *args, **kwargs)
-        if isinstance(value, Result):  # the body stepped down a rung itself (e.g. capture failed)
-            return Result(value.value, value.where, value.note or self._note(value.where, plan.why, arguments),
-                          self.name)
-        return Result(value, plan.where, self._note(plan.where, plan.why, arguments), self.name)
+            value = self.body(Place(plan.where, capture=plan.capture), *args, **kwargs)
+        if note is None:
+            note = self._note(plan.where, plan.why, arguments)
+        extra = self.remark(value) if self.remark is not None else ""
+        return Result(value, plan.where, " ".join(t for t in (note, extra) if t), self.name)
 
     def _note(self, where: Where, why: str, arguments: dict) -> str:
         # every run that is not plainly live here says where it ran, in one line
@@ -318,14 +410,14 @@ REGISTRY: dict[str, Experiment] = {}
 
 def experiment(*, notebook: str, title: str, needs=(), wants=(), calls=(), notes=None,
                to_record=None, from_record=None, model=None, check=None, concurrent=False,
-               ignore=("progress",)) -> Callable[[Callable[..., Any]], Experiment]:
+               ignore=("progress",), rules=(), remark=None) -> Callable[[Callable[..., Any]], Experiment]:
     """Register ``body(place, *args, **kwargs)`` as an experiment; the decorated name becomes
     the public call, which applies the ladder and returns a ``Result``."""
 
     def register(body: Callable[..., Any]) -> Experiment:
         exp = Experiment(body.__name__, notebook, title, body, frozenset(needs), frozenset(wants),
                          tuple(calls), dict(notes or {}), to_record, from_record, model, check, concurrent,
-                         tuple(ignore))
+                         tuple(ignore), tuple(rules), remark)
         known = REGISTRY.get(exp.name)
         if known is not None and known.body.__module__ != body.__module__:
             raise ValueError(f"an experiment named {exp.name!r} is registered already, by {known.body.__module__}")

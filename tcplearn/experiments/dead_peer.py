@@ -75,13 +75,12 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from ..base.experiment import Call, Need, Place, Result, Where, experiment, node_executable
+from ..base.experiment import Call, Need, Place, Rule, Where, experiment, node_executable
 from ..base.kernel import netstat
 from ..base.observe.procfs import USER_HZ, decode_address
 from ..base.observe.tcpsocket import TIMER_NAMES
 from ..base.peek import getsockopt_int, pidfd_getfd, socket_fd_of
 from ..base.states import TcpState
-from ..base.sysctl import is_root
 from ..base.util import loopback_listener
 
 __all__ = [
@@ -801,8 +800,16 @@ def _model(method: str, **params: Any) -> None:
     return None
 
 
+#: What some methods need beyond a lab or root, read by the ladder before anything runs.
+RULES = (
+    Rule({"method": ("retransmissions",)}, needs=(Need.LAB,),
+         why="tcp_retries2 is a per-network-namespace setting that tcplearn never changes on this machine"),
+    Rule({"method": ("node_idle", "node_keepalive")}, needs=(Need.NODE,), why="the local end is real Node"),
+)
+
+
 @experiment(notebook="06", title="a peer that vanishes silently: which timeout notices, and when",
-            needs=[Need.KERNEL, Need.CAPTURE], check=_check, model=_model,
+            needs=[Need.KERNEL, Need.CAPTURE], check=_check, model=_model, rules=RULES,
             calls=[Call(("none",), {"duration": 3}, "a silent peer that nothing notices, watched 3 s in a private lab"),
                    Call(("keepalive",), {"keepalive_time": 2, "keepalive_intvl": 1, "keepalive_probes": 2},
                         "keepalive (2 s idle, 1 s interval, 2 probes) against a silent peer in a private lab"),
@@ -818,7 +825,7 @@ def _model(method: str, **params: Any) -> None:
             notes={Where.LAB: "Ran in your private lab: the peer was silenced with a drop-all socket filter and "
                               "the segments were captured on the lab's loopback.",
                    Where.ROOT: "No private lab ({why}); ran on this machine as root, capturing its loopback."})
-def dead_peer(place: Place, method: str, *, progress: bool = True, **params: Any) -> DeadPeerResult | Result:
+def dead_peer(place: Place, method: str, *, progress: bool = True, **params: Any) -> DeadPeerResult:
     """Open a loopback connection, make the peer vanish silently, and watch the local end.
 
     ``method`` is one of ``METHODS``; its keyword parameters and defaults are in
@@ -832,29 +839,13 @@ def dead_peer(place: Place, method: str, *, progress: bool = True, **params: Any
     one line saying why.  ``progress`` shows a bar while a run watches longer than 2 s.
     """
     p = _validate(method, params)
-    node = None
-    use_lab = place.lab is not None
-    if method.startswith("node_"):
-        node = node_executable()
-        if node is None:
-            return dead_peer.replay(dead_peer.arguments(method, **params), "Node.js is not installed here")
-    if method == "retransmissions" and not use_lab:
-        return dead_peer.replay(dead_peer.arguments(method, **params),
-                                "tcp_retries2 is a per-network-namespace setting that tcplearn never changes "
-                                "on this machine, and no private lab is used here")
-    if not use_lab and not can_silence():
-        raise PermissionError(errno.EPERM, f"{_NEEDS_NET_ADMIN}; no lab is used here")
     predicted = predict(method, **p)
-    run, args = (_run_node, (method, p, True, node)) if node else (_run_python, (method, p, True))
-    if use_lab:
-        if method == "retransmissions":
-            place.lab.sysctl(tcp_retries2=p["tcp_retries2"])
-        out = _waiting(lambda: place.lab.run(run, *args), method, p, progress)
-        where = "lab"
-    else:
-        args = (*args[:2], is_root(), *args[3:])  # capture the host's loopback only as root
-        out = _waiting(lambda: run(*args), method, p, progress)
-        where = "root"
+    node = node_executable() if method.startswith("node_") else None  # the ladder checked it is there
+    run, args = (_run_node, (method, p, place.can_capture, node)) if node else (_run_python, (method, p,
+                                                                                           place.can_capture))
+    with place.settings(**({"tcp_retries2": p["tcp_retries2"]} if method == "retransmissions" else {})):
+        out = _waiting(lambda: place.call(run, *args), method, p, progress)
+    where = place.where.value
     if method == "node_keepalive" and {"TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT"} <= set(out["measured"]):
         m = out["measured"]
         predicted = {"detected_after": m["TCP_KEEPIDLE"] + m["TCP_KEEPCNT"] * m["TCP_KEEPINTVL"],

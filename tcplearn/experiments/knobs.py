@@ -4,10 +4,11 @@ private lab, or as root restored afterwards, or the run recorded in a Linux lab.
 from __future__ import annotations
 
 from ..base import sysctl
-from ..base.experiment import Call, Need, Place, Where, experiment
+from ..base.experiment import Call, Need, Place, Rule, Where, experiment
 from .load import LoadResult, LoadRun, run_load
+from .sharing import exceeds_share
 
-__all__ = ["with_settings", "NOTEBOOK_LOADS"]
+__all__ = ["with_settings", "machine_load", "NOTEBOOK_LOADS", "PLAYGROUND_SETTINGS"]
 
 
 def _check_with_settings(sysctls: dict, **load_kwargs) -> None:
@@ -44,3 +45,39 @@ def with_settings(place: Place, sysctls: dict, **load_kwargs) -> LoadResult:
     afterwards), else the same call recorded in a Linux lab.  A ``LoadResult``."""
     with place.settings(**sysctls):
         return run_load(lab=place.lab, **load_kwargs)
+
+
+#: The settings notebook 05's model reads: a lab standing in for this machine takes them over.
+PLAYGROUND_SETTINGS = ("tcp_fin_timeout", "tcp_tw_reuse", "tcp_max_tw_buckets", "ip_local_port_range")
+
+
+def _too_big(arguments: dict) -> str:
+    keys = ("rate", "duration", "count", "closer", "sources", "bind_before_connect")
+    return exceeds_share({k: arguments[k] for k in keys if k in arguments})
+
+
+#: A load too big to share this machine runs in a private lab set like it.
+TOO_BIG_FOR_THE_MACHINE = Rule(_too_big, needs=(Need.LAB,), mirror=PLAYGROUND_SETTINGS,
+                               note=lambda reason, mirrored: f"Ran in your private lab with this machine's "
+                                                             f"settings: {reason}")
+
+
+def _check_machine_load(**load_kwargs) -> None:
+    LoadRun(**{k: v for k, v in load_kwargs.items() if k != "progress"})
+
+
+@experiment(
+    notebook="05", title="a load under this machine's own settings (05's Run live)",
+    needs=[Need.KERNEL], check=_check_machine_load, rules=[TOO_BIG_FOR_THE_MACHINE],
+    remark=lambda result: result.note,
+    calls=[Call((), dict(rate=200.0, duration=10.0, closer="client", bind_before_connect=False,
+                         sample_interval=0.25),
+                "05's Run live with the playground's defaults (200 connections/s for 10 s, the client "
+                "closing first), on the machine with its own settings")],
+    to_record=LoadResult.to_record, from_record=LoadResult.from_record,
+    notes={Where.LIVE: "Ran on this machine with its own settings (apply is off)."})
+def machine_load(place: Place, **load_kwargs) -> LoadResult:
+    """Run a load (``run_load``'s keywords) under this machine's own settings: on the machine
+    when it fits the share others leave it (``SHARE``), else in a private lab that takes over
+    the machine's settings (the ladder decides it before anything runs).  A ``LoadResult``."""
+    return run_load(lab=place.lab, **load_kwargs)

@@ -6,14 +6,14 @@ from __future__ import annotations
 import time
 
 from ..base import model, sysctl
-from ..base.experiment import Call, Need, Place, Where, experiment
+from ..base.experiment import Call, Need, Place, Rule, experiment
 from ..base.kernel import fast_mode, timer_slack
-from ..base.lab import in_lab, lab_available, runner
+from ..base.lab import runner
 from ..base.observe import sockets
 from ..base.observe.sampler import StateSampler
 from ..base.states import TcpState
 from .load import MAX_DURATION, LoadResult, LoadRun, run_load
-from .sharing import HostShareError, Interference, host_share_check
+from .sharing import Interference, exceeds_share
 
 __all__ = ["time_wait_by_side", "time_wait_by_closer", "PlateauRun", "watch_plateau"]
 
@@ -46,12 +46,11 @@ class PlateauRun:
     the model (capped at the TIME-WAIT slots other programs left free)."""
 
     def __init__(self, result: LoadResult, samples, model, time_wait: float, reuse: bool = False,
-                 interference: dict | None = None, model_cap: int | None = None, where_note: str = ""):
+                 interference: dict | None = None, model_cap: int | None = None):
         self.result, self.samples, self.model, self.time_wait = result, samples, model, time_wait
         self.reuse = reuse
         self.interference = interference or {}
         self.model_cap = model_cap      # the fewest TIME-WAIT slots left free for this load, if it mattered
-        self.where_note = where_note    # why it ran in a lab, when it moved there
 
     def measured_peak(self) -> int:
         return int(self.samples["TIME_WAIT"].max())
@@ -61,9 +60,9 @@ class PlateauRun:
 
     @property
     def note(self) -> str:
-        """Where it ran when it moved to a lab, and what else the machine held."""
-        text = Interference(**self.interference).sentence() if self.interference else ""
-        return " ".join(t for t in (self.where_note, text) if t)
+        """What else the machine held while it ran ("" if nothing mattered); where it ran is
+        the ``Result``'s note."""
+        return Interference(**self.interference).sentence() if self.interference else ""
 
     def to_record(self) -> dict:
         """Plain data for the recordings: the counts beside the model, and the load."""
@@ -126,14 +125,31 @@ def _drain(call, port: int, seconds: float, interval: float, progress: bool):
     return frame
 
 
-def _machine_settings() -> dict:
-    """The machine's settings that shape a plateau, to mirror in a lab."""
-    wanted = {k: sysctl.read(k) for k in ("tcp_tw_reuse", "ip_local_port_range", "tcp_tw_reuse_delay")}
-    return {k: v for k, v in wanted.items() if v is not None}
+#: The machine's settings that shape a plateau, mirrored in a lab that stands in for it.
+MIRRORED = ("tcp_tw_reuse", "ip_local_port_range", "tcp_tw_reuse_delay")
+
+
+def _plateau_load(arguments: dict) -> dict:
+    """The ``run_load`` settings of a ``watch_plateau`` call (its defaults filled in)."""
+    duration = arguments.get("duration")
+    return {"rate": arguments.get("rate", 200), "duration": (3.0 if fast_mode() else 70.0) if duration is None
+            else duration}
+
+
+def _moved_note(reason: str, mirrored: dict) -> str:
+    held = reason.removeprefix("This load would hold ").split(". ")[0]
+    return (f"Ran in your private lab, which is yours alone, with this machine's {sysctl.describe(mirrored)}: "
+            f"on the machine itself it would have held {held}.")
+
+
+#: A load too big to share this machine goes to a private lab set like it (else its recording).
+TOO_BIG_FOR_THE_MACHINE = Rule(lambda arguments: exceeds_share(_plateau_load(arguments)), needs=(Need.LAB,),
+                               mirror=MIRRORED, note=_moved_note)
 
 
 @experiment(notebook="04", title="TIME-WAIT during and after a steady load, beside the model",
-            needs=[Need.KERNEL], check=_check_plateau, concurrent=True,
+            needs=[Need.KERNEL], check=_check_plateau, concurrent=True, rules=[TOO_BIG_FOR_THE_MACHINE],
+            remark=lambda run: run.note,
             calls=[Call((), {"rate": 200}, "a client-closes load at 200 connections/s for 70 s, then its drain, "
                                            "counted every second")],
             to_record=PlateauRun.to_record, from_record=PlateauRun.from_record)
@@ -148,43 +164,20 @@ def watch_plateau(place: Place, rate: float = 200, duration: float | None = None
 
     On the machine, a load bigger than ``SHARE`` of what is free runs in a private lab
     with the machine's port range and reuse settings (the note says so), else the same
-    call recorded in a Linux lab is shown, else it is refused (``HostShareError``)."""
-    import contextlib
-
+    call recorded in a Linux lab is shown, else a one-line notice says why: the ladder
+    decides it before the body runs (``TOO_BIG_FOR_THE_MACHINE``)."""
     import numpy as np
     import pandas as pd
 
-    from ..base.experiment import Result
-    from ..base.lab import PrivateLab
-
     fast = fast_mode()
-    asked = {"rate": rate, "duration": duration, "drain": drain}
-    duration = (3.0 if fast else 70.0) if duration is None else duration
+    duration = _plateau_load({"rate": rate, "duration": duration})["duration"]
     drain = (2.0 if fast else 65.0) if drain is None else drain
     interval = 0.25 if fast else 1.0
-    where, where_note = place.where, ""
-    with contextlib.ExitStack() as stack:
-        lab = place.lab
-        if lab is None and not in_lab():
-            try:
-                host_share_check(dict(rate=rate, duration=duration))
-            except HostShareError as exc:
-                ok, why = lab_available()
-                if not ok:
-                    replay = watch_plateau.replay(asked, f"{exc} No private lab can start here ({why})")
-                    if replay.where is Where.RECORDED:
-                        return replay
-                    raise HostShareError(f"{exc} No private lab can start here ({why}).") from None
-                lab = stack.enter_context(PrivateLab())
-                mirrored = lab.sysctl(**_machine_settings())
-                where = Where.LAB
-                where_note = (f"Ran in your private lab, which is yours alone, with this machine's "
-                              f"{sysctl.describe(mirrored)}: on the machine itself it would have held "
-                              f"{str(exc).removeprefix('This load would hold ').split('. ')[0]}.")
-        call = runner(lab)
-        result = run_load(rate=rate, duration=duration, sample_interval=interval, progress=progress, lab=lab)
-        after = _drain(call, result.target[1], drain, interval, progress)
-        reuse, ports = call(_kernel_reuse)
+    lab = place.lab
+    call = runner(lab)
+    result = run_load(rate=rate, duration=duration, sample_interval=interval, progress=progress, lab=lab)
+    after = _drain(call, result.target[1], drain, interval, progress)
+    reuse, ports = call(_kernel_reuse)
     after["t"] += result.elapsed
     samples = pd.concat([result.samples, after], ignore_index=True)
     # TIME-WAIT lasts 60 s plus, on average, half a timer-wheel slot (notebook 02); whether
@@ -205,11 +198,7 @@ def watch_plateau(place: Place, rate: float = 200, duration: float | None = None
         if (predicted["TIME_WAIT"] > limit).any():
             model_cap = int(free.min())
         predicted["TIME_WAIT"] = np.minimum(predicted["TIME_WAIT"], limit)
-    run = PlateauRun(result, samples, predicted, time_wait, reuse, interference.to_record(), model_cap,
-                     where_note)
-    if run.note or where is not place.where:
-        return Result(run, where, run.note)
-    return run
+    return PlateauRun(result, samples, predicted, time_wait, reuse, interference.to_record(), model_cap)
 
 
 def _kernel_reuse() -> tuple[bool, int | None]:

@@ -134,9 +134,25 @@ def host_share_check(settings: dict, machine: Machine | None = None) -> Machine:
         raise HostShareError(
             "This load would hold " + " and ".join(problems) + ". Other programs and other learners share this "
             f"machine's table and ports, so a load here takes at most {SHARE:.0%} of what is free. Run it in a "
-            "private lab (run_load(..., lab=tcplearn.PrivateLab()) inside `with`, or watch_plateau, which moves "
-            "there by itself when a lab can start), or lower the rate or the duration.")
+            "private lab (run_load(..., lab=lab) inside `with tcplearn.PrivateLab() as lab:`, or watch_plateau, "
+            "which moves there by itself when a lab can start), or lower the rate or the duration.")
     return machine
+
+
+def exceeds_share(settings: dict) -> str:
+    """Why a load of these ``run_load`` settings would not fit this machine's share (the
+    ``HostShareError`` sentence), or "" when it fits or runs inside a lab already.  The
+    ladder asks this before anything runs (a ``Rule``): a load that does not fit goes to a
+    private lab."""
+    from ..base.lab import in_lab
+
+    if in_lab():
+        return ""
+    try:
+        host_share_check(settings)
+    except HostShareError as exc:
+        return str(exc)
+    return ""
 
 
 @dataclass

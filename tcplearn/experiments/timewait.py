@@ -25,7 +25,7 @@ from ..base.util import loopback_listener
 __all__ = [
     "start_time_wait", "start_orphaned_fin_wait_2", "start_half_closed",
     "deliver_peer_fin", "sample", "release", "sample_countdown", "measure_time_wait",
-    "myth_test", "myth_demo", "MythResult", "server_restart", "os_defaults", "summarize",
+    "myth_demo", "MythResult", "server_restart", "os_defaults", "summarize",
     "fin_wait_2_vs_setting", "fin_arrives_later",
 ]
 
@@ -233,17 +233,6 @@ def measure_time_wait(*, lab=None, progress: bool = True, limit: float = 130.0) 
     finally:
         bar.close()
         run(release, exp)
-
-
-def myth_test(fin_timeout: int = 5, *, progress: bool = True, watch: float | None = None):
-    """``myth_demo`` where it can run live (a lab, or root): ``(DataFrame, where)`` with
-    where ``"lab"`` or ``"root"``; raises ``LabUnavailable`` (the note) anywhere else."""
-    from ..base.lab import LabUnavailable
-
-    result = myth_demo(fin_timeout, progress=progress, watch=watch)
-    if result.where not in (Where.LAB, Where.ROOT):
-        raise LabUnavailable(result.note)
-    return result.value.table, result.where
 
 
 LATE_FIN = "orphaned FIN-WAIT-2, then the peer's FIN"

@@ -14,10 +14,8 @@ from ..base import sysctl
 from ..base.experiment import Where
 from ..base.model import predict_settings
 from ..base.states import TcpState
-from ..experiments.knobs import with_settings
-from ..experiments.load import run_load
+from ..experiments.knobs import machine_load, with_settings
 from ..experiments.plateau import watch_plateau
-from ..experiments.sharing import HostShareError
 from .plots import STATE_STYLE
 
 __all__ = ["Playground", "sysctl_playground", "LIVE_MAX_DURATION"]
@@ -239,17 +237,11 @@ class Playground:
             result, where = applied.value, applied.note
         else:
             ran_under = {**self.chosen_settings(), **machine}
-            try:
-                result = run_load(**kwargs)
-                where = "Ran on this machine with its own settings (apply is off)."
-            except HostShareError as exc:
-                if self.apply_mode != "lab":
-                    raise
-                # too big to share the machine: the same load in a private lab, with the machine's settings
-                result = with_settings(machine, **kwargs).value
-                where = f"Ran in your private lab with this machine's settings: {exc}"
-            if result.note:
-                where = f"{where} {result.note}"
+            # on the machine, or (too big to share it) in a lab set like it: the ladder's choice
+            ran = machine_load(**kwargs)
+            result, where = ran.value, ran.note
+            if result is None:
+                raise RuntimeError(where)
         self.last["live"] = result
         self.last["ran_under"] = ran_under
         predict_keys = ("tcp_fin_timeout", "tcp_tw_reuse", "tcp_max_tw_buckets", "ip_local_port_range")
