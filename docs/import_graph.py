@@ -83,7 +83,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 def _box(module: str) -> str:
     """The box a module is drawn in: subpackages of base collapse into one box each."""
     parts = module.split(".")
-    if len(parts) >= 3 and parts[1] == "base" and parts[2] in ("observe", "lab"):
+    if len(parts) >= 3 and (parts[1], parts[2]) in (("base", "observe"), ("base", "lab"), ("experiments", "tools")):
         return ".".join(parts[:3])
     return module
 

@@ -1,7 +1,7 @@
 """A ``connect()`` to a peer that never answers: Python's timeout, and the kernel's own limit.
 
 The seed's Python example bounds a connect with a timeout.  ``connect_timeout()`` runs it
-against a loopback listener whose incoming SYNs are all dropped (``dead_peer.silence``: a
+against a loopback listener whose incoming SYNs are all dropped (``tools.silence.silence``: a
 drop-all socket filter on the *listening* socket, so the kernel neither answers with
 SYN-ACK nor with RST), and beside it a plain blocking ``connect()`` with no timeout at all,
 which only the kernel ends: after ``net.ipv4.tcp_syn_retries`` retransmissions of the SYN,
@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 
 from ..base import sysctl
 from ..base.experiment import Call, Need, Place, Where, experiment
-from .dead_peer import silence
+from .tools.silence import silence
 
 __all__ = ["connect_timeout", "ConnectTimeoutResult", "syn_schedule", "MAX_SYN_RETRIES"]
 

@@ -61,14 +61,12 @@ measured intervals come out 2-7 % longer.  The issue's 6.75 s is the same schedu
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import json
 import math
 import os
 import select
 import socket
-import struct
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -82,6 +80,7 @@ from ..base.observe.tcpsocket import TIMER_NAMES
 from ..base.peek import getsockopt_int, pidfd_getfd, socket_fd_of
 from ..base.states import TcpState
 from ..base.util import loopback_listener
+from .tools.silence import _abort, can_silence, silence, unsilence
 
 __all__ = [
     "dead_peer", "DeadPeerResult", "METHODS", "PARAMS", "MAX_WINDOW",
@@ -105,61 +104,7 @@ PARAMS: dict[str, dict[str, float]] = {
 }
 METHODS = tuple(PARAMS)
 
-SO_ATTACH_FILTER = 26
-SO_DETACH_FILTER = 27
-_DROP_ALL = struct.pack("HBBI", 0x06, 0, 0, 0)  # BPF_RET | BPF_K, k = 0: keep 0 bytes
 NODE_KEEPCNT, NODE_KEEPINTVL = 10, 1  # facts N7; measured from Node's socket on every run
-
-
-# ---------------------------------------------------------------- silencing the peer
-
-
-def silence(sock: socket.socket) -> None:
-    """Make ``sock`` deaf: attach a socket filter that drops every segment it receives.
-
-    TCP runs the socket filter before it processes a segment, so the socket neither ACKs
-    nor resets anything and sends nothing of its own accord: to its peer it has vanished
-    like a pulled cable.  Needs ``CAP_NET_ADMIN`` over the socket's network namespace
-    (a private lab's, or root); ``PermissionError`` otherwise."""
-    buf = ctypes.create_string_buffer(_DROP_ALL, len(_DROP_ALL))
-    prog = struct.pack("HL", 1, ctypes.addressof(buf))  # struct sock_fprog (the kernel copies it)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, prog)
-    except PermissionError as exc:
-        raise PermissionError(exc.errno, _NEEDS_NET_ADMIN) from None
-
-
-_NEEDS_NET_ADMIN = (
-    "attaching a socket filter to a TCP socket needs CAP_NET_ADMIN on this kernel: run in a "
-    "private lab (root over its own network, no real root needed) or as root")
-
-
-def can_silence() -> bool:
-    """Whether ``silence`` works here (tried on a fresh, unconnected TCP socket)."""
-    with socket.socket() as probe:
-        try:
-            silence(probe)
-        except PermissionError:
-            return False
-    return True
-
-
-def unsilence(sock: socket.socket) -> None:
-    """Remove the filter ``silence`` attached (no error if there is none)."""
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, SO_DETACH_FILTER, 0)
-    except OSError as exc:
-        if exc.errno != errno.ENOENT:
-            raise
-
-
-def _abort(sock: socket.socket) -> None:
-    """Close with an RST (SO_LINGER 0): no FIN, no TIME-WAIT, nothing left behind."""
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    except OSError:
-        pass
-    sock.close()
 
 
 # ---------------------------------------------------------------- the model
