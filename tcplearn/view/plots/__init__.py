@@ -24,5 +24,6 @@ from .timeouts import syn_timeline, timeout_timeline
 from .timewait import countdown_plot, myth_plot, simulation_diagram
 
 __all__ = ["STATE_STYLE", "StateStyle", "CLOSE_STATES", "NOTATION", "state_diagram", "sequence_diagram",
-           "legend_handles", "countdown_plot", "myth_plot", "simulation_diagram", "timeout_timeline", "counts_plot",
-           "load_plot", "syn_timeline", "dead_peer_timeline", "dead_peer_lane", "sources_remedy_plot"]
+           "legend_handles", "countdown_plot", "myth_plot", "simulation_diagram", "timeout_timeline",
+           "counts_plot", "load_plot", "syn_timeline", "dead_peer_timeline", "dead_peer_lane",
+           "sources_remedy_plot"]

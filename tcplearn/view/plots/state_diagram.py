@@ -41,11 +41,14 @@ _S, _E = TcpState, Event
 _ARC = {
     (_S.CLOSED, _E.PASSIVE_OPEN): ((3.6, 10.0), (3.6, 8.2), "arc3", (2.55, 9.1)),
     (_S.LISTEN, _E.CLOSE_NO_TCB): ((4.4, 8.2), (4.4, 10.0), "arc3", (5.35, 9.1)),
-    (_S.CLOSED, _E.ACTIVE_OPEN): ((4.0, 10.15), (8.45, 6.6), "angle,angleA=0,angleB=90,rad=10", (9.45, 8.6)),
-    (_S.SYN_SENT, _E.CLOSE_NO_TCB): ((7.65, 6.6), (4.0, 9.85), "angle,angleA=90,angleB=0,rad=10", (6.75, 9.2)),
+    (_S.CLOSED, _E.ACTIVE_OPEN): ((4.0, 10.15), (8.45, 6.6), "angle,angleA=0,angleB=90,rad=10",
+                                  (9.45, 8.6)),
+    (_S.SYN_SENT, _E.CLOSE_NO_TCB): ((7.65, 6.6), (4.0, 9.85), "angle,angleA=90,angleB=0,rad=10",
+                                     (6.75, 9.2)),
     (_S.LISTEN, _E.RCV_SYN): ((3.6, 8.2), (0.3, 6.6), "arc3", (1.55, 7.75)),
     (_S.LISTEN, _E.SEND): ((4.4, 8.2), (7.3, 6.6), "arc3", (6.25, 7.85)),
-    (_S.SYN_RECEIVED, _E.RCV_RST): ((-0.45, 6.6), (4.0, 8.35), "angle,angleA=90,angleB=180,rad=10", (0.9, 8.75)),
+    (_S.SYN_RECEIVED, _E.RCV_RST): ((-0.45, 6.6), (4.0, 8.35), "angle,angleA=90,angleB=180,rad=10",
+                                    (0.9, 8.75)),
     (_S.SYN_SENT, _E.RCV_SYN): ((8.0, 6.6), (0.0, 6.6), "arc3", (4.0, 7.05)),
     (_S.SYN_RECEIVED, _E.RCV_ACK_OF_SYN): ((0.3, 6.6), (3.6, 5.0), "arc3", (1.45, 5.55)),
     (_S.SYN_SENT, _E.RCV_SYN_ACK): ((7.7, 6.6), (4.4, 5.0), "arc3", (6.55, 5.55)),
@@ -158,8 +161,8 @@ def state_diagram(highlight: dict[TcpState, str] | None = None, *, show_rst: boo
     (``CLOSE_STATES``).  ``path`` is a run's states in order, e.g.
     ``[step.client_state for step in pair.history]``: its arcs are drawn thick and
     numbered, the rest faded except the ``highlight`` states (a state the observer missed
-    is filled in by the shortest route the table allows).  Returns the matplotlib Figure; ``fig.tcplearn_arcs`` lists
-    the arcs drawn and ``fig.tcplearn_path`` the arcs of ``path``.
+    is filled in by the shortest route the table allows).  Returns the matplotlib Figure;
+    ``fig.tcplearn_arcs`` lists the arcs drawn and ``fig.tcplearn_path`` the arcs of ``path``.
     """
     highlight = dict(highlight or {})
     shown = CLOSE_STATES if close_only else tuple(_POS)
@@ -195,7 +198,8 @@ def state_diagram(highlight: dict[TcpState, str] | None = None, *, show_rst: boo
     end_on_path = any(arc[2] is TcpState.CLOSED and _POS[arc[0]][1] < 5.5 for arc in on_path)
     boxes[(TcpState.CLOSED, _CLOSED_END)] = _box(
         ax, _CLOSED_END, TcpState.CLOSED, highlight.get(TcpState.CLOSED) if close_only else None,
-        on_path=end_on_path, faded=fade and not end_on_path and not (close_only and TcpState.CLOSED in highlight))
+        on_path=end_on_path,
+        faded=fade and not end_on_path and not (close_only and TcpState.CLOSED in highlight))
 
     def box_at(state, xy):
         return next(b for (s, pos), b in boxes.items()
@@ -250,14 +254,16 @@ def state_diagram(highlight: dict[TcpState, str] | None = None, *, show_rst: boo
         drawn.append(arc)
         ax.text(*label_at, mark + _label_text(event), fontsize=8, ha="center", va="center",
                 color="#999999" if fade and not taken else "#111111", zorder=4,
-                fontweight="bold" if taken else "normal", gid=f"label:{state.name}:{event.name}:{target.name}",
+                fontweight="bold" if taken else "normal",
+                gid=f"label:{state.name}:{event.name}:{target.name}",
                 bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.9})
 
     from matplotlib.lines import Line2D
 
     kinds = [Line2D([], [], color="#222222", lw=1.3, label="arc of RFC 9293 Figure 5")]
     if any(not e.in_figure and e not in _RST_EVENTS for _, e, _ in drawn) or (show_rst and not close_only):
-        kinds.append(Line2D([], [], color="#222222", lw=1.3, ls="--", label="arc from the RFC's text (§3.10.7.4)"))
+        kinds.append(Line2D([], [], color="#222222", lw=1.3, ls="--",
+                            label="arc from the RFC's text (§3.10.7.4)"))
     if show_rst:
         kinds += [Line2D([], [], color="#888888", lw=1.0, ls="-.", label="ABORT → CLOSED (§3.10.5)"),
                   Line2D([], [], color="#888888", lw=1.0, ls=":", label="rcv RST / x → CLOSED (§3.10.7.4)")]

@@ -16,8 +16,8 @@ _EVENT_STYLE = {  # event -> (marker, colour, size)
 }
 #: The legend's words for an event kind, where its name alone is not enough.
 _EVENT_LABEL = {"data": "data (bytes received)", "send": "send (the server)", "write": "write (the client)",
-                "timeout": "timeout", "eof": "eof (Python: recv returned b'')", "end": "end (Node: the peer's FIN)",
-                "close": "close (the client closed its socket)"}
+                "timeout": "timeout", "eof": "eof (Python: recv returned b'')",
+                "end": "end (Node: the peer's FIN)", "close": "close (the client closed its socket)"}
 #: Events drawn a little above their lane, so that one at the same moment as a timeout's
 #: cross stays visible.
 _EVENT_LIFT = {"write": 0.22}
@@ -45,7 +45,8 @@ def timeout_timeline(lanes: dict[str, list[dict]], *, title: str | None = None):
     ax.set_ylim(-0.7, len(names) - 0.3)
     kinds = sorted({e["event"] for events in lanes.values() for e in events})
     handles = [Line2D([], [], linestyle="", marker=_EVENT_STYLE.get(k, ("o",))[0],
-                      color=_EVENT_STYLE.get(k, ("o", _OI["grey"]))[1], label=_EVENT_LABEL.get(k, k)) for k in kinds]
+                      color=_EVENT_STYLE.get(k, ("o", _OI["grey"]))[1], label=_EVENT_LABEL.get(k, k))
+               for k in kinds]
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=min(len(handles), 4),
               fontsize=8)
     ax.grid(axis="x", alpha=0.3)
@@ -68,7 +69,8 @@ def syn_timeline(result, *, title: str | None = None):
         ax.scatter(syns, [y] * len(syns), marker="|", s=300, linewidths=2.5, color=_OI["blue"], zorder=3,
                    gid=f"syns:{key}", label="SYN sent (captured)" if key == "kernel" and syns else None)
         err = "" if a["errno"] is None else f", errno {a['errno']}"
-        ax.scatter([a["after_s"]], [y], marker="X", s=120, color=_OI["vermillion"], zorder=4, gid=f"failed:{key}")
+        ax.scatter([a["after_s"]], [y], marker="X", s=120, color=_OI["vermillion"], zorder=4,
+                   gid=f"failed:{key}")
         ax.annotate(f"{a['raised']}{err}\nafter {a['after_s']:.2f} s", (a["after_s"], y), xytext=(8, 8),
                     textcoords="offset points", fontsize=8, color=_OI["vermillion"], gid=f"label:{key}")
     ax.set_yticks(range(len(lanes)), [f"create_connection(addr)\n{name}" for _, name in lanes])

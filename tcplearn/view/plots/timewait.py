@@ -61,7 +61,8 @@ def myth_plot(table, fin_timeout: int):
             style = STATE_STYLE[TcpState[part["state"].iloc[0]]]
             ax.plot(part["t"], part["timer_remaining"], color=style.color, linestyle=style.linestyle,
                     marker=style.marker, markersize=9 if hollow else 5, zorder=3 if hollow else 2,
-                    markerfacecolor="white" if hollow else style.color, markeredgewidth=1.4 if hollow else 1.0,
+                    markerfacecolor="white" if hollow else style.color,
+                    markeredgewidth=1.4 if hollow else 1.0,
                     gid=f"timer:{name}:{part['state'].iloc[0]}")
         if hollow:  # the socket moved state: a step at the FIN, not a ramp
             a, b = parts[0].iloc[-1], parts[1].iloc[0]
@@ -70,7 +71,8 @@ def myth_plot(table, fin_timeout: int):
             ax.annotate("", xy=(b["t"], b["timer_remaining"]), xytext=(b["t"], foot),
                         arrowprops={"arrowstyle": "-|>", "linestyle": "-", "color": "#333333", "lw": 1.0,
                                     "shrinkA": 0, "shrinkB": 4}, gid="fin-arrives")
-            ax.annotate("the peer's FIN arrives:\na fresh 60 s TIME-WAIT", (b["t"], (foot + b["timer_remaining"]) / 2),
+            ax.annotate("the peer's FIN arrives:\na fresh 60 s TIME-WAIT",
+                        (b["t"], (foot + b["timer_remaining"]) / 2),
                         xytext=(8, 0), textcoords="offset points", ha="left", va="center", fontsize=8,
                         gid="note:fin-arrives")
     t_max = max((xs.max() for xs, _ in series.values()), default=1.0)
@@ -95,7 +97,8 @@ def myth_plot(table, fin_timeout: int):
         half = 0.03 * len(name)  # half the label's width, in inches (8 pt text)
 
         best, lift = max(((i, lift) for i in range(len(xs)) for lift in (0.25, 0.4, -0.25, -0.4)),
-                         key=lambda c: _label_clearance((sx[c[0]], sy[c[0]]), c[1], half, others, (width, height)))
+                         key=lambda c: _label_clearance((sx[c[0]], sy[c[0]]), c[1], half, others,
+                                                        (width, height)))
         ax.annotate(name, (xs[best], ys[best]), xytext=(0, lift * 72),
                     textcoords="offset points", ha="center", va="center", fontsize=8, gid=f"label:{name}",
                     bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85},
@@ -105,7 +108,8 @@ def myth_plot(table, fin_timeout: int):
     handles = legend_handles([TcpState.FIN_WAIT_2, TcpState.TIME_WAIT])
     from matplotlib.lines import Line2D
 
-    handles.append(Line2D([], [], color="#555555", linestyle=(0, (6, 3)), label=f"tcp_fin_timeout = {fin_timeout} s"))
+    handles.append(Line2D([], [], color="#555555", linestyle=(0, (6, 3)),
+                          label=f"tcp_fin_timeout = {fin_timeout} s"))
     handles.append(Line2D([], [], color="#555555", linestyle="", marker="o", markerfacecolor="white",
                           markersize=7, label="hollow: the socket whose peer's FIN arrives"))
     ax.legend(handles=handles, loc="center right", fontsize=8)
@@ -162,9 +166,10 @@ def _old_duplicate_diagram(sim, facts: dict, title: str):
         arrow = FancyArrowPatch((0.0, sent), end, arrowstyle="-|>", mutation_scale=15, color=red,
                                 linestyle="--", linewidth=2.0, zorder=3,
                                 gid=f"segment:{n_arrows}:client:{copy_flags}")
-        ax.text(1.38, arrival + 0.75, f"the copy arrives at t={facts['arrives']:g} s: seq {facts['old_seq']}\n"
-                "is inside connection 2's window,\nso it is accepted as new data", ha="left", va="center", fontsize=8,
-                color=red, zorder=5, gid="note:arrival",
+        ax.text(1.38, arrival + 0.75,
+                f"the copy arrives at t={facts['arrives']:g} s: seq {facts['old_seq']}\n"
+                "is inside connection 2's window,\nso it is accepted as new data",
+                ha="left", va="center", fontsize=8, color=red, zorder=5, gid="note:arrival",
                 bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": red, "lw": 0.6})
         life_end = arrival + 0.55
     else:  # it expires MSL after it was sent, during TIME-WAIT, before connection 2 exists
@@ -179,7 +184,8 @@ def _old_duplicate_diagram(sim, facts: dict, title: str):
         life_end = y_exp
     ax.add_patch(arrow)
     fig.tcplearn_segments = n_arrows + 1
-    ax.text(-0.08, sent + 1.0, f"a copy of '{facts['old_data']}'\nis delayed {facts['delay']:g} s\nin the network",
+    ax.text(-0.08, sent + 1.0,
+            f"a copy of '{facts['old_data']}'\nis delayed {facts['delay']:g} s\nin the network",
             ha="right", va="center", fontsize=8, color=red, style="italic",
             zorder=5, gid="note:delayed", bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none"})
 
@@ -195,8 +201,8 @@ def _old_duplicate_diagram(sim, facts: dict, title: str):
         y0, y1 = close_row + 0.6, close_row + 5
         ax.plot([0, 0], [y0, y1], color=style.color, linewidth=7, alpha=0.9, zorder=1.5,
                 solid_capstyle="butt", gid="time-wait-bar")
-        ax.text(-0.08, (y0 + y1) / 2, f"the client holds\nTIME-WAIT for\n2×MSL = {tw:g} s", ha="right", va="center",
-                fontsize=8, color="black", gid="note:time-wait")
+        ax.text(-0.08, (y0 + y1) / 2, f"the client holds\nTIME-WAIT for\n2×MSL = {tw:g} s", ha="right",
+                va="center", fontsize=8, color="black", gid="note:time-wait")
         bracket(-0.95, y0, y1, f"TIME-WAIT = 2×MSL = {tw:g} s", "time-wait", "#6a3d62")
     isn_1, isn_2, window = facts["isn_1"], facts["isn_2"], facts["window"]
     # Both ISNs are the client's (the sender of the copy); the window that decides is the
