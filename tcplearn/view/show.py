@@ -97,8 +97,8 @@ def show_connect_timeout(result: ConnectTimeoutResult) -> None:
     linear = result.tcp_syn_linear_timeouts
     _display(plots.syn_timeline(result), result.table(), _md(
         f"Read where it ran: `tcp_syn_retries={result.tcp_syn_retries}`, `tcp_syn_linear_timeouts="
-        f"{linear if linear is not None else 'absent (an older kernel)'}`. The kernel's rule for these predicts SYNs "
-        f"at {syns} s and `ETIMEDOUT` at **{p['gives_up']:g} s** (`tcplearn.syn_schedule`)."))
+        f"{linear if linear is not None else 'absent (an older kernel)'}`. The kernel's rule for these "
+        f"predicts SYNs at {syns} s and `ETIMEDOUT` at **{p['gives_up']:g} s** (`tcplearn.syn_schedule`)."))
 
 
 def dead_peer_table(result):
@@ -129,8 +129,8 @@ def dead_peer_summary(result) -> str:
     else:
         watched = max((row["t"] for row in result.timeline_rows), default=0.0)
         closed = [s["t"] for s in result.segments or () if s["from"] == "local" and s["kind"] == "fin"]
-        text = (f"**Nothing noticed**; the connection was {result.final_state} until the program itself closed "
-                f"it at {closed[0]:.2f} s." if closed else
+        text = (f"**Nothing noticed**; the connection was {result.final_state} until the program itself "
+                f"closed it at {closed[0]:.2f} s." if closed else
                 f"**Nothing noticed** in {watched:.1f} s; the connection is still {result.final_state}.")
     predicted = result.predicted.get("detected_after")
     if predicted is not None:
@@ -139,7 +139,8 @@ def dead_peer_summary(result) -> str:
     timers = list(dict.fromkeys(row["timer"] for row in alive))
     if alive:
         text += (f" Kernel timer meanwhile (`/proc/net/tcp`): {', '.join(timers)}; retransmissions counted: "
-                 f"{max(row['retrnsmt'] for row in alive)}, unanswered probes: {max(row['timeout'] for row in alive)}.")
+                 f"{max(row['retrnsmt'] for row in alive)}, "
+                 f"unanswered probes: {max(row['timeout'] for row in alive)}.")
     return f"{text}  \n{result.how}"
 
 
@@ -190,16 +191,18 @@ def time_wait_cost_text(cost: dict) -> str:
                 f"{count:,} of them cost an unknown amount of memory.")
     head = f"**{count:,} TIME-WAIT sockets × {per} bytes = {_size_of(cost['bytes'])}** of kernel memory."
     if cost["source"] == "sysfs":
-        where = (f"The size is your kernel's own (Linux {cost['kernel']}), read from `{cost['where']}`: the "
-                 f"`{cost['cache']}` slab cache holds one `struct tcp_timewait_sock` of {cost['object_size']} "
-                 f"bytes in a slot of {per} bytes" + (" (SLUB merged it with caches of a like size, so the "
-                 "object size may be the largest of theirs)." if cost.get("merged") else "."))
+        where = (f"The size is your kernel's own (Linux {cost['kernel']}), read from `{cost['where']}`: "
+                 f"the `{cost['cache']}` slab cache holds one `struct tcp_timewait_sock` of "
+                 f"{cost['object_size']} bytes in a slot of {per} bytes"
+                 + (" (SLUB merged it with caches of a like size, so the object size may be the largest of "
+                    "theirs)." if cost.get("merged") else "."))
     elif cost["source"] == "slabinfo":
-        where = (f"The size is your kernel's own (Linux {cost['kernel']}): the slot size of the `{cost['cache']}` "
-                 f"slab cache in `{cost['where']}`.")
+        where = (f"The size is your kernel's own (Linux {cost['kernel']}): the slot size of the "
+                 f"`{cost['cache']}` slab cache in `{cost['where']}`.")
     else:
-        where = (f"The size is a sourced figure, **not your kernel's** (neither `/sys/kernel/slab/{cost['cache']}` "
-                 f"nor `/proc/slabinfo` can be read here): {cost['where']}; {cost['kernel']}.")
+        where = (f"The size is a sourced figure, **not your kernel's** "
+                 f"(neither `/sys/kernel/slab/{cost['cache']}` nor `/proc/slabinfo` can be read here): "
+                 f"{cost['where']}; {cost['kernel']}.")
     memory = ""
     if cost.get("mem_total") and cost["bytes"] is not None:
         memory = (f" That is {100 * cost['bytes'] / cost['mem_total']:.3g} % of this machine's "

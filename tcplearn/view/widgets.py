@@ -111,6 +111,7 @@ class Playground:
         current = sysctl.read_all()
         self.current = current
         port_range = current.get("ip_local_port_range") or (32768, 60999)
+        tw_reuse = current.get("tcp_tw_reuse")
         style = {"description_width": "170px"}
         layout = w.Layout(width="560px")
         self.controls = {
@@ -118,15 +119,15 @@ class Playground:
                                            description="tcp_fin_timeout (s)", continuous_update=False,
                                            style=style, layout=layout),
             "tcp_tw_reuse": w.Dropdown(options=[("0: never", 0), ("1: yes", 1), ("2: loopback only", 2)],
-                                       value=current.get("tcp_tw_reuse") if current.get("tcp_tw_reuse") in (0, 1, 2)
-                                       else 2, description="tcp_tw_reuse", style=style, layout=layout),
+                                       value=tw_reuse if tw_reuse in (0, 1, 2) else 2,
+                                       description="tcp_tw_reuse", style=style, layout=layout),
             "tcp_max_tw_buckets": w.SelectionSlider(
                 options=sorted({*BUCKET_CHOICES, current.get("tcp_max_tw_buckets") or 131_072}),
                 value=current.get("tcp_max_tw_buckets") or 131_072, description="tcp_max_tw_buckets",
                 continuous_update=False, style=style, layout=layout),
             "ip_local_port_range": w.IntRangeSlider(value=port_range, min=1024, max=65535,
-                                                    description="ip_local_port_range", continuous_update=False,
-                                                    style=style, layout=layout),
+                                                    description="ip_local_port_range",
+                                                    continuous_update=False, style=style, layout=layout),
             "rate": w.FloatLogSlider(value=200, base=10, min=0, max=4, description="connections / s",
                                      continuous_update=False, style=style, layout=layout),
             "duration": w.IntSlider(value=90, min=1, max=300, description="load duration (s)",
@@ -143,14 +144,15 @@ class Playground:
         # where a plain load and a load with the chosen settings would run: the one ladder's answer
         live, apply = watch_plateau.plan(), with_settings.plan()
         self.live_why = live.why if live.where is not Where.LIVE else ""  # '' where loads run live
-        self.run_button = w.Button(description="Show the recorded run" if self.live_why else "Run live (10 s max)",
-                                   button_style="info", icon="play")
+        self.run_button = w.Button(
+            description="Show the recorded run" if self.live_why else "Run live (10 s max)",
+            button_style="info", icon="play")
         self.apply_toggle = w.Checkbox(value=False, description="apply the chosen values for this run")
         self.apply_mode = apply.where.value if apply.where in (Where.LAB, Where.ROOT) else None
         if self.apply_mode is None:
             self.apply_toggle.disabled = True
-            self.apply_reason = (f"Applying is off here: {self.live_why}; the button shows a load recorded on Linux."
-                                 if self.live_why else f"Applying is off here: {apply.why}.")
+            self.apply_reason = (f"Applying is off here: {self.live_why}; the button shows a load recorded "
+                                 "on Linux." if self.live_why else f"Applying is off here: {apply.why}.")
         else:
             self.apply_reason = ("Applied inside a private lab: no root needed, this machine untouched."
                                  if apply.where is Where.LAB else
@@ -186,7 +188,8 @@ class Playground:
 
     def chosen_settings(self) -> dict:
         v = self.values()
-        return {k: v[k] for k in ("tcp_fin_timeout", "tcp_tw_reuse", "tcp_max_tw_buckets", "ip_local_port_range")}
+        return {k: v[k] for k in ("tcp_fin_timeout", "tcp_tw_reuse", "tcp_max_tw_buckets",
+                                  "ip_local_port_range")}
 
     def _on_change(self, _change) -> None:
         self.update()
@@ -196,17 +199,17 @@ class Playground:
         from IPython.display import display
 
         v = self.values()
-        prediction = predict_settings(**{k: v[k] for k in ("tcp_fin_timeout", "tcp_tw_reuse", "tcp_max_tw_buckets",
-                                                   "ip_local_port_range", "rate", "duration",
-                                                   "bind_before_connect")}, closer=v["closer"])
+        names = ("tcp_fin_timeout", "tcp_tw_reuse", "tcp_max_tw_buckets", "ip_local_port_range", "rate",
+                 "duration", "bind_before_connect")
+        prediction = predict_settings(**{k: v[k] for k in names}, closer=v["closer"])
         figure = _figure(prediction)
         changed = {k: val for k, val in self.chosen_settings().items() if val != self.current.get(k)}
         self.last = {"prediction": prediction, "figure": figure, "values": v,
                      "commands": [sysctl.command(k, val) for k, val in changed.items()]}
         self.summary.value = "<ul>" + "".join(f"<li>{n}</li>" for n in prediction["notes"]) + "</ul>"
-        self.commands.value = ("<b>To make these settings on a real Linux machine</b> (root; think twice):<pre>"
-                               + "\n".join(self.last["commands"]) + "</pre>" if self.last["commands"] else
-                               "<i>The chosen settings are this machine's own.</i>")
+        self.commands.value = ("<b>To make these settings on a real Linux machine</b> (root; think twice):"
+                               "<pre>" + "\n".join(self.last["commands"]) + "</pre>" if self.last["commands"]
+                               else "<i>The chosen settings are this machine's own.</i>")
         self.run_button.disabled = v["closer"] == "leak"
         self.plot.clear_output(wait=True)
         with self.plot:
@@ -224,8 +227,8 @@ class Playground:
             return self._show_recorded()
         v = self.values()
         if v["closer"] == "leak":
-            raise ValueError("the CLOSE-WAIT leak has no live run: a server that never closes is not something "
-                             "to leave running; notebook 01 shows one connection of it")
+            raise ValueError("the CLOSE-WAIT leak has no live run: a server that never closes is not "
+                             "something to leave running; notebook 01 shows one connection of it")
         duration = min(float(v["duration"]), LIVE_MAX_DURATION)
         kwargs = dict(rate=v["rate"], duration=duration, closer=v["closer"],
                       bind_before_connect=v["bind_before_connect"], sample_interval=0.25, progress=True)
