@@ -202,7 +202,7 @@ def connect_timeout(place: Place, timeout: float = 2.0, *, syn_retries: int = 2,
     bar meanwhile.  A ``ConnectTimeoutResult``."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from tqdm.auto import tqdm
+    from ..base.progress import wait_for
 
     linear_here = _read_linear()
     expected = max(timeout, syn_schedule(syn_retries, linear_here or 0)["gives_up"])
@@ -215,14 +215,7 @@ def connect_timeout(place: Place, timeout: float = 2.0, *, syn_retries: int = 2,
                 future = pool.submit(place.capture, _both, timeout)
             else:
                 future = pool.submit(place.call, _both, timeout)
-            t0 = time.monotonic()
-            with tqdm(total=round(expected, 1), unit="s", desc="waiting for both connects to fail",
-                      disable=not progress, leave=False, bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s") as bar:
-                while not future.done():
-                    time.sleep(0.1)
-                    bar.n = round(min(time.monotonic() - t0, expected), 1)
-                    bar.refresh()
-            out = future.result()
+            out = wait_for(future, expected, "waiting for both connects to fail", enabled=progress)
     finally:
         pool.shutdown(wait=False)
     out, segments = out if place.can_capture else (out, None)

@@ -714,26 +714,17 @@ def _how(method: str, p: dict, where: str, measured: dict) -> str:
 
 
 def _waiting(fn, method: str, p: dict, progress: bool) -> dict:
-    """``fn()``, with a tqdm bar counting the seconds meanwhile when the run may watch
+    """``fn()``, with a progress bar counting the seconds meanwhile when the run may watch
     longer than 2 s (the bar closes when the run ends, usually before its window does)."""
-    seconds = p["timeout_ms"] / 1000 + 1.0 if method == "node_idle" else _window(method, p)
-    if not progress or seconds <= 2:
-        return fn()
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # the runs themselves need nothing beyond the standard library
-        return fn()
-    from concurrent.futures import ThreadPoolExecutor, wait
+    from concurrent.futures import ThreadPoolExecutor
 
+    from ..base.progress import MIN_SECONDS, wait_for
+
+    seconds = p["timeout_ms"] / 1000 + 1.0 if method == "node_idle" else _window(method, p)
+    if not progress or seconds <= MIN_SECONDS:
+        return fn()
     with ThreadPoolExecutor(1) as pool:
-        future = pool.submit(fn)
-        t0 = time.monotonic()
-        with tqdm(total=round(seconds, 1), unit="s", desc=f"watching ({method})", leave=False,
-                  bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s") as bar:
-            while wait([future], timeout=0.1).not_done:
-                bar.n = round(min(time.monotonic() - t0, seconds), 1)
-                bar.refresh()
-    return future.result()
+        return wait_for(pool.submit(fn), seconds, f"watching ({method})")
 
 
 def _check(method: str, **params: Any) -> None:

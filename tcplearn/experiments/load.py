@@ -439,7 +439,7 @@ def run_load(*, rate: float | None = None, duration: float = 5.0, count: int | N
     slots and free ephemeral ports; a bigger one is refused with ``HostShareError`` (a
     ``ValueError``) naming the numbers.
     """
-    from tqdm.auto import tqdm
+    from ..base.progress import Progress
 
     settings = dict(rate=rate, duration=duration, count=count, closer=closer, concurrency=concurrency,
                     sources=sources, bind_before_connect=bind_before_connect, family=family, target=target,
@@ -450,13 +450,12 @@ def run_load(*, rate: float | None = None, duration: float = 5.0, count: int | N
     call = runner(lab)
     ident = call(_start_remote, settings)
     total = count if count is not None else duration
-    bar = tqdm(total=total, unit="conn" if count else "s", desc="load", disable=not progress, leave=False)
+    bar = Progress(total, "load", unit="conn" if count else "s", enabled=progress)
     try:
         while True:
             status = call(_poll_remote, ident)
-            bar.n = min(total, status["connections"] if count else round(status["elapsed"], 1))
-            bar.set_postfix(conn=status["connections"], err=status["errors"], refresh=False)
-            bar.refresh()
+            bar.to(status["connections"] if count else status["elapsed"], conn=status["connections"],
+                   err=status["errors"])
             if status["done"]:
                 break
             time.sleep(0.2)
@@ -467,5 +466,6 @@ def run_load(*, rate: float | None = None, duration: float = 5.0, count: int | N
         finally:
             bar.close()
         raise
+    bar.done()
     bar.close()
     return call(_finish_remote, ident)

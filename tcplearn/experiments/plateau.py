@@ -11,6 +11,7 @@ from ..base.kernel import fast_mode, timer_slack
 from ..base.lab import runner
 from ..base.observe import sockets
 from ..base.observe.sampler import StateSampler
+from ..base.progress import progress as bar_for
 from ..base.states import TcpState
 from .load import MAX_DURATION, LoadResult, LoadRun, run_load
 from .sharing import Interference, exceeds_share
@@ -109,18 +110,14 @@ def _sampler_finish(ident: int):
 
 def _drain(call, port: int, seconds: float, interval: float, progress: bool):
     """Count the load's own sockets for ``seconds`` after it (in the lab or here), with progress."""
-    from tqdm.auto import tqdm
-
     ident = call(_sampler_start, port, interval)
-    bar = tqdm(total=round(seconds), unit="s", desc="draining", disable=not progress, leave=False)
     try:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            time.sleep(min(0.25, max(0.0, end - time.monotonic())))
-            bar.n = round(seconds - max(0.0, end - time.monotonic()))
-            bar.refresh()
+        with bar_for(seconds, "draining", enabled=progress) as bar:
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                time.sleep(min(0.25, max(0.0, end - time.monotonic())))
+                bar.to(seconds - max(0.0, end - time.monotonic()))
     finally:
-        bar.close()
         frame = call(_sampler_finish, ident)
     return frame
 

@@ -581,22 +581,14 @@ PROGRESS_MIN_S = 2.0  # shorter comparisons show no progress bar
 
 def _wait_all(futures, duration_s: float, progress: bool) -> None:
     """Wait for every future; with ``progress`` and a schedule longer than
-    ``PROGRESS_MIN_S``, a tqdm bar counts the schedule's seconds meanwhile."""
+    ``PROGRESS_MIN_S``, a progress bar counts the schedule's seconds meanwhile."""
     from concurrent.futures import wait
 
-    if not progress or duration_s <= PROGRESS_MIN_S:
-        wait(futures)
-        return
-    from tqdm.auto import tqdm
+    from ..base.progress import progress as bar_for
 
-    t0 = time.monotonic()
-    with tqdm(total=round(duration_s, 1), unit="s", desc="schedule running",
-              bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s") as bar:
+    with bar_for(duration_s, "schedule running", enabled=progress and duration_s > PROGRESS_MIN_S) as bar:
         while wait(futures, timeout=0.1).not_done:
-            bar.n = round(min(time.monotonic() - t0, duration_s), 1)
-            bar.refresh()
-        bar.n = bar.total
-        bar.refresh()
+            bar.to(bar.elapsed())
 
 
 @experiment(notebook="03", title="Python settimeout beside Node's idle setTimeout, on one peer schedule",

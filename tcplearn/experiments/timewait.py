@@ -19,6 +19,7 @@ from ..base.experiment import Call, Need, Place, Where, experiment
 from ..base.kernel import fast_mode, timer_slack, wheel_slot
 from ..base.lab import runner
 from ..base.observe import TcpSocket, sockets
+from ..base.progress import progress as bar_for
 from ..base.states import TcpState
 from ..base.util import loopback_listener
 
@@ -181,7 +182,6 @@ def sample_countdown(place: Place, seconds: float | None = None, interval: float
     Where the kernel's timers cannot be read, the recorded whole countdown is replayed
     whatever ``seconds`` says."""
     import pandas as pd
-    from tqdm.auto import tqdm
 
     if seconds is None:
         seconds = 3.0 if fast_mode() else 75.0
@@ -190,20 +190,17 @@ def sample_countdown(place: Place, seconds: float | None = None, interval: float
     run = runner(lab)
     exp = run(start_time_wait)
     rows = [dict(exp, t=0.0)]
-    bar = tqdm(total=round(seconds), unit="s", desc="TIME-WAIT countdown", disable=not progress,
-               leave=False)
     try:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            time.sleep(min(interval, max(0.0, end - time.monotonic())))
-            reading = run(sample, exp)
-            rows.append(reading)
-            bar.n = min(round(seconds), round(reading["t"]))
-            bar.refresh()
-            if reading["state"] == "CLOSED":
-                break
+        with bar_for(seconds, "TIME-WAIT countdown", enabled=progress) as bar:
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                time.sleep(min(interval, max(0.0, end - time.monotonic())))
+                reading = run(sample, exp)
+                rows.append(reading)
+                bar.to(reading["t"])
+                if reading["state"] == "CLOSED":
+                    break
     finally:
-        bar.close()
         run(release, exp)
     return pd.DataFrame(rows)[["t", "state", "timer", "timer_remaining"]]
 
@@ -212,26 +209,21 @@ def measure_time_wait(*, lab=None, progress: bool = True, limit: float = 130.0) 
     """How long a TIME-WAIT socket lives on this kernel, measured: from the moment it is
     seen in TIME-WAIT until it is gone from the kernel's table (polled every 50 ms).
     About 60 s on Linux.  Waits the full time (with a progress bar) even in fast mode."""
-    from tqdm.auto import tqdm
-
     run = runner(lab)
     exp = run(start_time_wait)
     if exp["state"] != "TIME_WAIT":
         run(release, exp)
         raise RuntimeError(f"expected a TIME-WAIT socket, the kernel shows {exp['state']}")
     t0 = time.monotonic()
-    bar = tqdm(total=int(limit), unit="s", desc="waiting for TIME-WAIT to end", disable=not progress,
-               leave=False)
     try:
-        while time.monotonic() - t0 < limit:
-            if run(sample, exp)["state"] == "CLOSED":
-                return time.monotonic() - t0
-            time.sleep(0.05)
-            bar.n = int(time.monotonic() - t0)
-            bar.refresh()
+        with bar_for(limit, "waiting for TIME-WAIT to end", enabled=progress) as bar:
+            while time.monotonic() - t0 < limit:
+                if run(sample, exp)["state"] == "CLOSED":
+                    return time.monotonic() - t0
+                time.sleep(0.05)
+                bar.to(time.monotonic() - t0)
         raise RuntimeError(f"TIME-WAIT still present after {limit:g} s")
     finally:
-        bar.close()
         run(release, exp)
 
 
@@ -240,33 +232,30 @@ LATE_FIN = "orphaned FIN-WAIT-2, then the peer's FIN"
 
 def _watch_both(run, watch: float, progress: bool):
     import pandas as pd
-    from tqdm.auto import tqdm
 
     experiments = {"orphaned FIN-WAIT-2": run(start_orphaned_fin_wait_2),
                    "TIME-WAIT": run(start_time_wait),
                    LATE_FIN: run(start_orphaned_fin_wait_2)}
     fin_at, fin_sent = min(2.0, watch / 2), False
     rows = []
-    bar = tqdm(total=round(watch), unit="s", desc="watching the timers", disable=not progress, leave=False)
     try:
-        t0 = time.monotonic()
-        while True:
-            now = time.monotonic() - t0
-            if not fin_sent and now >= fin_at:
-                run(deliver_peer_fin, experiments[LATE_FIN])
-                fin_sent = True
+        with bar_for(watch, "watching the timers", enabled=progress) as bar:
+            t0 = time.monotonic()
+            while True:
                 now = time.monotonic() - t0
-            for name, exp in experiments.items():
-                reading = run(sample, exp)
-                rows.append({"socket": name, "t": round(now, 2), "state": reading["state"],
-                             "timer_remaining": reading["timer_remaining"]})
-            if now >= watch:
-                break
-            time.sleep(0.5)
-            bar.n = min(round(watch), round(time.monotonic() - t0))
-            bar.refresh()
+                if not fin_sent and now >= fin_at:
+                    run(deliver_peer_fin, experiments[LATE_FIN])
+                    fin_sent = True
+                    now = time.monotonic() - t0
+                for name, exp in experiments.items():
+                    reading = run(sample, exp)
+                    rows.append({"socket": name, "t": round(now, 2), "state": reading["state"],
+                                 "timer_remaining": reading["timer_remaining"]})
+                if now >= watch:
+                    break
+                time.sleep(0.5)
+                bar.to(time.monotonic() - t0)
     finally:
-        bar.close()
         for exp in experiments.values():
             run(release, exp)
     return pd.DataFrame(rows)

@@ -69,21 +69,18 @@ class StateSampler:
 def sample_states(duration: float, interval: float = 0.5, *, port: int | None = None, progress: bool = True):
     """Count states every ``interval`` seconds for ``duration`` seconds; returns the DataFrame
     (t × state counts).  Shows a progress bar; Ctrl-C stops it and returns what was sampled."""
-    from tqdm.auto import tqdm
+    from ..progress import progress as bar_for
 
     if not 0 < duration <= 3600:
         raise ValueError(f"duration must be in (0, 3600] seconds, got {duration!r}")
     sampler = StateSampler(interval, port=port)
-    bar = tqdm(total=round(duration), unit="s", desc="sampling", disable=not progress, leave=False)
     with sampler:
         try:
-            end = time.monotonic() + duration
-            while time.monotonic() < end:
-                time.sleep(min(0.25, end - time.monotonic()))
-                bar.n = round(duration - max(0.0, end - time.monotonic()))
-                bar.refresh()
+            with bar_for(duration, "sampling", enabled=progress) as bar:
+                end = time.monotonic() + duration
+                while time.monotonic() < end:
+                    time.sleep(min(0.25, max(0.0, end - time.monotonic())))
+                    bar.to(duration - max(0.0, end - time.monotonic()))
         except KeyboardInterrupt:
             pass
-        finally:
-            bar.close()
     return sampler.frame()
