@@ -1,17 +1,19 @@
-"""Command line:
+"""Command line, as ``tcplearn`` (the installed script) or ``python -m tcplearn``:
 
-    python -m tcplearn states [--port P] [--watch SECONDS]
-    python -m tcplearn doctor
-    python -m tcplearn notebooks DIR [--overwrite]
-    python -m tcplearn load --rate R --duration S [--closer client|server] [--count N]
-                            [--sources K] [--bind-before-connect] [--ipv6] [--target HOST:PORT]
+    tcplearn states [--port P] [--watch SECONDS]
+    tcplearn doctor
+    tcplearn notebooks DIR [--overwrite]
+    tcplearn load --rate R --duration S [--closer client|server] [--count N]
+                  [--sources K] [--bind-before-connect] [--ipv6] [--target HOST:PORT]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 import time
+from pathlib import Path
 
 from . import count_states, doctor
 from .base.states import TcpState
@@ -66,8 +68,35 @@ def _table(port: int | None) -> str:
     return "\n".join(lines)
 
 
+def _prog() -> str:
+    """How the user called us: ``python -m tcplearn`` runs this file as ``__main__.py``; the
+    installed ``tcplearn`` script is any other name."""
+    return "python -m tcplearn" if Path(sys.argv[0]).name == "__main__.py" else "tcplearn"
+
+
+def _description(prog: str) -> str:
+    return ("What this machine offers the series, its TCP table, a bounded loopback load, and a copy of the\n"
+            "notebook series.  Each command has its own --help:\n\n"
+            f"  {prog} states [--port P] [--watch SECONDS]\n"
+            f"  {prog} doctor\n"
+            f"  {prog} notebooks DIR [--overwrite]\n"
+            f"  {prog} load --rate R --duration S [--closer client|server] [--count N] [--sources K]\n"
+            f"  {' ' * len(prog)}      [--bind-before-connect] [--ipv6] [--target HOST:PORT]")
+
+
+def _open_hint(directory: str) -> str:
+    """How to open the copied series: with JupyterLab where this Python has it, else how to get it."""
+    start = Path(directory) / "00-start-here.ipynb"
+    if importlib.util.find_spec("jupyterlab") is not None:
+        return f"Open the series with:\n  jupyter lab {start}"
+    return ("JupyterLab, which opens them, is not installed for this Python. Install it with tcplearn's notebook\n"
+            f"extra, then open the series:\n  pip install 'tcplearn[notebooks]'\n  jupyter lab {start}")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tcplearn", description=__doc__)
+    prog = _prog()
+    parser = argparse.ArgumentParser(prog=prog, description=_description(prog),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     st = sub.add_parser("states", help="per-state counts of TCP sockets")
     st.add_argument("--port", type=_port, help="count only sockets with this port at either end")
@@ -99,8 +128,11 @@ def main(argv: list[str] | None = None) -> int:
         except SeriesError as exc:
             print(f"tcplearn notebooks: {exc}", file=sys.stderr)
             return 1
-        print(f"{len([p for p in copied if p.suffix == '.ipynb'])} notebooks in {args.dir}. Open the series with:\n"
-              f"  jupyter lab {args.dir}/00-start-here.ipynb")
+        notebooks = [p for p in copied if p.suffix == ".ipynb"]
+        others = [p.name for p in copied if p.suffix != ".ipynb"]
+        names = [f"{len(notebooks)} notebooks", *others]
+        listed = ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else names[0]
+        print(f"Copied {listed} into {args.dir}. {_open_hint(args.dir)}")
         return 0
     if args.command == "load":
         import socket

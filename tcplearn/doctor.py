@@ -66,7 +66,8 @@ class Report:
         return str(self)
 
     def _repr_html_(self) -> str:
-        icon = {True: "✅", False: "❌", None: "ℹ️"}
+        # The word beside each sign: a browser without an emoji font, or a screen reader, still tells them apart.
+        icon = {True: "✅ yes", False: "❌ no", None: "ℹ️ info"}
         rows = "".join(
             f"<tr><td>{icon[c.ok]}</td><td>{html.escape(c.name)}</td>"
             f"<td style='text-align:left'>{html.escape(c.detail)}</td></tr>"
@@ -112,7 +113,8 @@ def doctor() -> Report:
     r.checks.append(Check("operating system", None, f"{system} {platform.release()}"))
     r.checks.append(Check("python", None, sys.version.split()[0]))
     root = sysctl.is_root()
-    r.checks.append(Check("root", root, "running as root" if root else "not root (fine: nothing here needs it)"))
+    lab_ok, lab_why = lab_available()
+    r.checks.append(Check("root", None, "running as root" if root else _NOT_ROOT[lab_ok]))
     proc_ok, proc_why = observe._procfs_ok()
     r.checks.append(Check("/proc/net/tcp readable", proc_ok, "yes" if proc_ok else proc_why))
     try:
@@ -135,11 +137,17 @@ def doctor() -> Report:
                           f"{_node_version(node)} at {node}" if node else "not found (notebook 03 shows the emulation only)"))
     binder = on_binder()
     r.checks.append(Check("Binder", None, "this is a Binder session" if binder else "not Binder"))
-    lab_ok, lab_why = lab_available()
     r.checks.append(Check("private network lab", lab_ok, lab_why))
     r.live = live_table()
     return r
 
+
+#: The root line when not root: informational, since the series never needs root, only says what root would add.
+_NOT_ROOT = {
+    True: "not root (not needed: the private lab changes settings and captures packets without it)",
+    False: "not root (not needed: with no private lab here, the parts that change settings show runs recorded in a "
+           "Linux lab; as root they would run live)",
+}
 
 _WHY = {Where.LIVE: "on this machine, read from its kernel", Where.LAB: "in a private lab: no root, the machine untouched",
         Where.ROOT: "on this machine as root (settings restored afterwards)"}

@@ -1,7 +1,8 @@
 """The notebook series as shipped: where it is, and copying it where a learner can run it.
 
-A wheel carries the notebooks in ``tcplearn/series/`` (``setup.py`` copies them there at
-build time); a source checkout has them in ``notebooks/`` beside the package.
+A wheel carries the notebooks and the pages they link to (the glossary, the references) in
+``tcplearn/series/`` (``setup.py`` copies them there at build time); a source checkout has them in
+``notebooks/`` beside the package.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import shutil
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["SeriesError", "notebooks", "pages", "copy_series"]
+__all__ = ["SeriesError", "LINKED_PAGES", "notebooks", "pages", "copy_series"]
 
 
 class SeriesError(RuntimeError):
@@ -33,17 +34,21 @@ def notebooks() -> list[Path]:
     return sorted(_folder().glob("[0-9][0-9]-*.ipynb"))
 
 
+#: The pages the notebooks link to, copied with them.
+LINKED_PAGES = ("glossary.md", "references.md")
+
+
 def pages() -> list[Path]:
-    """Everything a learner's copy needs: the notebooks and the glossary they link to."""
-    glossary = _folder() / "glossary.md"
-    return notebooks() + ([glossary] if glossary.exists() else [])
+    """Everything a learner's copy needs: the notebooks, then the pages they link to (glossary, references)."""
+    folder = _folder()
+    return notebooks() + [folder / name for name in LINKED_PAGES if (folder / name).exists()]
 
 
 def copy_series(directory: str | Path, *, overwrite: bool = False) -> list[Path]:
-    """Copy every notebook of the series (and its glossary) into ``directory`` (created if missing) and return
-    the paths there.  A copy that differs from the shipped notebook (a learner's edits) is
-    never replaced unless ``overwrite=True``: ``SeriesError`` names those files and nothing
-    is copied.  An identical copy is left as it is."""
+    """Copy every notebook of the series and the pages they link to (glossary, references) into
+    ``directory`` (created if missing) and return the paths there.  A copy that differs from the
+    shipped file (a learner's edits) is never replaced unless ``overwrite=True``: ``SeriesError``
+    names those files and nothing is copied.  An identical copy is left as it is."""
     dest = Path(directory).expanduser()
     if dest.exists() and not dest.is_dir():
         raise SeriesError(f"{dest} exists and is not a folder")
@@ -51,9 +56,9 @@ def copy_series(directory: str | Path, *, overwrite: bool = False) -> list[Path]
     edited = [dest / src.name for src in sources
               if (dest / src.name).exists() and (dest / src.name).read_bytes() != src.read_bytes()]
     if edited and not overwrite:
-        raise SeriesError(f"{len(edited)} notebook(s) in {dest} differ from the series (your edits?): "
-                          f"{', '.join(p.name for p in edited)}; nothing was copied. Copy into another folder, "
-                          "or pass --overwrite (overwrite=True) to replace them")
+        raise SeriesError(f"{len(edited)} file(s) of the series in {dest} differ from the shipped ones (your "
+                          f"edits?): {', '.join(p.name for p in edited)}; nothing was copied. Copy into another "
+                          "folder, or pass --overwrite (overwrite=True) to replace them")
     dest.mkdir(parents=True, exist_ok=True)
     copied = []
     for src in sources:

@@ -73,3 +73,20 @@ def test_public_api_is_exported():
     for name in ("TcpState", "TRANSITIONS", "TcpSocket", "parse_proc_net_tcp", "sockets", "count_states",
                  "backend", "doctor", "sysctl", "PrivateLab", "LabUnavailable", "lab_available", "Segment"):
         assert hasattr(tcplearn, name), name
+
+
+def test_doctor_says_yes_and_no_in_words_and_root_is_never_a_failure(monkeypatch):
+    """Each sign carries its word (no emoji font, a screen reader); not being root is fine, and says why."""
+    import importlib
+    import re
+
+    doctor_module = importlib.import_module("tcplearn.doctor")  # tcplearn.doctor is also the function
+    monkeypatch.setattr(doctor_module.sysctl, "is_root", lambda: False)
+    report = tcplearn.doctor()
+    root = report.check("root")
+    assert root.ok is None and root.detail.startswith("not root (not needed: ")
+    html = report._repr_html_()
+    marks = re.findall(r"<tr><td>([^<]*)</td><td>", html)
+    assert len(marks) == len(report.checks)
+    assert set(marks) <= {"✅ yes", "❌ no", "ℹ️ info"}, marks
+    assert not any(line.split()[:2] == ["NO", "root"] for line in str(report).splitlines())

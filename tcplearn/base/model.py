@@ -168,7 +168,7 @@ def time_wait_plateau(rate: float, *, time_wait: float = 60.0, max_tw_buckets: i
 
 #: How far ``connect()``'s port search moves on after each success, in ports of the scanned
 #: parity, when its first candidate was free: ``table_perturb[index] += max(i, random(8) * 2) + 2``
-#: with ``i = 0`` (``__inet_hash_connect``, facts L20), so 1 + a uniform 0..7 steps of 2 ports.
+#: with ``i = 0`` (``__inet_hash_connect()`` in ``net/ipv4/inet_hashtables.c``), so 1 + a uniform 0..7 steps of 2 ports.
 WALK_ADVANCE = 1 + 3.5
 
 
@@ -177,7 +177,7 @@ def distinct_ports(n: float, ports: int, *, walk: bool = True) -> float:
     that may each reuse a TIME-WAIT port (``tcp_tw_reuse``), with ``ports`` in the range.
 
     The search scans ports of one parity (``H = ports / 2`` of them).  ``walk=True`` follows
-    the kernel (facts L20): it starts where the last search ended and moves on by
+    the kernel (``__inet_hash_connect()``, ``net/ipv4/inet_hashtables.c``): it starts where the last search ended and moves on by
     ``WALK_ADVANCE`` = 4.5 of those ports on average, so it sweeps the range in passes of
     ``H / 4.5`` connections, each pass touching a given port with probability ``p = 1/4.5``.
     After ``k`` whole passes and a fraction ``f`` of the next, a port is still untouched
@@ -273,7 +273,7 @@ def leak_counts(rate: float, duration: float, times: list[float], *, fin_timeout
     """The CLOSE-WAIT leak: clients close at ``rate`` for ``duration`` s and the server never
     does.  Returns ``(FIN_WAIT_2, CLOSE_WAIT)`` counts at ``times``: each orphaned FIN-WAIT-2
     lives ``fin_timeout`` s (a timewait mini-socket, so it counts against
-    ``max_tw_buckets``, facts L7/L8); each CLOSE-WAIT lives as long as the server holds it."""
+    ``max_tw_buckets``: ``tcp_time_wait()`` in ``net/ipv4/tcp_minisocks.c``); each CLOSE-WAIT lives as long as the server holds it."""
     cap = math.inf if max_tw_buckets is None else max_tw_buckets
     held = [rate * max(0.0, min(t, duration) - max(0.0, t - fin_timeout)) for t in times]
     return [min(h, cap) for h in held], [rate * min(t, duration) for t in times]

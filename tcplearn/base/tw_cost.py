@@ -26,7 +26,7 @@ SLAB_DIR = Path("/sys/kernel/slab")
 SLABINFO = Path("/proc/slabinfo")
 MEMINFO = Path("/proc/meminfo")
 
-#: The figure used where the kernel's own cannot be read (tcp-facts.md K3).
+#: The figure used where the kernel's own cannot be read (Vincent Bernat, "Coping with the TCP TIME-WAIT state on busy Linux servers", section "Memory").
 SOURCED = {
     "object_size": 168,
     "slab_size": 256,

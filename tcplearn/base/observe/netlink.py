@@ -7,7 +7,7 @@ the kernel to do the filtering (``idiag_states`` bitmask and, for ``port=``, an
 ``INET_DIAG_REQ_BYTECODE`` program) and then reads the state bytes of fixed-size
 messages with a single strided slice instead of a Python loop per socket.
 
-Layouts (``linux/netlink.h``, ``linux/inet_diag.h``; tcplearn facts S3/S4)::
+Layouts (``include/uapi/linux/netlink.h``, ``include/uapi/linux/inet_diag.h``, ``sock_diag.h``)::
 
     nlmsghdr        u32 len, u16 type, u16 flags, u32 seq, u32 pid        16 bytes
     inet_diag_req_v2 u8 family, u8 protocol, u8 ext, u8 pad, u32 states,
@@ -223,7 +223,7 @@ def _compat_ok() -> bool:
 
 def sockstat_tw(proc_root: str = "/proc") -> int | None:
     """The ``tw`` field of ``/proc/net/sockstat``: the kernel's own count of timewait
-    mini-sockets in this namespace (TIME-WAIT plus orphaned FIN-WAIT-2; facts S1/L8)."""
+    mini-sockets in this namespace (TIME-WAIT plus orphaned FIN-WAIT-2; ``sockstat_seq_show()`` in ``net/ipv4/proc.c``)."""
     try:
         with open(f"{proc_root}/net/sockstat") as f:
             for line in f:
