@@ -202,7 +202,7 @@ class ConnectionPair:
         unread = _unread(self._sock(end))
         if unread:
             # RFC 9293 section 3.6.1 (SHLD-3): a CLOSE while received data is still pending
-            # SHOULD send a RST to show that data was lost; Linux does (__tcp_close, facts L22).
+            # SHOULD send a RST to show that data was lost; Linux does (net/ipv4/tcp.c, __tcp_close).
             self._closed.add(end)
             return self._step(end, [(end, Event.ABORT)], lambda: self._release(end),
                               f"close() with {unread} bytes unread")
@@ -291,7 +291,7 @@ class ConnectionPair:
 
     def _abort(self, end: str) -> Step:
         sock = self._sock(end)
-        # SO_LINGER on with a zero timeout: close() sends RST and skips TIME-WAIT (facts L22).
+        # SO_LINGER on with a zero timeout: close() sends RST and skips TIME-WAIT (net/ipv4/tcp.c, __tcp_close, "Check zero linger").
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self._closed.add(end)
         return self._step(end, [(end, Event.ABORT)], lambda: self._release(end),

@@ -5,7 +5,8 @@ against a loopback listener whose incoming SYNs are all dropped (``tools.silence
 drop-all socket filter on the *listening* socket, so the kernel neither answers with
 SYN-ACK nor with RST), and beside it a plain blocking ``connect()`` with no timeout at all,
 which only the kernel ends: after ``net.ipv4.tcp_syn_retries`` retransmissions of the SYN,
-with ``ETIMEDOUT`` (facts Y7).  Both raise ``TimeoutError`` in Python; the errno tells
+with ``ETIMEDOUT`` (the Python docs' ``socket.connect``: "the system network stack may
+also return a connection timeout error of its own"; ip-sysctl.rst ``tcp_syn_retries``).  Both raise ``TimeoutError`` in Python; the errno tells
 them apart (``None`` for Python's own timeout, 110 ``ETIMEDOUT`` for the kernel's).
 
 ``tcp_syn_retries`` is per network namespace, so it is shortened inside a private lab
@@ -30,7 +31,7 @@ connection fails at the first timer that finds either the time budget of
 ``tcp_syn_retries`` spent (``tcp_model_timeout``: 2^(n+1) - 1 s from a 1 s base) or
 ``tcp_syn_retries + tcp_syn_linear_timeouts`` retransmissions made
 (``torvalds/linux:net/ipv4/tcp_timer.c``, ``tcp_write_timeout``).  For the default 6 it
-gives 127 s without linear timeouts (facts Y7) and 131 s with the default 4.
+gives 127 s without linear timeouts (ip-sysctl.rst, ``tcp_syn_retries``) and 131 s with the default 4.
 """
 
 from __future__ import annotations

@@ -13,9 +13,10 @@ bounded window (at most 60 s) ends.  The methods:
 * ``"retransmissions"``: ``net.ipv4.tcp_retries2``, a per-network-namespace sysctl, set
   inside a private lab (never on the host), with one byte left unacknowledged.
 * ``"settimeout"``: Python's ``sock.settimeout``: ``recv`` raises ``TimeoutError`` yet
-  the connection is still ESTABLISHED; it says nothing about the peer (facts Y3, Y4).
+  the connection is still ESTABLISHED; it says nothing about the peer (the Python docs' socket timeouts: a
+  per-call limit, kept with poll/select, not ``SO_RCVTIMEO``).
 * ``"node_idle"``: real Node's ``socket.setTimeout``: only a ``'timeout'`` event, the
-  socket stays open (facts N1, N2).
+  socket stays open (Node's ``doc/api/net.md``, ``socket.setTimeout`` and ``'timeout'``).
 * ``"node_keepalive"``: real Node's ``socket.setKeepAlive(true, ms)``: kernel keepalive.
   The values Node sets are read back from Node's own socket (``pidfd_getfd`` then
   ``getsockopt``) and reported, and the detection is compared with them.
@@ -104,7 +105,7 @@ PARAMS: dict[str, dict[str, float]] = {
 }
 METHODS = tuple(PARAMS)
 
-NODE_KEEPCNT, NODE_KEEPINTVL = 10, 1  # facts N7; measured from Node's socket on every run
+NODE_KEEPCNT, NODE_KEEPINTVL = 10, 1  # Node's lib/net.js setKeepAlive (PR #32204); measured from Node's socket on every run
 
 
 # ---------------------------------------------------------------- the model
@@ -185,7 +186,7 @@ def predict(method: str, **params: Any) -> dict:
         idle, intvl, n = p["keepalive_time"], p["keepalive_intvl"], p["keepalive_probes"]
         return {"detected_after": idle + n * intvl, "probes": [idle + k * intvl for k in range(n)]}
     if method == "node_keepalive":
-        idle = p["initial_delay_ms"] // 1000  # Node passes whole seconds (facts N7)
+        idle = p["initial_delay_ms"] // 1000  # Node passes whole seconds (lib/net.js: ~~(ms / 1000))
         return {"detected_after": idle + NODE_KEEPCNT * NODE_KEEPINTVL,
                 "probes": [idle + k * NODE_KEEPINTVL for k in range(NODE_KEEPCNT)]}
     if method == "user_timeout":

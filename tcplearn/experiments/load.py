@@ -366,7 +366,7 @@ class LoadRun:
                 if sources is not None or bind_first:
                     src = sources[n % len(sources)] if sources else loopback_host(family)
                     if not bind_first:
-                        # choose the source address only; let connect() pick the port (facts L26)
+                        # choose the source address only; let connect() pick the port (ip-sysctl.rst, ``ip_autobind_reuse``: IP_BIND_ADDRESS_NO_PORT is the preferred solution)
                         sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
                     sock.bind((src, 0))
                 sock.connect(target)

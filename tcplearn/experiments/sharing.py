@@ -97,7 +97,7 @@ class HostShareError(ValueError):
 
 def _need(settings: dict, ports: int) -> tuple[float, float]:
     """TIME-WAIT sockets and ephemeral ports a load would hold at its peak (the model)."""
-    rate = settings.get("rate") or 20_000.0  # as fast as possible: ~14k-20k/s measured (facts M5)
+    rate = settings.get("rate") or 20_000.0  # as fast as possible: ~14k-20k/s measured (measured: 14k-20k/s on loopback, benchmarks/bench_load.py)
     duration = settings.get("duration") or 5.0
     total = rate * duration if settings.get("count") is None else min(settings["count"], rate * duration)
     window = min(total, rate * min(duration, 61.0))  # what is still in TIME-WAIT at the peak

@@ -3,7 +3,8 @@
 They are different things.  Python's ``settimeout(t)`` bounds *each blocking call* and
 raises ``TimeoutError``; the socket stays usable.  Node's ``socket.setTimeout(ms)`` is an
 *inactivity* timer kept in JavaScript, refreshed by reads and by writes, that only emits
-``'timeout'`` and leaves the socket open (tcplearn facts N1-N5, Y1-Y8).  Neither sets
+``'timeout'`` and leaves the socket open (Node's ``doc/api/net.md``, ``socket.setTimeout``;
+Python's ``socket`` docs, "Notes on socket timeouts").  Neither sets
 ``SO_RCVTIMEO``.
 
 All three clients here return the same event format: a list of
@@ -234,7 +235,7 @@ def node_style_timeline(address, timeout_ms: object, duration_s: float, *,
                 readable, _, _ = select.select([sock], [], [], wait)
             if readable:
                 data = sock.recv(65536)
-                timer.refresh(now())  # every read callback refreshes, EOF included (facts N4)
+                timer.refresh(now())  # every read callback refreshes, EOF included (Node's lib/net.js, ``onStreamRead`` -> ``kUpdateTimer``)
                 if not data:
                     events.append({"t": now(), "event": "end", "bytes": 0})
                     ended = True
@@ -458,7 +459,8 @@ def recv_until(sock: socket.socket, n: int, deadline: float) -> bytes:
 
 def sendall_with_timeout(address, payload_size: int, timeout_s: float) -> dict:
     """``sendall`` of ``payload_size`` bytes with ``settimeout(timeout_s)`` to a slow reader
-    at ``address``: since Python 3.5 the timeout is the *total* time allowed (facts Y6).
+    at ``address``: since Python 3.5 the timeout is the *total* time allowed (the Python docs,
+``socket.sendall``, "Changed in version 3.5").
     Returns what happened: elapsed seconds and whether it raised."""
     with _connect(address) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
