@@ -276,3 +276,94 @@ def test_lost_last_ack_figure_is_unchanged_in_kind():
     fig = plots.simulation_diagram(model.lost_last_ack(False))
     assert "msl" not in _texts(fig)
     assert any((p.get_gid() or "").endswith("ACK (lost)") for p in fig.axes[0].patches)
+
+
+# ---------------------------------------------------------------- legends that cover nothing
+
+
+def _replayed(name, *args, **kwargs):
+    exp = REGISTRY[name]
+    result = exp.replay(exp.arguments(*args, **kwargs), "a test asks for the recording")
+    assert result.value is not None, f"the recorded {name}{args}{kwargs} run is missing"
+    return result.value
+
+
+def _drawn_points(line, renderer) -> np.ndarray:
+    """A line as drawn, in pixels: its vertices and, where it has a line style, a point every
+    pixel or so along each segment (a legend may sit between two readings, not across the line)."""
+    verts = line.get_transform().transform_path(line.get_path()).vertices
+    verts = verts[np.isfinite(verts).all(axis=1)]
+    if line.get_linestyle() in ("None", "none", "", " ") or len(verts) < 2:
+        return verts
+    parts = [np.linspace(a, b, max(2, int(np.hypot(*(b - a))) + 1))
+             for a, b in zip(verts[:-1], verts[1:], strict=True)]
+    return np.vstack(parts)
+
+
+def _what_the_legend_covers(fig) -> list[str]:
+    """Every line (by gid, else label) with a drawn point, or a marker, under the legend of
+    ``fig``'s first axes, and every text under it."""
+    renderer = _drawn(fig)
+    ax = fig.axes[0]
+    box = ax.get_legend().get_window_extent(renderer)
+    covered = []
+    for line in ax.get_lines():
+        marked = line.get_marker() not in (None, "None", "none", "")
+        radius = line.get_markersize() * fig.dpi / 144 if marked else 0.0
+        if any(box.padded(radius + 1).contains(x, y) for x, y in _drawn_points(line, renderer)):
+            covered.append(line.get_gid() or line.get_label())
+    for text in ax.texts:
+        if text.get_text().strip() and text.get_window_extent(renderer).overlaps(box):
+            covered.append(text.get_gid() or text.get_text())
+    return covered
+
+
+@pytest.mark.parametrize("seconds", [None, 6.0])
+def test_countdown_legend_covers_no_reading(seconds):
+    """The full minute runs down the diagonal; a short (fast) run stays along the top, where an
+    upper-right legend hid its last readings."""
+    frame = _replayed("sample_countdown")
+    if seconds is not None:
+        frame = frame[frame["t"] <= seconds]
+    fig = plots.countdown_plot(frame)
+    assert fig.axes[0].get_legend() is not None
+    assert _what_the_legend_covers(fig) == []
+
+
+@pytest.mark.parametrize("seconds", [None, 3.0])
+def test_myth_legend_covers_no_line_label_or_note(seconds):
+    """A short run puts the peer's FIN, and its note, on the right: where the legend was."""
+    table = _myth_table()
+    if seconds is not None:
+        table = table[table["t"] <= seconds]
+    fig = plots.myth_plot(table, 5)
+    texts = {t.get_gid() for t in fig.axes[0].texts}
+    assert "note:fin-arrives" in texts
+    assert _what_the_legend_covers(fig) == []
+
+
+def test_plateau_figure_draws_the_plateau_without_reuse_and_its_legend_covers_no_line():
+    from tcplearn.view.show import plateau_figure
+
+    run = _replayed("watch_plateau", rate=200)
+    fig = plateau_figure(run)
+    ax = fig.axes[0]
+    (reference,) = [line for line in ax.get_lines() if line.get_gid() == "reference"]
+    assert set(reference.get_ydata()) == {run.result.rate * 60}
+    assert reference.get_label() == f"no reuse: rate × 60 s = {run.result.rate * 60:,.0f}"
+    assert ax.get_ylim()[1] > run.result.rate * 60  # inside the frame, not on its edge
+    assert reference.get_label() in [t.get_text() for t in ax.get_legend().get_texts()]
+    assert _what_the_legend_covers(fig) == []
+    without = plots.counts_plot(run.samples, model=run.model, states=[S.TIME_WAIT])
+    assert "reference" not in {line.get_gid() for line in without.axes[0].get_lines()}
+
+
+@pytest.mark.parametrize("call", range(len(REGISTRY["with_settings"].calls)))
+def test_load_legends_cover_no_line(call):
+    """Port exhaustion: connections run along the top, then the errors do; neither is hidden."""
+    c = REGISTRY["with_settings"].calls[call]
+    result = _replayed("with_settings", *c.args, **c.kwargs)
+    assert _what_the_legend_covers(plots.load_plot(result)) == []
+    if result.samples is not None and len(result.samples):
+        fig = plots.counts_plot(result.samples, states=[S.TIME_WAIT])
+        assert _what_the_legend_covers(fig) == []
