@@ -367,3 +367,60 @@ def test_load_legends_cover_no_line(call):
     if result.samples is not None and len(result.samples):
         fig = plots.counts_plot(result.samples, states=[S.TIME_WAIT])
         assert _what_the_legend_covers(fig) == []
+
+
+# ---------------------------------------------------------------- crossing segments (notebook 01)
+
+
+def _segment_arrows(fig) -> list:
+    return [p for p in fig.axes[0].patches if (p.get_gid() or "").startswith("segment:")]
+
+
+def _cross(p1, p2, p3, p4) -> bool:
+    """Whether the segments p1-p2 and p3-p4 intersect in their interiors."""
+    def side(a, b, c):
+        return np.sign((b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0]))
+    return side(p1, p2, p3) * side(p1, p2, p4) < 0 and side(p3, p4, p1) * side(p3, p4, p2) < 0
+
+
+def _crossing_pairs(fig) -> list[tuple[str, str]]:
+    arrows = _segment_arrows(fig)
+    return [(a.get_gid(), b.get_gid()) for a, b in itertools.combinations(arrows, 2)
+            if _cross(*a._posA_posB, *b._posA_posB)]
+
+
+@pytest.mark.parametrize("captured", [True, False])
+def test_simultaneous_close_draws_the_two_fins_crossing(captured):
+    """Both FINs were sent before either arrived: captured, neither acknowledges the other's
+    (ack=1 both ways); predicted, RFC 9293's logic sends both on the two close() calls."""
+    run = _replayed("run_scenario", "simultaneous")
+    if captured:
+        fins = [s for s in run.segments_by_step[1] if "FIN" in s.flags]
+        assert len(fins) == 2 and all(s.ack == fins[0].seq for s in fins), fins  # as the recording has it
+    fig = plots.sequence_diagram(run if captured else run.history)
+    arrows = _segment_arrows(fig)
+    pairs = _crossing_pairs(fig)
+    assert len(pairs) == 1, pairs
+    (a, b), = pairs
+    assert "FIN" in a and "FIN" in b and a.split(":")[2] != b.split(":")[2]  # one each way
+    assert [(arrows[i].get_gid(), arrows[j].get_gid()) for i, j in fig.tcplearn_crossing] == pairs
+    # in flight together: each starts before the other ends
+    (a0, a1), (b0, b1) = (next(p._posA_posB for p in arrows if p.get_gid() == g) for g in (a, b))
+    assert max(a0[1], b0[1]) < min(a1[1], b1[1])
+    assert len(arrows) == fig.tcplearn_segments == 7
+    texts = _texts(fig)
+    assert "before the other arrived" in texts["note:crossing"]
+    _check_no_text_overlaps(fig, gap=4)
+
+
+OTHER_CLOSES = [c.args[0] for c in REGISTRY["run_scenario"].calls if c.args[0] != "simultaneous"]
+
+
+@pytest.mark.parametrize("name", OTHER_CLOSES)
+@pytest.mark.parametrize("captured", [True, False])
+def test_other_closes_draw_no_crossing(name, captured):
+    """One segment answers the other (its ack covers it): one after the other, never crossed;
+    the three-way close's FIN,ACK included."""
+    run = _replayed("run_scenario", name)
+    fig = plots.sequence_diagram(run if captured else run.history)
+    assert _crossing_pairs(fig) == [] and fig.tcplearn_crossing == []
