@@ -424,3 +424,85 @@ def test_other_closes_draw_no_crossing(name, captured):
     run = _replayed("run_scenario", name)
     fig = plots.sequence_diagram(run if captured else run.history)
     assert _crossing_pairs(fig) == [] and fig.tcplearn_crossing == []
+
+
+# ---------------------------------------------------------------- the silent peer (notebook 06)
+
+
+def _dead_peer_runs() -> dict:
+    exp = REGISTRY["dead_peer"]
+    return {c.args[0]: exp.replay(exp.arguments(*c.args, **c.kwargs), "a test replays it").value
+            for c in exp.calls}
+
+
+def _same_colour(rgb, colour: str) -> bool:
+    from matplotlib.colors import to_rgb
+
+    return bool(np.allclose(rgb, to_rgb(colour)))
+
+
+def test_dead_peer_orphan_is_a_visible_bar_in_its_states_colour():
+    """Node's kernel held FIN-WAIT-1 for a few hundredths of a second after destroy(): a bar
+    as wide as the FIN's marker at least, the lane's height, in FIN-WAIT-1's own colour."""
+    runs = _dead_peer_runs()
+    fig = plots.dead_peer_timeline(list(runs.values()))
+    renderer = _drawn(fig)
+    ax = fig.axes[0]
+    node = runs["node_idle"]
+    lane = plots.dead_peer_lane(node)
+    shown = [row["t"] for row in node.timeline_rows if row["state"] == "FIN_WAIT_1"]
+    assert shown and fig.tcplearn_orphans[lane] == (min(shown), max(shown))
+    (bar,) = [p for p in ax.patches if p.get_gid() == f"orphan:{lane}"]
+    assert bar.get_x() == pytest.approx(min(shown)) and bar.get_width() >= max(shown) - min(shown)
+    box = bar.get_window_extent(renderer)
+    fin = next(c for c in ax.collections if c.get_gid() == f"segments:{lane}:fin")
+    marker_px = math.sqrt(fin.get_sizes()[0]) * fig.dpi / 72
+    assert box.width >= marker_px and box.height >= 3 * marker_px, (box, marker_px)
+    r, g, b, alpha = bar.get_facecolor()
+    assert alpha >= 0.5 and _same_colour((r, g, b), plots.STATE_STYLE[S.FIN_WAIT_1].color)
+    note = next(t for t in ax.texts if t.get_gid() == f"still:{lane}")
+    assert note.get_window_extent(renderer).x0 >= box.x1  # the note starts after the bar
+    assert any("FIN-WAIT-1" in t.get_text() for t in ax.get_legend().get_texts())
+
+
+def test_dead_peer_gap_labels_sit_by_their_own_gaps():
+    """Each gap between resends has its bracket, from one resend to the next; its label is
+    nearer that bracket than any other, consecutive gaps alternate sides of the lane, and no
+    label touches another text or a marker."""
+    runs = _dead_peer_runs()
+    fig = plots.dead_peer_timeline(list(runs.values()))
+    renderer = _drawn(fig)
+    ax = fig.axes[0]
+    for method in ("user_timeout", "retransmissions"):
+        r = runs[method]
+        lane = plots.dead_peer_lane(r)
+        y = [t.get_text() for t in ax.get_yticklabels()].index(lane)
+        resends = sorted([*r.sent("data"), *r.sent("retransmission")])
+        labels = [t for t in ax.texts if t.get_gid() == f"gap:{lane}"]
+        spans = [line for line in ax.get_lines() if line.get_gid() == f"gap:{lane}-span"]
+        assert len(labels) == len(spans) == len(resends) - 1 >= 3
+        for i, (span, (a, b)) in enumerate(zip(spans, itertools.pairwise(resends), strict=True)):
+            assert min(span.get_xdata()) == pytest.approx(a) and max(span.get_xdata()) == pytest.approx(b)
+            assert labels[i].get_text() == f"+{b - a:.2f}"
+        pixels = [ax.transData.transform(np.column_stack(s.get_data())) for s in spans]
+        for i, label in enumerate(labels):
+            bb = label.get_window_extent(renderer)
+            centre = np.array([(bb.x0 + bb.x1) / 2, (bb.y0 + bb.y1) / 2])
+            dist = [_segment_distance(centre, p) for p in pixels]
+            assert int(np.argmin(dist)) == i, (lane, label.get_text(), dist)
+        sides = [np.sign(label.get_position()[1] - y) for label in labels]
+        assert all(s != t for s, t in itertools.pairwise(sides)), sides
+        wait = next(t for t in ax.texts if t.get_gid() == f"wait:{lane}")
+        (wait_span,) = [line for line in ax.get_lines() if line.get_gid() == f"wait:{lane}-span"]
+        assert sorted(set(wait_span.get_xdata())) == pytest.approx([resends[-1], r.detected_after])
+        assert wait.get_position()[1] > y  # above: below the lane sits the predicted star
+    texts = [t for t in ax.texts if t.get_text().strip()]
+    for a, b in itertools.combinations(texts, 2):
+        assert not a.get_window_extent(renderer).overlaps(b.get_window_extent(renderer)), (a.get_text(),
+                                                                                           b.get_text())
+    marks = [(x, y, math.sqrt(c.get_sizes()[0]) * fig.dpi / 144) for c in ax.collections
+             for x, y in ax.transData.transform(c.get_offsets())]
+    for t in texts:
+        if (t.get_gid() or "").startswith(("gap:", "wait:")):
+            bb = t.get_window_extent(renderer)
+            assert not any(bb.padded(radius).contains(x, y) for x, y, radius in marks), t.get_text()
