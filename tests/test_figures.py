@@ -276,3 +276,233 @@ def test_lost_last_ack_figure_is_unchanged_in_kind():
     fig = plots.simulation_diagram(model.lost_last_ack(False))
     assert "msl" not in _texts(fig)
     assert any((p.get_gid() or "").endswith("ACK (lost)") for p in fig.axes[0].patches)
+
+
+# ---------------------------------------------------------------- legends that cover nothing
+
+
+def _replayed(name, *args, **kwargs):
+    exp = REGISTRY[name]
+    result = exp.replay(exp.arguments(*args, **kwargs), "a test asks for the recording")
+    assert result.value is not None, f"the recorded {name}{args}{kwargs} run is missing"
+    return result.value
+
+
+def _drawn_points(line, renderer) -> np.ndarray:
+    """A line as drawn, in pixels: its vertices and, where it has a line style, a point every
+    pixel or so along each segment (a legend may sit between two readings, not across the line)."""
+    verts = line.get_transform().transform_path(line.get_path()).vertices
+    verts = verts[np.isfinite(verts).all(axis=1)]
+    if line.get_linestyle() in ("None", "none", "", " ") or len(verts) < 2:
+        return verts
+    parts = [np.linspace(a, b, max(2, int(np.hypot(*(b - a))) + 1))
+             for a, b in zip(verts[:-1], verts[1:], strict=True)]
+    return np.vstack(parts)
+
+
+def _what_the_legend_covers(fig) -> list[str]:
+    """Every line (by gid, else label) with a drawn point, or a marker, under the legend of
+    ``fig``'s first axes, and every text under it."""
+    renderer = _drawn(fig)
+    ax = fig.axes[0]
+    box = ax.get_legend().get_window_extent(renderer)
+    covered = []
+    for line in ax.get_lines():
+        marked = line.get_marker() not in (None, "None", "none", "")
+        radius = line.get_markersize() * fig.dpi / 144 if marked else 0.0
+        if any(box.padded(radius + 1).contains(x, y) for x, y in _drawn_points(line, renderer)):
+            covered.append(line.get_gid() or line.get_label())
+    for text in ax.texts:
+        if text.get_text().strip() and text.get_window_extent(renderer).overlaps(box):
+            covered.append(text.get_gid() or text.get_text())
+    return covered
+
+
+@pytest.mark.parametrize("seconds", [None, 6.0])
+def test_countdown_legend_covers_no_reading(seconds):
+    """The full minute runs down the diagonal; a short (fast) run stays along the top, where an
+    upper-right legend hid its last readings."""
+    frame = _replayed("sample_countdown")
+    if seconds is not None:
+        frame = frame[frame["t"] <= seconds]
+    fig = plots.countdown_plot(frame)
+    assert fig.axes[0].get_legend() is not None
+    assert _what_the_legend_covers(fig) == []
+
+
+@pytest.mark.parametrize("seconds", [None, 3.0])
+def test_myth_legend_covers_no_line_label_or_note(seconds):
+    """A short run puts the peer's FIN, and its note, on the right: where the legend was."""
+    table = _myth_table()
+    if seconds is not None:
+        table = table[table["t"] <= seconds]
+    fig = plots.myth_plot(table, 5)
+    texts = {t.get_gid() for t in fig.axes[0].texts}
+    assert "note:fin-arrives" in texts
+    assert _what_the_legend_covers(fig) == []
+
+
+def test_plateau_figure_draws_the_plateau_without_reuse_and_its_legend_covers_no_line():
+    from tcplearn.view.show import plateau_figure
+
+    run = _replayed("watch_plateau", rate=200)
+    fig = plateau_figure(run)
+    ax = fig.axes[0]
+    (reference,) = [line for line in ax.get_lines() if line.get_gid() == "reference"]
+    assert set(reference.get_ydata()) == {run.result.rate * 60}
+    assert reference.get_label() == f"no reuse: rate × 60 s = {run.result.rate * 60:,.0f}"
+    assert ax.get_ylim()[1] > run.result.rate * 60  # inside the frame, not on its edge
+    assert reference.get_label() in [t.get_text() for t in ax.get_legend().get_texts()]
+    assert _what_the_legend_covers(fig) == []
+    without = plots.counts_plot(run.samples, model=run.model, states=[S.TIME_WAIT])
+    assert "reference" not in {line.get_gid() for line in without.axes[0].get_lines()}
+
+
+@pytest.mark.parametrize("call", range(len(REGISTRY["with_settings"].calls)))
+def test_load_legends_cover_no_line(call):
+    """Port exhaustion: connections run along the top, then the errors do; neither is hidden."""
+    c = REGISTRY["with_settings"].calls[call]
+    result = _replayed("with_settings", *c.args, **c.kwargs)
+    assert _what_the_legend_covers(plots.load_plot(result)) == []
+    if result.samples is not None and len(result.samples):
+        fig = plots.counts_plot(result.samples, states=[S.TIME_WAIT])
+        assert _what_the_legend_covers(fig) == []
+
+
+# ---------------------------------------------------------------- crossing segments (notebook 01)
+
+
+def _segment_arrows(fig) -> list:
+    return [p for p in fig.axes[0].patches if (p.get_gid() or "").startswith("segment:")]
+
+
+def _cross(p1, p2, p3, p4) -> bool:
+    """Whether the segments p1-p2 and p3-p4 intersect in their interiors."""
+    def side(a, b, c):
+        return np.sign((b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0]))
+    return side(p1, p2, p3) * side(p1, p2, p4) < 0 and side(p3, p4, p1) * side(p3, p4, p2) < 0
+
+
+def _crossing_pairs(fig) -> list[tuple[str, str]]:
+    arrows = _segment_arrows(fig)
+    return [(a.get_gid(), b.get_gid()) for a, b in itertools.combinations(arrows, 2)
+            if _cross(*a._posA_posB, *b._posA_posB)]
+
+
+@pytest.mark.parametrize("captured", [True, False])
+def test_simultaneous_close_draws_the_two_fins_crossing(captured):
+    """Both FINs were sent before either arrived: captured, neither acknowledges the other's
+    (ack=1 both ways); predicted, RFC 9293's logic sends both on the two close() calls."""
+    run = _replayed("run_scenario", "simultaneous")
+    if captured:
+        fins = [s for s in run.segments_by_step[1] if "FIN" in s.flags]
+        assert len(fins) == 2 and all(s.ack == fins[0].seq for s in fins), fins  # as the recording has it
+    fig = plots.sequence_diagram(run if captured else run.history)
+    arrows = _segment_arrows(fig)
+    pairs = _crossing_pairs(fig)
+    assert len(pairs) == 1, pairs
+    (a, b), = pairs
+    assert "FIN" in a and "FIN" in b and a.split(":")[2] != b.split(":")[2]  # one each way
+    assert [(arrows[i].get_gid(), arrows[j].get_gid()) for i, j in fig.tcplearn_crossing] == pairs
+    # in flight together: each starts before the other ends
+    (a0, a1), (b0, b1) = (next(p._posA_posB for p in arrows if p.get_gid() == g) for g in (a, b))
+    assert max(a0[1], b0[1]) < min(a1[1], b1[1])
+    assert len(arrows) == fig.tcplearn_segments == 7
+    texts = _texts(fig)
+    assert "before the other arrived" in texts["note:crossing"]
+    _check_no_text_overlaps(fig, gap=4)
+
+
+OTHER_CLOSES = [c.args[0] for c in REGISTRY["run_scenario"].calls if c.args[0] != "simultaneous"]
+
+
+@pytest.mark.parametrize("name", OTHER_CLOSES)
+@pytest.mark.parametrize("captured", [True, False])
+def test_other_closes_draw_no_crossing(name, captured):
+    """One segment answers the other (its ack covers it): one after the other, never crossed;
+    the three-way close's FIN,ACK included."""
+    run = _replayed("run_scenario", name)
+    fig = plots.sequence_diagram(run if captured else run.history)
+    assert _crossing_pairs(fig) == [] and fig.tcplearn_crossing == []
+
+
+# ---------------------------------------------------------------- the silent peer (notebook 06)
+
+
+def _dead_peer_runs() -> dict:
+    exp = REGISTRY["dead_peer"]
+    return {c.args[0]: exp.replay(exp.arguments(*c.args, **c.kwargs), "a test replays it").value
+            for c in exp.calls}
+
+
+def _same_colour(rgb, colour: str) -> bool:
+    from matplotlib.colors import to_rgb
+
+    return bool(np.allclose(rgb, to_rgb(colour)))
+
+
+def test_dead_peer_orphan_is_a_visible_bar_in_its_states_colour():
+    """Node's kernel held FIN-WAIT-1 for a few hundredths of a second after destroy(): a bar
+    as wide as the FIN's marker at least, the lane's height, in FIN-WAIT-1's own colour."""
+    runs = _dead_peer_runs()
+    fig = plots.dead_peer_timeline(list(runs.values()))
+    renderer = _drawn(fig)
+    ax = fig.axes[0]
+    node = runs["node_idle"]
+    lane = plots.dead_peer_lane(node)
+    shown = [row["t"] for row in node.timeline_rows if row["state"] == "FIN_WAIT_1"]
+    assert shown and fig.tcplearn_orphans[lane] == (min(shown), max(shown))
+    (bar,) = [p for p in ax.patches if p.get_gid() == f"orphan:{lane}"]
+    assert bar.get_x() == pytest.approx(min(shown)) and bar.get_width() >= max(shown) - min(shown)
+    box = bar.get_window_extent(renderer)
+    fin = next(c for c in ax.collections if c.get_gid() == f"segments:{lane}:fin")
+    marker_px = math.sqrt(fin.get_sizes()[0]) * fig.dpi / 72
+    assert box.width >= marker_px and box.height >= 3 * marker_px, (box, marker_px)
+    r, g, b, alpha = bar.get_facecolor()
+    assert alpha >= 0.5 and _same_colour((r, g, b), plots.STATE_STYLE[S.FIN_WAIT_1].color)
+    note = next(t for t in ax.texts if t.get_gid() == f"still:{lane}")
+    assert note.get_window_extent(renderer).x0 >= box.x1  # the note starts after the bar
+    assert any("FIN-WAIT-1" in t.get_text() for t in ax.get_legend().get_texts())
+
+
+def test_dead_peer_gap_labels_sit_by_their_own_gaps():
+    """Each gap between resends has its bracket, from one resend to the next; its label is
+    nearer that bracket than any other, consecutive gaps alternate sides of the lane, and no
+    label touches another text or a marker."""
+    runs = _dead_peer_runs()
+    fig = plots.dead_peer_timeline(list(runs.values()))
+    renderer = _drawn(fig)
+    ax = fig.axes[0]
+    for method in ("user_timeout", "retransmissions"):
+        r = runs[method]
+        lane = plots.dead_peer_lane(r)
+        y = [t.get_text() for t in ax.get_yticklabels()].index(lane)
+        resends = sorted([*r.sent("data"), *r.sent("retransmission")])
+        labels = [t for t in ax.texts if t.get_gid() == f"gap:{lane}"]
+        spans = [line for line in ax.get_lines() if line.get_gid() == f"gap:{lane}-span"]
+        assert len(labels) == len(spans) == len(resends) - 1 >= 3
+        for i, (span, (a, b)) in enumerate(zip(spans, itertools.pairwise(resends), strict=True)):
+            assert min(span.get_xdata()) == pytest.approx(a) and max(span.get_xdata()) == pytest.approx(b)
+            assert labels[i].get_text() == f"+{b - a:.2f}"
+        pixels = [ax.transData.transform(np.column_stack(s.get_data())) for s in spans]
+        for i, label in enumerate(labels):
+            bb = label.get_window_extent(renderer)
+            centre = np.array([(bb.x0 + bb.x1) / 2, (bb.y0 + bb.y1) / 2])
+            dist = [_segment_distance(centre, p) for p in pixels]
+            assert int(np.argmin(dist)) == i, (lane, label.get_text(), dist)
+        sides = [np.sign(label.get_position()[1] - y) for label in labels]
+        assert all(s != t for s, t in itertools.pairwise(sides)), sides
+        wait = next(t for t in ax.texts if t.get_gid() == f"wait:{lane}")
+        (wait_span,) = [line for line in ax.get_lines() if line.get_gid() == f"wait:{lane}-span"]
+        assert sorted(set(wait_span.get_xdata())) == pytest.approx([resends[-1], r.detected_after])
+        assert wait.get_position()[1] > y  # above: below the lane sits the predicted star
+    texts = [t for t in ax.texts if t.get_text().strip()]
+    for a, b in itertools.combinations(texts, 2):
+        assert not a.get_window_extent(renderer).overlaps(b.get_window_extent(renderer)), (a.get_text(),
+                                                                                           b.get_text())
+    marks = [(x, y, math.sqrt(c.get_sizes()[0]) * fig.dpi / 144) for c in ax.collections
+             for x, y in ax.transData.transform(c.get_offsets())]
+    for t in texts:
+        if (t.get_gid() or "").startswith(("gap:", "wait:")):
+            bb = t.get_window_extent(renderer)
+            assert not any(bb.padded(radius).contains(x, y) for x, y, radius in marks), t.get_text()

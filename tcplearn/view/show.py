@@ -53,9 +53,11 @@ def show_load(result: LoadResult) -> None:
 
 
 def plateau_figure(run: PlateauRun):
-    """Measured TIME-WAIT during and after the load, beside the model."""
+    """Measured TIME-WAIT during and after the load, beside the model and the plateau the load
+    would reach if no TIME-WAIT port were reused (its rate × 60 s)."""
     return plots.counts_plot(run.samples, model=run.model, states=[TcpState.TIME_WAIT],
                              load_window=(0, run.result.elapsed),
+                             reference=(run.result.rate * 60, "no reuse: rate × 60 s"),
                              title="TIME-WAIT during and after a steady load: measured vs model")
 
 

@@ -6,15 +6,22 @@ from __future__ import annotations
 from matplotlib.figure import Figure
 
 from ...base.states import TcpState
+from .layout import legend_in_empty_spot
 from .style import _OI, STATE_STYLE
 
 __all__ = ["counts_plot", "load_plot", "sources_remedy_plot"]
 
 
 def counts_plot(samples, *, model=None, states=None, title: str = "TCP states over time (kernel counts)",
-                load_window: tuple[float, float] | None = None):
+                load_window: tuple[float, float] | None = None,
+                reference: tuple[float, str] | None = None):
     """Per-state counts over time from ``sample_states`` / ``StateSampler`` (each state in its
-    fixed style), with a model's prediction (``model.predict_counts``) overlaid when given."""
+    fixed style), with a model's prediction (``model.predict_counts``) overlaid when given.
+
+    ``load_window`` shades when the load ran; ``reference=(value, label)`` draws a horizontal
+    line at ``value`` (gid ``reference``), named with its value in the legend, e.g. the
+    plateau without reuse, ``(rate * 60, "no reuse: rate × 60 s")``.  The legend sits where
+    it covers no line.  Returns the Figure."""
     fig = Figure(figsize=(9, 4.5))
     ax = fig.subplots()
     shown = states or [s for s in TcpState.rfc_states() if s.name in samples and samples[s.name].max() > 0]
@@ -27,18 +34,25 @@ def counts_plot(samples, *, model=None, states=None, title: str = "TCP states ov
                 label="TIME-WAIT (model)", gid="model:TIME_WAIT")
     if load_window is not None:
         ax.axvspan(*load_window, color="#cccccc", alpha=0.3, label="load running")
+    if reference is not None:
+        value, label = reference
+        ax.axhline(value, color=_OI["blue"], linestyle="-.", linewidth=1.2, zorder=1.5,
+                   label=f"{label} = {value:,.0f}", gid="reference")
     ax.set_xlabel("seconds")
     ax.set_ylabel("sockets")
     ax.set_ylim(bottom=0)
+    if reference is not None:  # the line inside the frame, with room above it
+        ax.set_ylim(top=max(ax.get_ylim()[1], reference[0] * 1.1))
     ax.set_title(title)
-    ax.legend(loc="upper right", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
+    legend_in_empty_spot(ax, fontsize=8)
     return fig
 
 
 def load_plot(result, *, title: str | None = None):
-    """A ``LoadResult``'s timeline: completed connections and errors per second."""
+    """A ``LoadResult``'s timeline: completed connections and errors per second (the legend where
+    it covers neither line).  Returns the Figure."""
     fig = Figure(figsize=(9, 3.6))
     ax = fig.subplots()
     tl = result.timeline
@@ -58,9 +72,9 @@ def load_plot(result, *, title: str | None = None):
             title += (f"; {until:.0f}/s until the first {max(result.errors, key=result.errors.get)},"
                       f" by {result.first_error_at():.1f} s")
     ax.set_title(title, fontsize=10)
-    ax.legend(loc="upper right", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
+    legend_in_empty_spot(ax, fontsize=8)
     return fig
 
 

@@ -12,27 +12,61 @@ __all__ = ["sequence_diagram"]
 _LANE = {"client": 0.0, "server": 1.0}
 
 
+def _captured_cross(a, b) -> bool:
+    """Whether captured segment ``b``, the next one the other way, was sent before ``a`` arrived:
+    ``a`` takes sequence space (a SYN, a FIN, data) and ``b`` does not acknowledge it yet.
+    (Relative numbers: ``b.ack`` counts in ``a``'s sender's sequence space.)"""
+    space = a.length + ("SYN" in a.flags) + ("FIN" in a.flags)
+    return space > 0 and "ACK" in b.flags and b.ack < a.seq + space
+
+
+def _predicted_cross(a: tuple[str, str], b: tuple[str, str]) -> bool:
+    """Whether two segments RFC 9293's logic (``rfc.predict``) sends one after the other are in
+    flight together: a FIN (or SYN) each way, the second sent on its end's own call, before the
+    first arrived (a FIN answering one is sent with its ACK: "FIN,ACK")."""
+    return a[0] != b[0] and a[1] == b[1] and a[1] in ("FIN", "SYN")
+
+
 def _sequence_rows(history, segments_by_step, server_port) -> list[tuple]:
-    """One row per segment (``("seg", sender, flags, detail, step index)``) and per step
-    (``("step", step, step index)``), in order."""
+    """One row per segment (``("seg", sender, flags, detail, step index, crosses)``) and per
+    step (``("step", step, step index)``), in order.  ``crosses`` is true when the segment and
+    the next one, the other way in the same step, were in flight together (each sent before
+    the other arrived, as in a simultaneous close): they are drawn as crossing arrows."""
     rows: list[tuple] = []
     for i, step in enumerate(history):
         if segments_by_step is not None:
-            for seg in segments_by_step[i]:
+            segs = list(segments_by_step[i])
+            for k, seg in enumerate(segs):
                 sender = "server" if seg.sport == server_port else "client"
                 detail = f"seq={seg.seq} ack={seg.ack}" + (f" len={seg.length}" if seg.length else "")
-                rows.append(("seg", sender, seg.flags, detail, i))
+                nxt = segs[k + 1] if k + 1 < len(segs) else None
+                crosses = (nxt is not None and (nxt.sport == server_port) != (sender == "server")
+                           and _captured_cross(seg, nxt))
+                rows.append(("seg", sender, seg.flags, detail, i, crosses))
         else:
-            for sender, flags in step.segments:
-                rows.append(("seg", sender, "data" if flags == "DATA" else flags, "", i))
+            segs = list(step.segments)
+            for k, (sender, flags) in enumerate(segs):
+                crosses = k + 1 < len(segs) and _predicted_cross(segs[k], segs[k + 1])
+                rows.append(("seg", sender, "data" if flags == "DATA" else flags, "", i, crosses))
         rows.append(("step", step, i))
+    _unpair(rows)
     return rows
+
+
+def _unpair(rows: list[tuple]) -> None:
+    """Crossings come in pairs: a segment crossed by the one before it does not also cross the
+    next (three FINs in a row would otherwise chain)."""
+    for y in range(1, len(rows)):
+        if rows[y][0] == "seg" and rows[y][5] and rows[y - 1][0] == "seg" and rows[y - 1][5]:
+            rows[y] = (*rows[y][:5], False)
 
 
 def _draw_sequence(rows, *, skip=lambda row: False, xlim=(-0.75, 1.75), width: float = 9.5):
     """Draw ``rows`` (from ``_sequence_rows``): lanes, one arrow per segment (rows for
     which ``skip(row)`` is true are left empty, for the caller to draw), the states
-    after each step.  Returns ``(fig, ax, number of arrows)``."""
+    after each step.  Two segments in flight together cross: each from its row to below the
+    second's (``fig.tcplearn_crossing`` lists their arrows' numbers, in pairs).  Returns
+    ``(fig, ax, number of arrows)``."""
     height = max(4.0, 0.42 * len(rows) + 1.2)
     fig = Figure(figsize=(width, height))
     ax = fig.subplots()
@@ -43,12 +77,19 @@ def _draw_sequence(rows, *, skip=lambda row: False, xlim=(-0.75, 1.75), width: f
         ax.plot([x, x], [-0.4, len(rows)], color="#444444", linewidth=1.2, zorder=1)
         ax.text(x, -0.7, name, ha="center", va="bottom", fontsize=11, fontweight="bold")
     n_arrows = 0
+    fig.tcplearn_crossing = []
     for y, row in enumerate(rows):
         if row[0] == "gap":  # time passing, for the caller to annotate
             continue
         if row[0] == "seg":
-            _, sender, flags, detail, _ = row
+            _, sender, flags, detail, _, crosses = row
             if skip(row):
+                continue
+            second = y > 0 and rows[y - 1][0] == "seg" and rows[y - 1][5]
+            if crosses or second:
+                n_arrows += _crossing_arrow(ax, y, row, n_arrows, first=crosses)
+                if second:
+                    fig.tcplearn_crossing.append((n_arrows - 2, n_arrows - 1))
                 continue
             x0 = _LANE[sender]
             lost = flags.endswith("(lost)")
@@ -79,6 +120,28 @@ def _draw_sequence(rows, *, skip=lambda row: False, xlim=(-0.75, 1.75), width: f
                         bbox={"boxstyle": "round,pad=0.25", "fc": style.color, "ec": "black", "lw": 0.6},
                         gid=f"state:{end}:{state.name}")
     return fig, ax, n_arrows
+
+
+def _crossing_arrow(ax, y: int, row: tuple, n: int, *, first: bool) -> int:
+    """One of two crossing arrows: the first from its row ``y``, the second from the row above
+    its own (both sent before either arrived), each ending below the second's row, its label on
+    its own half of the gap.  Returns 1 (the arrows drawn)."""
+    _, sender, flags, detail, _, _ = row
+    top = y if first else y - 1
+    x0 = _LANE[sender]
+    x1 = 1.0 - x0
+    drop = 1.55  # from the first row to where a lone arrow of the second row would end
+    ax.add_patch(FancyArrowPatch((x0, top), (x1, top + drop), arrowstyle="-|>", mutation_scale=13,
+                                 color="#b2182b" if "RST" in flags else "#222222", linewidth=1.4, zorder=2,
+                                 gid=f"segment:{n}:{sender}:{flags}"))
+    lx = 0.25 if x0 == 0 else 0.75  # a quarter of the way along: on the line, clear of the crossing
+    ax.text(lx, top + 0.25 * drop - 0.05, flags + (f"  {detail}" if detail else ""), ha="center", va="center",
+            fontsize=8.5, zorder=4, gid=f"label:crossing:{sender}",
+            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.9})
+    if not first:
+        ax.text(1.08, top + drop / 2, "crossed: each was sent\nbefore the other arrived", ha="left",
+                va="center", fontsize=8, style="italic", color="#333333", gid="note:crossing")
+    return 1
 
 
 def sequence_diagram(history, segments_by_step=None, *, server_port: int | None = None,

@@ -7,7 +7,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch
 
 from ...base.states import TcpState
-from .layout import _label_clearance
+from .layout import _label_clearance, legend_in_empty_spot
 from .sequence import _draw_sequence, _sequence_rows, sequence_diagram
 from .style import STATE_STYLE, legend_handles
 
@@ -15,7 +15,8 @@ __all__ = ["countdown_plot", "myth_plot", "simulation_diagram"]
 
 
 def countdown_plot(countdown, title: str = "TIME-WAIT: the kernel's own timer, read live"):
-    """The kernel's TIME-WAIT timer over time, from ``timewait.sample_countdown``."""
+    """The kernel's TIME-WAIT timer over time, from ``timewait.sample_countdown``; the legend sits
+    where it covers no reading (a short run's readings run along the top)."""
     style = STATE_STYLE[TcpState.TIME_WAIT]
     fig = Figure(figsize=(8, 4))
     ax = fig.subplots()
@@ -29,9 +30,9 @@ def countdown_plot(countdown, title: str = "TIME-WAIT: the kernel's own timer, r
     ax.set_ylabel("seconds left on the kernel's timer")
     ax.set_ylim(bottom=0)
     ax.set_title(title)
-    ax.legend(loc="upper right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
+    legend_in_empty_spot(ax)
     return fig
 
 
@@ -40,7 +41,8 @@ def myth_plot(table, fin_timeout: int):
     orphaned FIN-WAIT-2 whose peer's FIN arrives midway.  Each reading is drawn in the
     style of the state it was in; each line is labelled at a point of its own, the one
     farthest from the other lines, with the label on the side away from them (the two
-    TIME-WAIT lines run a couple of seconds apart)."""
+    TIME-WAIT lines run a couple of seconds apart).  The legend sits where it covers no line,
+    label or note."""
     import numpy as np
     import pandas as pd
 
@@ -112,12 +114,13 @@ def myth_plot(table, fin_timeout: int):
                           label=f"tcp_fin_timeout = {fin_timeout} s"))
     handles.append(Line2D([], [], color="#555555", linestyle="", marker="o", markerfacecolor="white",
                           markersize=7, label="hollow: the socket whose peer's FIN arrives"))
-    ax.legend(handles=handles, loc="center right", fontsize=8)
     ax.set_xlabel("seconds since the three sockets were made")
     ax.set_ylabel("seconds left on the kernel's timer")
     ax.set_title("One setting, two timers: tcp_fin_timeout moves only the orphaned FIN-WAIT-2")
     ax.grid(alpha=0.3)
     fig.tight_layout()
+    # where it covers no line, label or the note on the FIN (a short run puts the FIN on the right)
+    legend_in_empty_spot(ax, handles=handles, fontsize=8)
     return fig
 
 
