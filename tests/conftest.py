@@ -72,6 +72,32 @@ def _describe(fd: int) -> str:
         return "?"
 
 
+# ------------------------------------------------------------------ the markers
+
+
+def is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+#: Fixtures that drop from root to nobody: a test using one needs root, so it is marked root.
+DROPS_TO_NOBODY = {"nobody", "nobody_with_packages"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if DROPS_TO_NOBODY & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.root(reason="runs code as nobody, which needs root to drop to"))
+
+
+def pytest_runtest_setup(item):
+    """``@pytest.mark.root(reason=...)``: skipped with its reason when not root; as root (CI)
+    it runs."""
+    marker = item.get_closest_marker("root")
+    if marker is not None and not is_root():
+        why = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "")
+        pytest.skip(f"needs root{': ' + why if why else ''} (CI runs as root)")
+
+
 # ------------------------------------------------------------------ interrupts
 # A process started with SIGINT ignored (by `cmd &` in a non-interactive shell, nohup, many
 # runners) passes that on to its children, and Python then installs no KeyboardInterrupt
