@@ -6,6 +6,7 @@ import gc
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -69,6 +70,54 @@ def _describe(fd: int) -> str:
         return os.readlink(f"/proc/self/fd/{fd}")
     except OSError:
         return "?"
+
+
+# ------------------------------------------------------------------ the markers
+
+
+def is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+#: Fixtures that drop from root to nobody: a test using one needs root, so it is marked root.
+DROPS_TO_NOBODY = {"nobody", "nobody_with_packages"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if DROPS_TO_NOBODY & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.root(reason="runs code as nobody, which needs root to drop to"))
+
+
+def pytest_runtest_setup(item):
+    """``@pytest.mark.root(reason=...)``: skipped with its reason when not root; as root (CI)
+    it runs."""
+    marker = item.get_closest_marker("root")
+    if marker is not None and not is_root():
+        why = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "")
+        pytest.skip(f"needs root{': ' + why if why else ''} (CI runs as root)")
+
+
+# ------------------------------------------------------------------ interrupts
+# A process started with SIGINT ignored (by `cmd &` in a non-interactive shell, nohup, many
+# runners) passes that on to its children, and Python then installs no KeyboardInterrupt
+# handler at all.  Tests that interrupt set the handler up themselves, so they test the same
+# thing however the suite was started.
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` for a child a test interrupts: SIGINT back to its default, so the
+    child's Python raises KeyboardInterrupt on it (as under a terminal's Ctrl-C)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture
+def sigint_raises():
+    """SIGINT raises KeyboardInterrupt in this process for the test, whatever the suite
+    inherited; the previous handler comes back afterwards."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 def wait_for(predicate, timeout: float = 5.0, interval: float = 0.01, what: str = "condition"):

@@ -5,7 +5,7 @@ import sys
 
 import tcplearn
 
-from .conftest import needs_linux
+from .conftest import default_sigint, needs_linux
 
 
 def cli(*args, timeout=60):
@@ -33,13 +33,20 @@ def test_bad_arguments_name_the_value():
 def test_watch_refreshes_until_interrupted(listener):
     import signal
     import time
+    # Ctrl-C as a terminal delivers it: SIGINT at its default in the child, also when this
+    # suite was started with SIGINT ignored (which a child would inherit).
     proc = subprocess.Popen([sys.executable, "-m", "tcplearn", "states", "--watch", "0.2",
-                             "--port", str(listener.getsockname()[1])], stdout=subprocess.PIPE, text=True)
+                             "--port", str(listener.getsockname()[1])], stdout=subprocess.PIPE, text=True,
+                            preexec_fn=default_sigint)
     try:
         time.sleep(1.5)
-    finally:
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        proc.stdout.close()
     assert proc.returncode == 0 and out.count("TCP sockets per state") >= 3
 
 

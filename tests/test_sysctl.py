@@ -1,7 +1,5 @@
 """tcplearn.sysctl: reading, validation, commands, and apply-and-restore."""
 
-import sys
-
 import pytest
 
 from tcplearn import sysctl
@@ -64,12 +62,8 @@ def test_apply_validates_everything_before_changing_anything():
     assert sysctl.read_all() == before
 
 
-root_only = pytest.mark.skipif(not (sys.platform.startswith("linux") and sysctl.is_root()),
-                               reason="applying host sysctls needs root on Linux (CI is root)")
-
-
-@root_only
-@pytest.mark.root
+@needs_linux
+@pytest.mark.root(reason="applying host sysctls needs root")
 def test_apply_sets_and_restores_also_after_an_exception():
     before = sysctl.read_all()
     new_fin = 7 if before["tcp_fin_timeout"] != 7 else 8
@@ -82,8 +76,8 @@ def test_apply_sets_and_restores_also_after_an_exception():
     assert sysctl.read_all() == before
 
 
-@root_only
-@pytest.mark.root
+@needs_linux
+@pytest.mark.root(reason="applying host sysctls needs root")
 def test_apply_restores_after_keyboard_interrupt():
     before = sysctl.read_all()
     with pytest.raises(KeyboardInterrupt):

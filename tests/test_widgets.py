@@ -126,10 +126,8 @@ def test_apply_for_this_run_uses_a_lab_and_leaves_the_machine_alone():
 
 
 @needs_linux
-@pytest.mark.root
+@pytest.mark.root(reason="applying on the machine needs root")
 def test_apply_as_root_without_a_lab_restores_also_when_the_run_fails(monkeypatch):
-    if not sysctl.is_root():
-        pytest.skip("applying on the machine needs root (CI is root)")
     import tcplearn.base.lab
     import tcplearn.experiments.knobs
 

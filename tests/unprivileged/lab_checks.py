@@ -178,7 +178,9 @@ def check_cleanup():
     except RuntimeError:
         pass
     out["exception"] = {"gone": _gone(pid), "holders": _netns_holders(inode)}
-    # 3. Ctrl-C while an experiment runs in the lab
+    # 3. Ctrl-C while an experiment runs in the lab: SIGINT raises KeyboardInterrupt here
+    # also when the test suite was started with SIGINT ignored (this process inherits that)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
     interrupted = False
     started = time.monotonic()
