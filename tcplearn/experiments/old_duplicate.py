@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from ..base.experiment import Call, Need, Place, Where, experiment
 from ..base.lab import Segment
 from .tools import counters, inject
-from .tools.captures import joined, of_connection
+from .tools.captures import Captured, joined, of_connection
 from .tools.records import Recorded
 from .tools.sockets import abort, pair, poll, read_eof
 from .tools.sockets import rows as connection_rows
@@ -73,7 +73,7 @@ def _signed(n: int) -> int:
 
 
 @dataclass
-class OldDuplicate(Recorded):
+class OldDuplicate(Captured, Recorded):
     """One old-duplicate run, measured.
 
     The old connection moved ``old_bytes_moved`` each way in ``old_seconds``.  ISNs: the

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from ..base.experiment import Call, Need, Place, Where, experiment
 from ..base.lab import Segment
 from .tools import counters, inject
-from .tools.captures import joined, of_connection
+from .tools.captures import Captured, joined, of_connection
 from .tools.records import Recorded
 from .tools.silence import silence, unsilence
 from .tools.sockets import pair, poll, read_eof, tcp_info
@@ -59,7 +59,7 @@ def _answer(seg: Segment | None) -> str | None:
 
 
 @dataclass
-class LostLastAck(Recorded):
+class LostLastAck(Captured, Recorded):
     """One lost-last-ACK run, measured.
 
     ``fins`` has one entry per FIN the server sent, the original first: its time ``t`` (s
@@ -195,7 +195,7 @@ def lost_last_ack(place: Place, time_wait: bool = True, retransmissions: int = 2
 
 
 @dataclass
-class TimeWaitAssassination(Recorded):
+class TimeWaitAssassination(Captured, Recorded):
     """One assassination attempt, measured.
 
     ``rows_before``/``rows_after`` are the connection's rows in the kernel's table before

@@ -2,9 +2,30 @@
 
 from __future__ import annotations
 
-from ...base.lab import Segment, parse_frame, relative
+import os
+from pathlib import Path
 
-__all__ = ["of_connection", "joined"]
+from ...base.lab import Segment, parse_frame, relative, write_pcap
+from ...base.lab.pcap import writable_path
+
+__all__ = ["of_connection", "joined", "Captured"]
+
+
+class Captured:
+    """A mixin for measurement dataclasses that keep a ``captured`` list of segments."""
+
+    captured: list[Segment]
+
+    def segments(self) -> list[Segment]:
+        """The captured segments of this connection, in order."""
+        return list(self.captured)
+
+    def save_pcap(self, path: str | os.PathLike) -> Path:
+        """Write the segments as a pcap file (Wireshark, ``tcpdump -nn -r``) and return its
+        path: ``path``, or the same name in the temporary directory where ``path``'s folder
+        cannot be written.  A live run writes the captured frames; a recorded one, frames
+        built from the recorded numbers (``write_pcap``)."""
+        return write_pcap(self.captured, writable_path(path))
 
 
 def of_connection(segments: list[Segment], server_port: int, client_port: int) -> list[Segment]:

@@ -66,15 +66,10 @@ def from_record(cls: type[T], record: dict, arguments: dict | None = None) -> T:
                   if f.name in record})
 
 
+
 class Recorded:
     """A mixin for measurement dataclasses: ``to_record()``/``from_record()`` written over
-    the fields (above), and ``segments()`` for those that keep a ``captured`` list."""
-
-    captured: list[Segment]
+    the fields (above)."""
 
     to_record = to_record
     from_record = classmethod(from_record)
-
-    def segments(self) -> list[Segment]:
-        """The captured segments of this connection, in order."""
-        return list(self.captured)
