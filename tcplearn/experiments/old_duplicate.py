@@ -46,8 +46,7 @@ from ..base.lab import Segment
 from .tools import counters, inject
 from .tools.captures import Captured, joined, of_connection
 from .tools.records import Recorded
-from .tools.sockets import abort, pair, poll, read_eof
-from .tools.sockets import rows as connection_rows
+from .tools.sockets import abort, pair, poll, read_eof, tcp_info
 
 __all__ = ["old_duplicate", "OldDuplicate", "ACK_MODES", "PAYLOAD", "OLD_BYTES"]
 
@@ -60,9 +59,9 @@ PAYLOAD = b"OLD!"
 #: clock advances during the run on a 2-core machine (measured: 2 MiB in about 0.05 s).
 OLD_BYTES = 2 * 2**20
 OLD_BYTES_RANGE = (4096, 64 * 2**20)
-CHUNK = 32768
+CHUNK = 60000    # one segment on lo (MSS 65483): fewer frames for the capture to keep
 PAUSE = 0.0005   # seconds after each ping-pong round: lets the capture thread drain
-ISN_HZ = 1e9 / 64  # RFC 6528's clock as Linux runs it: one per 64 ns
+ISN_HZ = 1e9 / 64  # the ISN clock as Linux runs it (secure_seq.c: ns >> 6): one per 64 ns
 ATTEMPTS = 3     # the capture may drop a segment; the run is repeated if it dropped the one needed
 _HELD: dict[int, tuple[socket.socket, socket.socket, socket.socket]] = {}  # client port -> new connection
 
@@ -129,15 +128,23 @@ def _old_then_new(old_bytes: int) -> dict:
                 while got < len(chunk):
                     got += len(receiver.recv(len(chunk) - got))
             moved += len(chunk)
-            time.sleep(PAUSE)
+            # A pause lets the capture thread drain the packet socket, but only while the old
+            # connection runs well ahead of the ISN clock: a loaded machine's longer sleeps
+            # must not slow it below the clock, or no old byte would reach the new window.
+            if moved > 2 * ISN_HZ * (time.monotonic() - started):
+                time.sleep(PAUSE)
         seconds = time.monotonic() - started
-        client.shutdown(socket.SHUT_WR)
+        client.shutdown(socket.SHUT_WR)                  # the old client closes first
         read_eof(server, "the old server")
-        server.close()
+        server.shutdown(socket.SHUT_WR)
         read_eof(client, "the old client")
+        # Both ends CLOSED, read from the sockets themselves (TCP_INFO): the kernel's table
+        # is not walked, which takes tens of ms where the machine holds many sockets.
+        poll(lambda: tcp_info(client)[0] == tcp_info(server)[0] == "CLOSED",
+             what="the old connection to close without TIME-WAIT (is tcp_max_tw_buckets 0?)")
         client.close()
-        poll(lambda: not connection_rows(server_port, client_port),
-             what="the old connection to leave the table (is tcp_max_tw_buckets 0?)")
+        server.close()
+        time.sleep(10 * PAUSE)  # the capture drains the old connection's last frames first
         _, new_client, new_server = pair(client_port, listener=listener, reuse=True)
     except BaseException:
         for sock in (client, server, listener):
@@ -180,19 +187,20 @@ def _replay_and_read(client_port: int, packet: bytes) -> dict:
 # ---------------------------------------------------------------- in the caller
 
 
-def _choose(first: list[Segment], client_port: int, ack: str) -> dict:
-    """From the first capture: the ISNs, and the old segment to replay with its ack."""
+def _choose(first: list[Segment], client_port: int, ack: str) -> dict | None:
+    """From the first capture: the ISNs, and the old segment to replay with its ack
+    (``None`` when the capture dropped a segment of either handshake)."""
     syns = [s for s in first if s.sport == client_port and s.flags == "SYN"]
     synacks = [s for s in first if s.dport == client_port and s.flags == "SYN,ACK"]
-    if len(syns) < 2 or not synacks:
-        raise RuntimeError("the capture missed a SYN of the old or the new connection")
+    if len(syns) < 2 or len(synacks) < 2:
+        return None  # the capture dropped a handshake segment: the run is made again
     old_syn, new_syn = syns[0], syns[-1]
     isn_old, isn_new = inject.header(old_syn.frame).seq, inject.header(new_syn.frame).seq
     rcv_nxt = (isn_new + 1) % 2**32                              # the new server expects this byte
     snd_una = (inject.header(synacks[-1].frame).seq + 1) % 2**32  # and has this acknowledged
     old = [s for s in first[:first.index(new_syn)] if s.sport == client_port and s.length]
     if not old:
-        raise RuntimeError("the capture holds no data segment of the old connection")
+        return None
 
     def offset(s: Segment) -> int:  # where the segment starts, from rcv_nxt
         return _signed(inject.header(s.frame).seq - rcv_nxt)
@@ -257,13 +265,18 @@ def old_duplicate(place: Place, timestamps: bool = False, ack: str = "fitted",
             try:
                 first = of_connection(first, sport, cport)
                 chosen = _choose(first, cport, ack)
+                if chosen is None:
+                    continue
                 reached = _signed(chosen["isn_new"] - chosen["isn_old"]) < run["moved"]
                 if chosen["covering"] or not reached or attempt == ATTEMPTS:
                     outcome, second = place.capture(_replay_and_read, cport, chosen["packet"])
                     break
+                # the old bytes reached rcv_nxt, but the capture dropped the segment covering it
             finally:
                 place.call(_release, cport)  # the replay released it already; this covers errors
-            # the old bytes reached rcv_nxt, but the capture dropped the segment that covered it
+        else:
+            raise RuntimeError(f"the capture dropped a handshake segment in each of {ATTEMPTS} runs: "
+                               "the machine may be too busy, try again")
     second = of_connection(second, sport, cport)
     segments = joined(first, second)
     data = outcome["data"]

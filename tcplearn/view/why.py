@@ -99,7 +99,7 @@ def why_diagram(segments: list[Segment], server_port: int, *, replayed: int | No
         ax.plot([x, x], [-0.4, len(rows)], color="#444444", linewidth=1.2, zorder=1)
         port = server_port if name == "server" else client_port
         ax.text(x, -0.75, f"{name} :{port}", ha="center", va="bottom", fontsize=10.5, fontweight="bold")
-    ax.text(-0.9, -0.75, "t (ms)", ha="left", va="bottom", fontsize=9, color="#555555")
+    ax.text(-0.72, -0.75, "t (ms)", ha="right", va="bottom", fontsize=9, color="#555555")
     for y, row in enumerate(rows):
         if row[0] == "text":
             ax.text(0.5, y + 0.3, row[1], ha="center", va="center", fontsize=8.5, style="italic",
@@ -127,8 +127,7 @@ def why_diagram(segments: list[Segment], server_port: int, *, replayed: int | No
                 color=_REPLAYED if kind == "replayed" else "black",
                 fontweight="bold" if kind == "replayed" else "normal",
                 bbox={"boxstyle": "round,pad=0.12", "fc": "white", "ec": "none", "alpha": 0.9})
-        ax.text(-0.9, y + 0.2, f"{seg.t * 1000:9.1f}", ha="left", va="center", fontsize=8, color="#555555",
-                family="monospace")
+        ax.text(-0.72, y + 0.2, f"{seg.t * 1000:.1f}", ha="right", va="center", fontsize=8, color="#555555")
     ax.set_title(title or "Segments as captured on the loopback (seq/ack relative to each side's ISN)",
                  fontsize=10)
     fig.tcplearn_segments = sum(1 for r in rows if r[0] == "seg")
