@@ -13,7 +13,8 @@ The public API, re-exported here and stable (``__all__``):
 * the experiments, each returning a ``Result`` (value, ``where`` it ran, one-line ``note``):
   ``first_look``, ``lab_side_by_side``, ``capture_one_connection`` (00), ``run_scenario``
   and ``ConnectionPair`` (01), ``sample_countdown``, ``summarize``, ``fin_wait_2_vs_setting``,
-  ``myth_demo``, ``server_restart``, ``os_defaults`` (02), ``compare``, ``TrickleServer``
+  ``myth_demo``, ``server_restart``, ``os_defaults``, and why TIME-WAIT exists:
+  ``lost_last_ack``, ``old_duplicate``, ``time_wait_assassination`` (02), ``compare``, ``TrickleServer``
   (03), ``run_load``, ``LoadResult``, ``watch_plateau``, ``time_wait_by_closer``,
   ``with_settings``, ``sources_remedy`` (04, 05), ``sysctl_playground`` (05), ``dead_peer`` and
   ``retransmission_schedule`` (which timeout notices a vanished peer).
@@ -47,6 +48,7 @@ from .experiments.connect import ConnectTimeoutResult, connect_timeout, syn_sche
 from .experiments.dead_peer import DeadPeerResult, dead_peer, retransmission_schedule
 from .experiments.knobs import with_settings
 from .experiments.load import LoadResult, run_load
+from .experiments.old_duplicate import OldDuplicate, old_duplicate
 from .experiments.plateau import time_wait_by_closer, watch_plateau
 from .experiments.remedy import SourcesRemedy, sources_remedy
 from .experiments.start_here import capture_one_connection, first_look, lab_side_by_side
@@ -60,6 +62,12 @@ from .experiments.timewait import (
     summarize,
 )
 from .experiments.trickle import TrickleServer
+from .experiments.why_time_wait import (
+    LostLastAck,
+    TimeWaitAssassination,
+    lost_last_ack,
+    time_wait_assassination,
+)
 from .view import display as _display
 
 _display.register()  # how a notebook shows each result; matplotlib is imported only when one is
@@ -94,4 +102,6 @@ __all__ = [
     "save_pcap",
     "connect_timeout", "ConnectTimeoutResult", "syn_schedule",
     "sources_remedy", "SourcesRemedy",
+    "lost_last_ack", "LostLastAck", "old_duplicate", "OldDuplicate", "time_wait_assassination",
+    "TimeWaitAssassination",
 ]

@@ -12,7 +12,8 @@ from collections.abc import Callable
 
 __all__ = ["register", "SHOWN"]
 
-#: (module, class) -> the ``tcplearn.view.show`` function that displays it.
+#: (module, class) -> the ``tcplearn.view.show`` function that displays it, or
+#: ``"module:function"`` for one in another view module.
 SHOWN = {
     ("tcplearn.experiments.close", "CloseRun"): "show_close_run",
     ("tcplearn.experiments.load", "LoadResult"): "show_load",
@@ -24,12 +25,17 @@ SHOWN = {
     ("tcplearn.experiments.dead_peer", "DeadPeerResult"): "show_dead_peer",
     ("tcplearn.experiments.remedy", "SourcesRemedy"): "show_sources_remedy",
     ("tcplearn.base.tw_cost", "TimeWaitCost"): "show_time_wait_cost",
+    ("tcplearn.experiments.why_time_wait", "LostLastAck"): "tcplearn.view.why:show_lost_last_ack",
+    ("tcplearn.experiments.why_time_wait", "TimeWaitAssassination"): "tcplearn.view.why:show_assassination",
+    ("tcplearn.experiments.old_duplicate", "OldDuplicate"): "tcplearn.view.why:show_old_duplicate",
 }
 
 
 def _lazy(name: str) -> Callable[[object], None]:
+    module, _, function = name.rpartition(":")
+
     def show(obj: object) -> None:
-        getattr(importlib.import_module("tcplearn.view.show"), name)(obj)
+        getattr(importlib.import_module(module or "tcplearn.view.show"), function)(obj)
 
     return show
 

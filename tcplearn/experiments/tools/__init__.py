@@ -1,6 +1,10 @@
 """The lab primitives: tools that experiments use, not experiments themselves.
 
-``silence`` (a drop-all socket filter that makes a peer vanish like a pulled cable) is the
-first of them here; the others named in docs/architecture.md follow it.  Nothing in this
-folder registers an experiment, and nothing here imports an experiment module.
+``silence`` (a drop-all socket filter that makes a peer vanish like a pulled cable),
+``inject`` (a captured segment delivered again through a raw socket, its TCP checksum
+recomputed), ``counters`` (the kernel's TcpExt and Tcp counters as deltas), ``captures``
+(one connection's segments; captures made one after another joined), ``sockets`` (a
+connected pair, one connection's rows and state, polling with a deadline) and ``records``
+(a measurement dataclass as plain data for the recorder).  Nothing in this folder registers
+an experiment, and nothing here imports an experiment module.
 """
