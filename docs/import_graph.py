@@ -18,7 +18,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "tcplearn"
 DOC = ROOT / "docs" / "architecture.md"
-BEGIN, END = "<!-- import graph: begin (python docs/import_graph.py --write) -->", "<!-- import graph: end -->"
+BEGIN = "<!-- import graph: begin (python docs/import_graph.py --write) -->"
+END = "<!-- import graph: end -->"
 LAYERS = (("top", "the public API, the recorder, doctor, the command line"), ("view", "tcplearn.view"),
           ("experiments", "tcplearn.experiments"), ("base", "tcplearn.base"))
 
@@ -80,10 +81,16 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
+#: The layers' packages (their ``__init__`` only re-exports).
+LAYER_PACKAGES = ("tcplearn.base", "tcplearn.experiments", "tcplearn.view")
+#: Subpackages drawn as one box each.
+COLLAPSED = (("base", "observe"), ("base", "lab"), ("experiments", "tools"))
+
+
 def _box(module: str) -> str:
     """The box a module is drawn in: subpackages of base collapse into one box each."""
     parts = module.split(".")
-    if len(parts) >= 3 and (parts[1], parts[2]) in (("base", "observe"), ("base", "lab"), ("experiments", "tools")):
+    if len(parts) >= 3 and (parts[1], parts[2]) in COLLAPSED:
         return ".".join(parts[:3])
     return module
 
@@ -108,7 +115,7 @@ def mermaid() -> str:
         boxes.setdefault(src, set())
         for target in edges:
             dst = _box(target)
-            if dst != src and dst not in ("tcplearn.base", "tcplearn.experiments", "tcplearn.view", "tcplearn"):
+            if dst != src and dst not in (*LAYER_PACKAGES, "tcplearn"):
                 boxes[src].add(dst)
 
     def ident(box: str) -> str:
