@@ -506,3 +506,28 @@ def test_dead_peer_gap_labels_sit_by_their_own_gaps():
         if (t.get_gid() or "").startswith(("gap:", "wait:")):
             bb = t.get_window_extent(renderer)
             assert not any(bb.padded(radius).contains(x, y) for x, y, radius in marks), t.get_text()
+
+
+# ---------------------------------------------------------------- readable arc labels (notebook 01)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"close_only": True, "path": CLIENT_PATH},
+                                    {"highlight": {S.TIME_WAIT: "client + server"}}])
+def test_state_diagram_arc_labels_are_readable_and_clear_of_the_boxes(kwargs):
+    """Every arc label (event over action) and CLOSED tag is at least 9 pt at the figure's own
+    size, and none sits on a state's box (nor on another label: the overlap test above)."""
+    fig = plots.state_diagram(**kwargs)
+    renderer = _drawn(fig)
+    ax = fig.axes[0]
+    labels = [t for t in ax.texts if (t.get_gid() or "").startswith(("label:", "tag:"))]
+    assert labels
+    assert min(t.get_fontsize() for t in labels) >= 9, sorted({t.get_fontsize() for t in labels})
+    boxes = [(b.get_gid(), b.get_window_extent(renderer)) for b in _boxes(fig)]
+    heads = [(a.get_gid(), _head(a)) for a in _arrows(fig)]
+    for text in labels:
+        bb = text.get_window_extent(renderer)
+        for gid, box in boxes:
+            assert not bb.overlaps(box), f"{text.get_gid()} sits on {gid}"
+        for gid, head in heads:  # a label's white box would hide an arrowhead
+            assert not any(bb.contains(x, y) for x, y in head), f"{text.get_gid()} hides {gid}'s head"
+    _check_no_text_overlaps(fig)
