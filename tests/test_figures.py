@@ -346,6 +346,7 @@ def test_plateau_figure_draws_the_plateau_without_reuse_and_its_legend_covers_no
     from tcplearn.view.show import plateau_figure
 
     run = _replayed("watch_plateau", rate=200)
+    assert run.result.elapsed >= 60  # long enough to reach a plateau: the line is drawn
     fig = plateau_figure(run)
     ax = fig.axes[0]
     (reference,) = [line for line in ax.get_lines() if line.get_gid() == "reference"]
@@ -356,6 +357,13 @@ def test_plateau_figure_draws_the_plateau_without_reuse_and_its_legend_covers_no
     assert _what_the_legend_covers(fig) == []
     without = plots.counts_plot(run.samples, model=run.model, states=[S.TIME_WAIT])
     assert "reference" not in {line.get_gid() for line in without.axes[0].get_lines()}
+    # a fast run's 3 s load never nears rate × 60 s: no line to flatten its curve
+    import copy
+
+    short = copy.copy(run)
+    short.result = copy.copy(run.result)
+    short.result.elapsed = 3.0
+    assert "reference" not in {line.get_gid() for line in plateau_figure(short).axes[0].get_lines()}
 
 
 @pytest.mark.parametrize("call", range(len(REGISTRY["with_settings"].calls)))
