@@ -346,6 +346,7 @@ def test_plateau_figure_draws_the_plateau_without_reuse_and_its_legend_covers_no
     from tcplearn.view.show import plateau_figure
 
     run = _replayed("watch_plateau", rate=200)
+    assert run.result.elapsed >= 60  # long enough to reach a plateau: the line is drawn
     fig = plateau_figure(run)
     ax = fig.axes[0]
     (reference,) = [line for line in ax.get_lines() if line.get_gid() == "reference"]
@@ -356,6 +357,13 @@ def test_plateau_figure_draws_the_plateau_without_reuse_and_its_legend_covers_no
     assert _what_the_legend_covers(fig) == []
     without = plots.counts_plot(run.samples, model=run.model, states=[S.TIME_WAIT])
     assert "reference" not in {line.get_gid() for line in without.axes[0].get_lines()}
+    # a fast run's 3 s load never nears rate × 60 s: no line to flatten its curve
+    import copy
+
+    short = copy.copy(run)
+    short.result = copy.copy(run.result)
+    short.result.elapsed = 3.0
+    assert "reference" not in {line.get_gid() for line in plateau_figure(short).axes[0].get_lines()}
 
 
 @pytest.mark.parametrize("call", range(len(REGISTRY["with_settings"].calls)))
@@ -506,3 +514,28 @@ def test_dead_peer_gap_labels_sit_by_their_own_gaps():
         if (t.get_gid() or "").startswith(("gap:", "wait:")):
             bb = t.get_window_extent(renderer)
             assert not any(bb.padded(radius).contains(x, y) for x, y, radius in marks), t.get_text()
+
+
+# ---------------------------------------------------------------- readable arc labels (notebook 01)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"close_only": True, "path": CLIENT_PATH},
+                                    {"highlight": {S.TIME_WAIT: "client + server"}}])
+def test_state_diagram_arc_labels_are_readable_and_clear_of_the_boxes(kwargs):
+    """Every arc label (event over action) and CLOSED tag is at least 9 pt at the figure's own
+    size, and none sits on a state's box (nor on another label: the overlap test above)."""
+    fig = plots.state_diagram(**kwargs)
+    renderer = _drawn(fig)
+    ax = fig.axes[0]
+    labels = [t for t in ax.texts if (t.get_gid() or "").startswith(("label:", "tag:"))]
+    assert labels
+    assert min(t.get_fontsize() for t in labels) >= 9, sorted({t.get_fontsize() for t in labels})
+    boxes = [(b.get_gid(), b.get_window_extent(renderer)) for b in _boxes(fig)]
+    heads = [(a.get_gid(), _head(a)) for a in _arrows(fig)]
+    for text in labels:
+        bb = text.get_window_extent(renderer)
+        for gid, box in boxes:
+            assert not bb.overlaps(box), f"{text.get_gid()} sits on {gid}"
+        for gid, head in heads:  # a label's white box would hide an arrowhead
+            assert not any(bb.contains(x, y) for x, y in head), f"{text.get_gid()} hides {gid}'s head"
+    _check_no_text_overlaps(fig)

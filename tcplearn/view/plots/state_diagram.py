@@ -70,6 +70,8 @@ _ARC = {
 _STUB_DIR = {_S.SYN_SENT: (1, 0), _S.ESTABLISHED: (0, -1), _S.FIN_WAIT_1: (-1, 0), _S.FIN_WAIT_2: (-1, 0),
              _S.CLOSE_WAIT: (1, 0), _S.LAST_ACK: (1, 0), _S.CLOSING: (1, 0), _S.TIME_WAIT: (0, -1)}
 _STUB_LEN = 0.55
+#: The arc labels' size in points: at the notebook's 90 dpi, 10 pt is 12.5 px a line.
+_LABEL_PT = 10
 _PATH_MARK = "①②③④⑤⑥⑦⑧⑨⑩⑪⑫⑬⑭⑮⑯⑰⑱⑲⑳"
 
 NOTATION = ("How to read an arc (RFC 9293 Figure 5's notation): the event above the line, what the end sends "
@@ -230,9 +232,9 @@ def state_diagram(highlight: dict[TcpState, str] | None = None, *, show_rst: boo
             tag = stub_tags.get(state)
             text = (mark if taken else "") + "CLOSED"
             if tag is None:
-                tx = sx + dx * (reach + 0.33)
-                ty = sy + dy * (reach + 0.17)
-                stub_tags[state] = ax.text(tx, ty, text, ha="center", va="center", fontsize=6.5,
+                tx = sx + dx * (reach + 0.45)
+                ty = sy + dy * (reach + 0.19)
+                stub_tags[state] = ax.text(tx, ty, text, ha="center", va="center", fontsize=9,
                                            color="#555555" if not taken else "black", zorder=4,
                                            gid=f"tag:{state.name}:CLOSED",
                                            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "#888888",
@@ -252,7 +254,7 @@ def state_diagram(highlight: dict[TcpState, str] | None = None, *, show_rst: boo
                                 gid=gid + (":path" if taken else ""))
         ax.add_patch(arrow)
         drawn.append(arc)
-        ax.text(*label_at, mark + _label_text(event), fontsize=8, ha="center", va="center",
+        ax.text(*label_at, mark + _label_text(event), fontsize=_LABEL_PT, ha="center", va="center",
                 color="#999999" if fade and not taken else "#111111", zorder=4,
                 fontweight="bold" if taken else "normal",
                 gid=f"label:{state.name}:{event.name}:{target.name}",
