@@ -17,7 +17,7 @@ from tcplearn.experiments.load import LoadRun, run_load
 from tcplearn.experiments.plateau import watch_plateau
 from tcplearn.experiments.sharing import SHARE, HostShareError, host_share_check, running_loads
 
-from .conftest import needs_linux, needs_ss
+from .conftest import needs_linux, needs_ss, own_recycle_ceiling
 
 pytestmark = needs_linux
 
@@ -96,19 +96,19 @@ def test_plateau_counts_its_own_sockets_beside_tens_of_thousands_of_foreign_ones
         foreign, churn_port, made, port, peak, predicted, by_ss, note, inter = lab.run(_plateau_beside_foreign_churn)
     assert foreign >= 20_000 and port != churn_port and abs(made - 1500) <= 0.15 * 1500
     # Every connection left one TIME-WAIT socket, except those whose port a later connect()
-    # took while it was still in TIME-WAIT (tcp_tw_reuse=2 on loopback; TWRecycled counts
-    # them, and in a lab that counter is the load's own: the churn's clients hold no
-    # TIME-WAIT).  Seen in CI: the port search jumped once and, a thousand connections
-    # later, met the load's own ports: 144 of 1,500.  Never the churn's sockets.
+    # of the load took while it was still in TIME-WAIT (tcp_tw_reuse=2 on loopback; TWRecycled
+    # counts them, and in a lab that counter is the load's own: the churn's clients hold no
+    # TIME-WAIT, the server closes first).  How many the walk can revisit: see conftest
+    # (CI saw 144 of 1,500).  Never the churn's sockets.
     recycled = inter["recycled"]
-    assert recycled <= 0.5 * made                        # a few jumps of the port search, not a rule
+    assert recycled <= own_recycle_ceiling(made, made / 5)   # 300/s for 5 s
     assert abs(peak + recycled - made) <= 0.02 * made + 2
     assert abs(by_ss - peak) <= 0.02 * peak + 2          # ss, filtered by the load's port, agrees
+    # the model's peak (notebook 04's stated error) once the takeovers it does not expect are
+    # added back, and the note names them exactly when they are more than a handful
     extra = recycled - inter["recycled_expected"]
-    if extra > max(5, 0.02 * inter["own_peak"]):
-        assert "TWRecycled" in note                       # a learner is told why it is lower
-    else:
-        assert abs(peak - predicted) <= 0.10 * predicted  # the model's stated error (notebook 04)
+    assert abs(peak + extra - predicted) <= 0.10 * predicted
+    assert ("TWRecycled" in note) == (extra > max(5, 0.02 * inter["own_peak"]))
     assert inter["foreign_tw_max"] >= 20_000
     assert "other programs held" in note and str(port) in note
 
@@ -155,9 +155,11 @@ def test_two_learners_at_once_each_see_their_own_count():
     assert a["port"] != b["port"]
     for me, other in ((a, b), (b, a)):
         # its own, not the sum of both: every connection's TIME-WAIT, less those whose port a
-        # later connect() took while still in TIME-WAIT (TWRecycled, here counted machine-wide)
-        assert me["recycled"] <= me["made"]
-        low = me["made"] - me["recycled"] - 0.02 * me["made"] - 2
+        # later connect() of the same load took while still in TIME-WAIT.  TWRecycled is
+        # machine-wide here (the other load's takeovers are in it too), so no more is taken
+        # off than this load's own walk can revisit (see conftest).
+        own_recycled = min(me["recycled"], own_recycle_ceiling(me["made"], me["made"] / 4))  # 4 s
+        low = me["made"] - own_recycled - 0.02 * me["made"] - 2
         assert low <= me["peak"] <= 1.02 * me["made"] + 2, json.dumps(me)
         assert me["peak"] < me["made"] + 0.5 * other["made"]
     # the loads overlapped, and at least one of them saw the other and said so
