@@ -130,3 +130,22 @@ def test_notebook_03_quotes_the_seeds_python_as_it_stands():
     assert md.index("s.settimeout(10)") < md.index("s.connect(('www.example.com', 80))")
     assert not re.search(r"seed's[^.]*create_connection", md), "create_connection is not the seed's code"
 
+
+
+BINDER = re.compile(r"https://mybinder\.org/v2/gh/([^/\s]+/[^/\s]+)/([^?\s]+)\?urlpath=lab/tree/([^)\s`]+)")
+
+
+def test_the_binder_links_open_a_file_of_the_repository():
+    """The badge (and teaching.md's launch link) open 00 in JupyterLab: the path after lab/tree/ exists here."""
+    readme = (ROOT / "README.md").read_text()
+    links = [(where, m) for where, text in (("README.md", readme),
+                                             ("docs/teaching.md", (ROOT / "docs" / "teaching.md").read_text()))
+             for m in BINDER.finditer(text)]
+    assert "[![Binder]" in readme and any(where == "README.md" for where, _ in links), "the README's badge"
+    for where, m in links:
+        path = m.group(3)
+        assert (ROOT / path).is_file(), f"{where}: lab/tree/{path} names no file of the repository"
+        assert path == "notebooks/00-start-here.ipynb", f"{where}: the class starts at 00, not {path}"
+    if any(m.group(1) == "OWNER/REPO" for _, m in links):
+        # a placeholder until there is a public repository: the README says how a fork fills it in
+        assert "sed -i 's#OWNER/REPO#" in readme and "mybinder.org" in readme
