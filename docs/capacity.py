@@ -50,7 +50,8 @@ def _tree_rss(proc: psutil.Process) -> int:
 def measure(path: Path, workdir: Path) -> dict:
     """Execute one notebook in a fresh kernel and return what it cost (see the module's docstring)."""
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(workdir)}})
+    client = NotebookClient(nb, timeout=600, kernel_name="python3",
+                            resources={"metadata": {"path": str(workdir)}})
     with client.setup_kernel():
         kernel = psutil.Process(client.km.provisioner.pid)
         before = kernel.cpu_times()
@@ -77,9 +78,11 @@ def measure(path: Path, workdir: Path) -> dict:
         peak[0] = max(peak[0], _tree_rss(kernel))  # the last cell's growth, had no sample caught it
         after = kernel.cpu_times()
         rss = kernel.memory_info().rss
-    cpu = sum(getattr(after, f) - getattr(before, f) for f in ("user", "system", "children_user", "children_system"))
+    cpu = sum(getattr(after, f) - getattr(before, f)
+              for f in ("user", "system", "children_user", "children_system"))
     return {"notebook": path.name, "fast": os.environ.get("TCPLEARN_FAST") == "1", "wall_s": round(wall, 1),
-            "cpu_s": round(cpu, 1), "rss_after_mib": round(rss / MIB, 1), "peak_tree_mib": round(peak[0] / MIB, 1)}
+            "cpu_s": round(cpu, 1), "rss_after_mib": round(rss / MIB, 1),
+            "peak_tree_mib": round(peak[0] / MIB, 1)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,7 @@ __all__ = ["sources_remedy", "SourcesRemedy"]
 #
 # A TIME-WAIT socket blocks its four-tuple, not its port: connect() takes a port when the
 # four-tuple (source address, source port, destination address, destination port) is free
-# (tcp-facts.md L20).  So a client with k source addresses has k times the four-tuples
+# (net/ipv4/inet_hashtables.c, __inet_hash_connect).  So a client with k source addresses has k times the four-tuples
 # towards one destination, and k times the rate it can sustain without reuse.
 
 REMEDY_BASE_PORT = 40000
@@ -31,7 +31,7 @@ class SourcesRemedy:
     rate: float
     ports: int
     runs: list
-    time_wait: float = 60.0  # TCP_TIMEWAIT_LEN (tcp-facts.md L1): how long each four-tuple stays blocked
+    time_wait: float = 60.0  # TCP_TIMEWAIT_LEN (include/net/tcp.h): how long each four-tuple stays blocked
 
     def four_tuples(self) -> dict[int, int]:
         """Connections made per k before the ports ran out: the four-tuples there were."""
