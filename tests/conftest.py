@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 import os
 import re
 import shutil
@@ -209,6 +210,63 @@ def listener():
     sock.listen(64)
     yield sock
     sock.close()
+
+
+# ------------------------------------------------------------------ the series, executed once
+
+#: The notebook runner every mode uses (as this user, as nobody, on a simulated Mac).
+RUN_NOTEBOOKS = ROOT / "tests" / "unprivileged" / "run_notebooks.py"
+#: The whole series' budget in one runner (7 notebooks, TCPLEARN_FAST=1): measured 2.5 min as root
+#: on this 2-core machine; as nobody and on a machine shared with parallel runs it takes longer.
+SERIES_TIMEOUT = 900
+
+
+class ExecutedSeries:
+    """Every notebook, executed once as this user; ``results[name]`` is "ok" or the error,
+    ``texts(name)`` what its cells printed (the executed copy is kept in ``saved``)."""
+
+    #: Executed while a foreign program's TIME-WAIT sockets fill the machine's table.
+    amid_churn = ("02-time-wait-and-2msl.ipynb", "04-state-counts-under-load.ipynb",
+                  "05-sysctl-playground.ipynb")
+
+    def __init__(self, saved: Path, results: dict[str, str], foreign_tw: int):
+        self.saved, self.results, self.foreign_tw = saved, results, foreign_tw
+
+    def texts(self, name: str) -> str:
+        import nbformat
+
+        nb = nbformat.read(self.saved / name, as_version=4)
+        return "\n".join(o.get("text", "") + "".join(str(v) for v in o.get("data", {}).values())
+                         for c in nb.cells for o in c.get("outputs", []))
+
+
+@pytest.fixture(scope="session")
+def executed_series(tmp_path_factory) -> ExecutedSeries:
+    """The series executed headless once for the whole run, by every test that needs it as
+    this user (one mode, one execution; nobody's and the simulated Mac's are their own).
+    Notebooks 02, 04 and 05 run first, amid a foreign churn's TIME-WAIT sockets, so the same
+    execution also shows that they count only their own sockets; the others follow."""
+    from .churn import start_churn, stop_churn, wait_tw
+
+    names = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb"))
+    order = [*ExecutedSeries.amid_churn, *(n for n in names if n not in ExecutedSeries.amid_churn)]
+    saved = tmp_path_factory.mktemp("executed")
+    churn = None
+    try:
+        if LINUX:
+            churn, _ = start_churn(20_000)
+            assert churn.stdout.readline().strip() == "done"
+        foreign = wait_tw(10_000, 10) if LINUX else 0
+        # in a child process: nbclient's zmq context keeps descriptors
+        out = subprocess.run([sys.executable, str(RUN_NOTEBOOKS), "--save", str(saved), *order],
+                             cwd=ROOT / "notebooks", env={**os.environ, "TCPLEARN_FAST": "1"},
+                             capture_output=True, text=True, timeout=SERIES_TIMEOUT)
+    finally:
+        if churn is not None:
+            stop_churn(churn)
+    assert out.returncode == 0, out.stderr[-3000:]
+    results = json.loads(out.stdout.strip().splitlines()[-1])
+    return ExecutedSeries(saved, results, foreign)
 
 
 # ------------------------------------------------------------------ running as nobody

@@ -2,15 +2,14 @@
 series' teaching shape."""
 
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
+
+from .conftest import SERIES_TIMEOUT
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb"))
@@ -21,19 +20,16 @@ def text_of(nb, kind="markdown"):
     return "\n".join(c.source for c in nb.cells if c.cell_type == kind)
 
 
-RUNNER = ROOT / "tests" / "unprivileged" / "run_notebooks.py"
 #: The first line of a code cell that shows the plain code behind an experiment.
 UNDER_THE_HOOD = "# Under the hood"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
-def test_notebook_executes_without_errors(path):
-    # In a child process, as nobody's run does: nbclient's zmq context keeps descriptors.
-    env = {**os.environ, "TCPLEARN_FAST": "1"}
-    result = subprocess.run([sys.executable, str(RUNNER), path.name], cwd=path.parent, env=env,
-                            capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == {path.name: "ok"}
+def test_notebook_executes_without_errors(path, executed_series):
+    # one execution of the series for the run (tests/conftest.py), shared with the tests that
+    # read what the notebooks printed
+    assert executed_series.results[path.name] == "ok", executed_series.results[path.name]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
@@ -105,15 +101,17 @@ def _run_as_nobody(env, wrap=()) -> None:
     for p in [dest, *dest.rglob("*")]:
         p.chmod(0o777 if p.is_dir() else 0o666)
     names = [f"notebooks/{p.name}" for p in NOTEBOOKS]
-    result = env.run(["run_notebooks.py", *names], timeout=900, wrap=wrap)
+    result = env.run(["run_notebooks.py", *names], timeout=SERIES_TIMEOUT, wrap=wrap)
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {n: "ok" for n in names}
 
 
+@pytest.mark.slow
 def test_notebooks_run_as_an_unprivileged_user(nobody_with_packages):
     _run_as_nobody(nobody_with_packages)
 
 
+@pytest.mark.slow
 def test_notebooks_fall_back_where_user_namespaces_are_blocked(nobody_with_packages):
     """As nobody inside a user namespace that may not create more (no lab, no root over the
     machine): every notebook still runs, on the fallbacks (model, RFC arrows, notices)."""
