@@ -49,7 +49,8 @@ def _tokens(extras: tuple[str, ...], groups: tuple[str, ...]) -> set[str]:
     return {f"extra:{e}" for e in extras} | {f"group:{g}" for g in groups}
 
 
-def setup(extras: tuple[str, ...] = INSTALLS["setup"][0], groups: tuple[str, ...] = INSTALLS["setup"][1]) -> None:
+def setup(extras: tuple[str, ...] = INSTALLS["setup"][0],
+          groups: tuple[str, ...] = INSTALLS["setup"][1]) -> None:
     """Create .venv and install tcplearn (editable) with ``extras`` and the dependency
     ``groups``; a command that needs less than is installed installs nothing."""
     if sys.version_info < (3, 10):  # noqa: UP036 - this runs before anything checks the version

@@ -18,7 +18,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "tcplearn"
 DOC = ROOT / "docs" / "architecture.md"
-BEGIN, END = "<!-- import graph: begin (python docs/import_graph.py --write) -->", "<!-- import graph: end -->"
+BEGIN = "<!-- import graph: begin (python docs/import_graph.py --write) -->"
+END = "<!-- import graph: end -->"
 LAYERS = (("top", "the public API, the recorder, doctor, the command line"), ("view", "tcplearn.view"),
           ("experiments", "tcplearn.experiments"), ("base", "tcplearn.base"))
 
@@ -108,7 +109,8 @@ def mermaid() -> str:
         boxes.setdefault(src, set())
         for target in edges:
             dst = _box(target)
-            if dst != src and dst not in ("tcplearn.base", "tcplearn.experiments", "tcplearn.view", "tcplearn"):
+            layers = ("tcplearn.base", "tcplearn.experiments", "tcplearn.view", "tcplearn")
+            if dst != src and dst not in layers:
                 boxes[src].add(dst)
 
     def ident(box: str) -> str:

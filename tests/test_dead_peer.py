@@ -401,8 +401,10 @@ def test_notebook_06_makes_exactly_the_recorded_calls():
 
 def test_without_a_lab_the_retransmission_run_is_the_recording_not_a_traceback():
     started = time.monotonic()
-    r = REGISTRY["dead_peer"].run_at(Plan(Where.ROOT, "a test asks for root"), "retransmissions", tcp_retries2=3)
-    assert r.where is Where.RECORDED and r.note.startswith("Live is impossible here (tcp_retries2 is a per-network")
+    r = REGISTRY["dead_peer"].run_at(Plan(Where.ROOT, "a test asks for root"), "retransmissions",
+                                     tcp_retries2=3)
+    assert r.where is Where.RECORDED
+    assert r.note.startswith("Live is impossible here (tcp_retries2 is a per-network")
     assert "\n" not in r.note and r.value.error == "ETIMEDOUT" and 4.0 <= r.value.detected_after <= 10.0
     assert time.monotonic() - started < 1.0
 
@@ -410,7 +412,8 @@ def test_without_a_lab_the_retransmission_run_is_the_recording_not_a_traceback()
 def test_without_node_the_node_runs_are_the_recordings(monkeypatch):
     import importlib
 
-    monkeypatch.setattr(importlib.import_module("tcplearn.experiments.dead_peer"), "node_executable", lambda: None)
+    monkeypatch.setattr(importlib.import_module("tcplearn.experiments.dead_peer"), "node_executable",
+                        lambda: None)
     r = REGISTRY["dead_peer"].run_at(Plan(Where.ROOT), "node_idle", timeout_ms=1000)
     assert r.where is Where.RECORDED and "(Node.js is not installed here)" in r.note
     timeouts = [e for e in r.value.events if e["event"] == "timeout"]
@@ -453,25 +456,33 @@ def test_timeline_figure_draws_every_run_as_captured():
     marks = {c.get_gid(): c.get_offsets() for c in ax.collections if c.get_gid()}
     ka, rt = runs["keepalive"].value, runs["retransmissions"].value
     ka_lane, rt_lane = plots.dead_peer_lane(ka), plots.dead_peer_lane(rt)
-    assert list(marks[f"segments:{ka_lane}:keepalive probe"][:, 0]) == pytest.approx(ka.sent("keepalive probe"))
-    # the tail loss probe (TcpExt TCPLossProbes: the first resend) is drawn apart from the timeout retransmissions
+    probes = marks[f"segments:{ka_lane}:keepalive probe"][:, 0]
+    assert list(probes) == pytest.approx(ka.sent("keepalive probe"))
+    # the tail loss probe (TcpExt TCPLossProbes: the first resend) is drawn apart from the timeout
+    # retransmissions
     assert rt.counters["TCPLossProbes"] == 1 and rt.loss_probes() == rt.sent("retransmission")[:1]
     assert list(marks[f"segments:{rt_lane}:tail loss probe"][:, 0]) == pytest.approx(rt.loss_probes())
-    assert list(marks[f"segments:{rt_lane}:retransmission"][:, 0]) == pytest.approx(rt.sent("retransmission")[1:])
+    resent = marks[f"segments:{rt_lane}:retransmission"][:, 0]
+    assert list(resent) == pytest.approx(rt.sent("retransmission")[1:])
     assert marks[f"gave-up:{rt_lane}"][0, 0] == pytest.approx(rt.detected_after)
     assert marks[f"predicted:{rt_lane}"][0, 0] == pytest.approx(retransmission_schedule(3).gives_up_at)
     gave_up = {gid.split(":", 1)[1] for gid in marks if gid.startswith("gave-up:")}
-    assert gave_up == {plots.dead_peer_lane(runs[m].value) for m in ("keepalive", "user_timeout", "retransmissions")}
+    noticing = ("keepalive", "user_timeout", "retransmissions")
+    assert gave_up == {plots.dead_peer_lane(runs[m].value) for m in noticing}
     texts = {t.get_gid(): t.get_text() for t in ax.texts if t.get_gid()}
-    assert texts[f"still:{plots.dead_peer_lane(runs['none'].value)}"].startswith("nothing noticed: still ESTABLISHED")
+    still = texts[f"still:{plots.dead_peer_lane(runs['none'].value)}"]
+    assert still.startswith("nothing noticed: still ESTABLISHED")
     assert "until the program closed it" in texts[f"still:{plots.dead_peer_lane(runs['node_idle'].value)}"]
     py_lane = plots.dead_peer_lane(runs["settimeout"].value)
     assert f"events:{py_lane}:recv() raised TimeoutError" in marks
-    # every gap between resends is labelled (data -> probe -> first timeout retransmission -> ...), and the last wait
+    # every gap between resends is labelled (data -> probe -> first timeout retransmission -> ...),
+    # and the last wait
     gaps = [float(t.get_text().strip("+ s")) for t in ax.texts if t.get_gid() == f"gap:{rt_lane}"]
     resends = [rt.sent("data")[0], *rt.sent("retransmission")]
-    assert gaps == pytest.approx([round(b - a, 2) for a, b in zip(resends, resends[1:], strict=False)], abs=0.006)
-    assert all(1.8 <= b / a <= 2.2 for a, b in zip(gaps[1:], gaps[2:], strict=False)), gaps  # timeout backoff doubles
+    between = [round(b - a, 2) for a, b in zip(resends, resends[1:], strict=False)]
+    assert gaps == pytest.approx(between, abs=0.006)
+    # the timeout backoff doubles
+    assert all(1.8 <= b / a <= 2.2 for a, b in zip(gaps[1:], gaps[2:], strict=False)), gaps
     assert texts[f"wait:{rt_lane}"] == f"last wait +{rt.detected_after - resends[-1]:.2f} s"
     # after destroy() Node's kernel still held the connection: FIN-WAIT-1, drawn hatched, not ESTABLISHED
     node_lane = plots.dead_peer_lane(runs["node_idle"].value)

@@ -50,7 +50,8 @@ def _plateau_beside_foreign_churn():
 def test_plateau_counts_its_own_sockets_beside_tens_of_thousands_of_foreign_ones():
     lab_or_skip()
     with tcplearn.PrivateLab() as lab:
-        foreign, churn_port, made, port, peak, predicted, by_ss, note, inter = lab.run(_plateau_beside_foreign_churn)
+        measured = lab.run(_plateau_beside_foreign_churn)
+    foreign, churn_port, made, port, peak, predicted, by_ss, note, inter = measured
     assert foreign >= 20_000 and port != churn_port and abs(made - 1500) <= 0.15 * 1500
     # Every connection left one TIME-WAIT socket, except those whose port a later connect()
     # of the load took while it was still in TIME-WAIT (tcp_tw_reuse=2 on loopback; TWRecycled
@@ -106,7 +107,8 @@ print(json.dumps({"made": run.result.connections, "peak": run.measured_peak(), "
 
 
 def test_two_learners_at_once_each_see_their_own_count():
-    procs = [subprocess.Popen([sys.executable, "-c", TWO], stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [subprocess.Popen([sys.executable, "-c", TWO], stdout=subprocess.PIPE, text=True)
+             for _ in range(2)]
     outs = [json.loads(p.communicate(timeout=90)[0].strip().splitlines()[-1]) for p in procs]
     a, b = outs
     assert a["port"] != b["port"]
@@ -188,7 +190,8 @@ def test_time_wait_reused_beyond_the_port_search_is_named():
     host = Interference(port=4242, own_peak=1416, recycled=84, reuse_possible=True).sentence()
     assert "84 new connections" in host and "TcpExt TWRecycled across the whole machine)" in host
     assert "84 more than the model's port search expects" in host
-    lab = Interference(port=4242, own_peak=1416, recycled=84, reuse_possible=True, counters_own=True).sentence()
+    lab = Interference(port=4242, own_peak=1416, recycled=84, reuse_possible=True,
+                       counters_own=True).sentence()
     assert "TWRecycled in your lab)" in lab and "whole machine" not in lab
     # a load longer than one TIME-WAIT: expiry and reuse mix, the model's plateau is the comparison
     assert Interference(port=4242, own_peak=8549, recycled=4832, recycled_expected=None,

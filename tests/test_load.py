@@ -134,7 +134,8 @@ def test_fast_plateau_model_within_ten_percent():
     own_extra = min(max(0, extra), own_recycle_ceiling(result.connections, result.rate))
     assert abs(run.measured_peak() + own_extra - run.predicted_peak()) <= 0.1 * run.predicted_peak()
     # ... and the note names the takeover exactly when it is more than a handful
-    assert ("TWRecycled" in run.note) == (inter["reuse_possible"] and extra > max(5, 0.02 * inter["own_peak"]))
+    named = inter["reuse_possible"] and extra > max(5, 0.02 * inter["own_peak"])
+    assert ("TWRecycled" in run.note) == named
     fig = plateau_figure(run.value)
     gids = {line.get_gid() for line in fig.axes[0].get_lines()}
     assert {"measured:TIME_WAIT", "model:TIME_WAIT"} <= gids
@@ -183,7 +184,8 @@ def test_port_exhaustion_starts_when_the_model_says():
     # the first failure is reported by the end of its 0.1 s bin, the time the plot draws that bin at:
     # no failure before it, and no success after it (no TIME-WAIT can expire in 3 s)
     first, tl = result.first_error_at(), result.timeline
-    assert tl[tl["t"] < first - 1e-9]["errors"].sum() == 0 and tl[tl["t"] > first + 1e-9]["connections"].sum() == 0
+    assert tl[tl["t"] < first - 1e-9]["errors"].sum() == 0
+    assert tl[tl["t"] > first + 1e-9]["connections"].sum() == 0
     by = f"by {first:.1f} s"
     assert by in load_summary(result) and by in load_plot(result).axes[0].get_title()
     # TcpExt TW counts the TIME-WAIT entries scheduled: one per connection closed

@@ -55,7 +55,8 @@ def test_notebook_has_the_teaching_shape(path):
     hood = [c for c in nb.cells if c.cell_type == "code" and c.source.startswith(UNDER_THE_HOOD)]
     for cell in nb.cells:
         if cell.cell_type == "code" and cell not in hood:
-            assert len(cell.source.splitlines()) <= 6, f"a code cell of {path.name} is not thin:\n{cell.source}"
+            assert len(cell.source.splitlines()) <= 6, \
+                f"a code cell of {path.name} is not thin:\n{cell.source}"
     for cell in hood:
         assert len(cell.source.splitlines()) <= 40, f"an under-the-hood cell of {path.name} is too long"
 
@@ -66,11 +67,14 @@ def test_notebook_opens_the_hood_and_leaves_a_task(path):
     measurement task without a hidden answer, before the summary."""
     nb = nbformat.read(path, as_version=4)
     assert any(c.cell_type == "code" and c.source.startswith(UNDER_THE_HOOD) for c in nb.cells), path.name
-    tasks = [i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and "### Open measurement task" in c.source]
-    summary = next(i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and "## Summary" in c.source)
+    tasks = [i for i, c in enumerate(nb.cells)
+             if c.cell_type == "markdown" and "### Open measurement task" in c.source]
+    summary = next(i for i, c in enumerate(nb.cells)
+                   if c.cell_type == "markdown" and "## Summary" in c.source)
     assert tasks and tasks[0] <= summary, f"{path.name}: an open measurement task before the summary"
     task = nb.cells[tasks[0]].source.split("### Open measurement task", 1)[1].split("\n## ", 1)[0]
-    assert "<details>" not in task and "Hint" in task, f"{path.name}: the task has a hint and no hidden answer"
+    assert "<details>" not in task and "Hint" in task, \
+        f"{path.name}: the task has a hint and no hidden answer"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
@@ -79,7 +83,8 @@ def test_notebook_links_the_glossary_to_terms_it_defines(path):
     anchors = set(re.findall(r'<a id="([a-z0-9-]+)"></a>', glossary))
     used = re.findall(r"\]\(glossary\.md#([a-z0-9-]+)\)", text_of(nbformat.read(path, as_version=4)))
     assert used, f"{path.name} links no glossary term"
-    assert set(used) <= anchors, f"{path.name} links glossary anchors that do not exist: {set(used) - anchors}"
+    assert set(used) <= anchors, \
+        f"{path.name} links glossary anchors that do not exist: {set(used) - anchors}"
 
 
 def test_start_here_lists_the_series_truthfully():

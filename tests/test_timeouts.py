@@ -251,9 +251,13 @@ def test_python_writes_do_not_touch_the_recv_in_progress():
     with TrickleServer([]) as peer:
         events = T.settimeout_timeline(peer.address, 0.3, 1.4, writes=WRITES)
         deadline = time.monotonic() + 2
-        while sum(e["bytes"] for e in peer.timeline if e["event"] == "recv") < 3 and time.monotonic() < deadline:
+
+        def bytes_received():
+            return sum(e["bytes"] for e in peer.timeline if e["event"] == "recv")
+
+        while bytes_received() < 3 and time.monotonic() < deadline:
             time.sleep(0.01)
-        received = sum(e["bytes"] for e in peer.timeline if e["event"] == "recv")
+        received = bytes_received()
     assert received == 3                                    # the kernel delivered all three writes
     writes = times(events, "write")
     assert [round(t, 1) for t in writes] == [0.2, 0.4, 0.6]
@@ -337,7 +341,7 @@ def test_titles_describe_the_schedule():
     assert comparison_figure(c).axes[0].get_title() == c.title
 
 
-# ---------------------------------------------------------------- SO_RCVTIMEO, read from the sockets themselves
+# ------------------------------------------------------- SO_RCVTIMEO, read from the sockets themselves
 
 
 def test_neither_node_nor_python_sets_so_rcvtimeo():
@@ -364,7 +368,8 @@ def test_notebook_03_quotes_the_seed_measures_node_and_opens_the_hood():
 
     import nbformat
 
-    nb = nbformat.read(Path(__file__).resolve().parent.parent / "notebooks" / "03-timeouts-python-vs-node.ipynb",
+    notebooks = Path(__file__).resolve().parent.parent / "notebooks"
+    nb = nbformat.read(notebooks / "03-timeouts-python-vs-node.ipynb",
                        as_version=4)
     md = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     code = [c.source for c in nb.cells if c.cell_type == "code"]
@@ -379,6 +384,7 @@ def test_notebook_03_quotes_the_seed_measures_node_and_opens_the_hood():
     hood = [c for c in code if c.startswith("# Under the hood")]
     assert len(hood) == 1 and "SO_RCVTIMEO" in hood[0] and "struct.pack(\"ll\"" in hood[0]
     assert "!ss -tano '( sport = :{PORT}" in hood[0]
-    assert "### Open measurement task" in md and md.index("### Open measurement task") < md.index("## Summary")
+    assert "### Open measurement task" in md
+    assert md.index("### Open measurement task") < md.index("## Summary")
     for anchor in ("time-wait", "rst", "rto"):
         assert f"(glossary.md#{anchor})" in md, anchor

@@ -41,7 +41,8 @@ def test_countdown_falls_one_second_per_second():
     frame = timewait.sample_countdown(2.0, 0.5, progress=False)
     tw = frame[frame["state"] == "TIME_WAIT"]
     assert len(tw) >= 4 and 58.0 <= tw["timer_remaining"].iloc[0] <= 60.0
-    slope = (tw["timer_remaining"].iloc[-1] - tw["timer_remaining"].iloc[0]) / (tw["t"].iloc[-1] - tw["t"].iloc[0])
+    remaining, t = tw["timer_remaining"], tw["t"]
+    slope = (remaining.iloc[-1] - remaining.iloc[0]) / (t.iloc[-1] - t.iloc[0])
     assert -1.1 <= slope <= -0.9
     assert "Sampled" in timewait.summarize(frame)  # 2 s cannot measure the whole length, and says so
     fig = plots.countdown_plot(frame)
@@ -167,6 +168,7 @@ def test_notebook_02_quotes_the_seed_and_sources_the_2msl_argument():
     assert len(hood) == 1
     for command in ("!ss -tano state time-wait", "!cat /proc/net/tcp", "!sysctl net.ipv4.tcp_fin_timeout"):
         assert command in hood[0].source, command
-    assert "### Open measurement task" in md and md.index("### Open measurement task") < md.index("## Summary")
+    assert "### Open measurement task" in md
+    assert md.index("### Open measurement task") < md.index("## Summary")
     for anchor in ("time-wait", "2msl", "msl", "active-closer", "orphan-socket", "mini-socket", "four-tuple"):
         assert f"(glossary.md#{anchor})" in md, anchor

@@ -19,14 +19,16 @@ BASE = dict(tcp_fin_timeout=60, tcp_tw_reuse=2, tcp_max_tw_buckets=131072,
 
 def test_prediction_follows_each_knob():
     base = predict(**BASE)
-    assert base["reuse"] and base["plateau"] == pytest.approx(model.time_wait_plateau(200, ports=28232, reuse=True))
+    assert base["reuse"]
+    assert base["plateau"] == pytest.approx(model.time_wait_plateau(200, ports=28232, reuse=True))
     no_reuse = predict(**{**BASE, "tcp_tw_reuse": 0})
     assert no_reuse["plateau"] == pytest.approx(12000) and no_reuse["exhaustion_at"] is None
     capped = predict(**{**BASE, "tcp_tw_reuse": 0, "tcp_max_tw_buckets": 1000})
     assert capped["plateau"] == 1000 and any("TCPTimeWaitOverflow" in n for n in capped["notes"])
     narrow = predict(**{**BASE, "tcp_tw_reuse": 0, "ip_local_port_range": (40000, 40199), "rate": 100})
     assert narrow["exhaustion_at"] == 2.0 and any("EADDRNOTAVAIL" in n for n in narrow["notes"])
-    bound = predict(**{**BASE, "bind_before_connect": True, "ip_local_port_range": (40000, 40199), "rate": 100})
+    bound = predict(**{**BASE, "bind_before_connect": True, "ip_local_port_range": (40000, 40199),
+                       "rate": 100})
     assert not bound["reuse"] and any("EADDRINUSE" in n for n in bound["notes"])
     # the myth: tcp_fin_timeout does not move TIME-WAIT
     assert predict(**{**BASE, "tcp_fin_timeout": 5})["plateau"] == base["plateau"]
