@@ -5,7 +5,8 @@
                            # (extra arguments go to Jupyter, e.g. --no-browser or --port 9999)
     python3 dev.py test    # create/refresh .venv, then ruff, mypy and the whole test suite
                            # (extra arguments go to pytest, e.g. -k lab or -m slow)
-    python3 dev.py quick   # the same, less the minute-long tests (marked slow) and the browser test
+    python3 dev.py quick   # the same, less the tests marked slow and the browser test
+    python3 dev.py bench   # set up .venv with the benchmarks' peers too (benchmarks/README.md)
 
 Standard library only, so it runs on a fresh machine (Linux, macOS, Windows).  The
 environment is reinstalled only when pyproject.toml changes.

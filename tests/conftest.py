@@ -84,10 +84,19 @@ def is_root() -> bool:
 DROPS_TO_NOBODY = {"nobody", "nobody_with_packages"}
 
 
+#: Slow tests in files this conftest does not own the markers of (node ids): marked here.
+SLOW_ELSEWHERE = {
+    "tests/test_fallbacks.py::test_every_notebook_runs_on_a_simulated_mac",  # the series, ~1 min
+    "tests/test_architecture.py::test_the_wheel_carries_the_series",        # builds a wheel, ~5 s
+}
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if DROPS_TO_NOBODY & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.root(reason="runs code as nobody, which needs root to drop to"))
+        if item.nodeid in SLOW_ELSEWHERE:
+            item.add_marker(pytest.mark.slow)
 
 
 def pytest_runtest_setup(item):

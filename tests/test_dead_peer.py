@@ -186,6 +186,7 @@ def test_model_of_tcp_retries2():
 # ------------------------------------------------------------------ the runs, in the lab
 
 
+@pytest.mark.slow
 def test_keepalive_detects_the_dead_peer_with_etimedout(keepalive):
     r = keepalive
     assert r.where == "lab" and r.error == "ETIMEDOUT"
@@ -198,6 +199,7 @@ def test_keepalive_detects_the_dead_peer_with_etimedout(keepalive):
     assert alive.when_s.iloc[0] == pytest.approx(2.0, abs=0.15)
 
 
+@pytest.mark.slow
 def test_keepalive_probes_are_seen_in_the_capture_when_predicted(keepalive):
     probes = keepalive.sent("keepalive probe")
     assert len(probes) == 2
@@ -209,6 +211,7 @@ def test_keepalive_probes_are_seen_in_the_capture_when_predicted(keepalive):
     assert keepalive.counters["TCPKeepAlive"] == 2
 
 
+@pytest.mark.slow
 def test_user_timeout_detects_with_etimedout(user_timeout):
     r = user_timeout
     assert r.error == "ETIMEDOUT" and 1.4 <= r.detected_after <= 3.0
@@ -220,6 +223,7 @@ def test_user_timeout_detects_with_etimedout(user_timeout):
     assert set(r.timeline[r.timeline.state == "ESTABLISHED"].timer) == {"retransmit"}
 
 
+@pytest.mark.slow
 def test_retransmissions_follow_the_model_and_give_up(retransmissions):
     r = retransmissions
     assert r.where == "lab" and r.error == "ETIMEDOUT"
@@ -236,6 +240,7 @@ def test_retransmissions_follow_the_model_and_give_up(retransmissions):
     assert "tcp_retries2=3 set inside the private lab" in r.how
 
 
+@pytest.mark.slow
 def test_none_notices_nothing_and_stays_established():
     needs_lab()
     r = dead_peer("none", duration=3)
@@ -258,6 +263,7 @@ def test_settimeout_raises_yet_the_connection_is_established():
     assert set(r.timeline.state) == {"ESTABLISHED"}
 
 
+@pytest.mark.slow
 def test_a_run_is_stored_as_json_and_replayed(keepalive):
     record = json.loads(json.dumps(keepalive.to_record()))
     again = DeadPeerResult.from_record(record)
@@ -281,6 +287,7 @@ def test_without_a_lab_root_runs_on_the_machine(host_run):
 
 
 @needs_node
+@pytest.mark.slow
 def test_node_set_timeout_fires_and_the_socket_stays_open():
     r = dead_peer("node_idle", timeout_ms=1000)
     timeouts = [e for e in r.events if e["event"] == "timeout"]
@@ -292,6 +299,7 @@ def test_node_set_timeout_fires_and_the_socket_stays_open():
 
 
 @needs_node
+@pytest.mark.slow
 def test_node_set_keep_alive_detects_when_its_own_settings_predict():
     r = dead_peer("node_keepalive", initial_delay_ms=1000)
     m = r.measured

@@ -47,6 +47,7 @@ def _plateau_beside_foreign_churn():
 
 
 @needs_ss
+@pytest.mark.slow
 def test_plateau_counts_its_own_sockets_beside_tens_of_thousands_of_foreign_ones():
     lab_or_skip()
     with tcplearn.PrivateLab() as lab:
@@ -83,6 +84,7 @@ def _plateau_in_a_full_table(cap: int):
     return cap, run.note, run.predicted_peak(), run.model_cap, run.measured_peak(), run.result.connections
 
 
+@pytest.mark.slow
 def test_a_full_time_wait_table_is_named_and_caps_the_model():
     lab_or_skip()
     with tcplearn.PrivateLab() as lab:
@@ -106,6 +108,7 @@ print(json.dumps({"made": run.result.connections, "peak": run.measured_peak(), "
 """
 
 
+@pytest.mark.slow
 def test_two_learners_at_once_each_see_their_own_count():
     procs = [subprocess.Popen([sys.executable, "-c", TWO], stdout=subprocess.PIPE, text=True)
              for _ in range(2)]

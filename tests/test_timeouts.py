@@ -43,6 +43,7 @@ def agree_within_50ms(runs, kind="timeout"):
         assert all(abs(x - y) <= 0.05 for x, y in zip(a, b, strict=True)), (a, b)
 
 
+@pytest.mark.slow
 def test_fires_once_on_an_idle_socket_and_the_socket_stays_open():
     runs = both([], 300, 1.2)
     for name, events in runs.items():
@@ -53,6 +54,7 @@ def test_fires_once_on_an_idle_socket_and_the_socket_stays_open():
     agree_within_50ms(runs)
 
 
+@pytest.mark.slow
 def test_reads_reset_the_timer():
     schedule = [(0.2 * i, b"x") for i in range(1, 6)]       # a byte every 0.2 s until 1.0 s
     runs = both(schedule, 300, 1.8)
@@ -62,6 +64,7 @@ def test_reads_reset_the_timer():
     agree_within_50ms(runs)
 
 
+@pytest.mark.slow
 def test_writes_reset_the_timer_too():
     writes = [(0.2, b"a"), (0.4, b"b"), (0.6, b"c")]
     runs = both([], 300, 1.4, writes=writes)
@@ -72,6 +75,7 @@ def test_writes_reset_the_timer_too():
     agree_within_50ms(runs)
 
 
+@pytest.mark.slow
 def test_zero_disables_it():
     for name, events in both([], 0, 0.8).items():
         assert times(events, "timeout") == [], name
@@ -83,6 +87,7 @@ def test_never_fires_after_destroy():
         assert times(events, "close")[0] < 0.3, name
 
 
+@pytest.mark.slow
 def test_a_new_idle_period_fires_again():
     schedule = [(0.5, b"wake")]   # idle 0.3 s -> timeout, data at 0.5 s, idle again -> timeout
     runs = both(schedule, 300, 1.2)
@@ -131,6 +136,7 @@ EARLY = 0.05
 LATE = 1 / (kernel_hz() or 100) + 2 * sys.getswitchinterval() + 0.1
 
 
+@pytest.mark.slow
 def test_settimeout_raises_per_call_not_per_connection():
     drip = [(0.3 * i, b"d") for i in range(1, 7)]          # a byte every 0.3 s: 1.8 s in all
     with TrickleServer(drip) as peer:
@@ -271,6 +277,7 @@ def test_python_writes_do_not_touch_the_recv_in_progress():
     assert len(inside) >= 2, (writes, timeouts)
 
 
+@pytest.mark.slow
 def test_compare_gives_every_client_the_same_writes():
     c = T.compare([], timeout_s=0.3, duration_s=1.4, writes=WRITES, progress=False)
     assert c.count(T.PYTHON_LANE, "write") == 3
@@ -286,6 +293,7 @@ def test_compare_gives_every_client_the_same_writes():
 # ---------------------------------------------------------------- the three clients run at the same time
 
 
+@pytest.mark.slow
 def test_compare_runs_the_clients_concurrently_with_sequential_results():
     schedule = [(0.3, b"a"), (0.6, b"b"), (0.9, b"c")]
     duration = 1.8

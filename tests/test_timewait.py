@@ -37,6 +37,7 @@ def test_sampled_timer_matches_ss_within_a_second():
         timewait.release(exp)
 
 
+@pytest.mark.slow
 def test_countdown_falls_one_second_per_second():
     frame = timewait.sample_countdown(2.0, 0.5, progress=False)
     tw = frame[frame["state"] == "TIME_WAIT"]
@@ -70,6 +71,7 @@ def test_half_closed_fin_wait_2_has_no_timer_and_a_late_fin_starts_a_fresh_time_
     assert after["timer_remaining"] >= 59.0
 
 
+@pytest.mark.slow
 def test_the_myth_refuted_in_a_lab():
     ok, why = tcplearn.lab_available()
     if not ok:

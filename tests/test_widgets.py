@@ -62,6 +62,7 @@ def test_controls_drive_the_model_and_the_commands():
 
 
 @needs_linux
+@pytest.mark.slow
 def test_run_live_overlays_a_measurement():
     pg = sysctl_playground()
     pg.controls["rate"].value = 200
@@ -75,6 +76,7 @@ def test_run_live_overlays_a_measurement():
 
 
 @needs_linux
+@pytest.mark.slow
 def test_live_overlay_is_honest_when_the_chosen_settings_differ_from_the_run():
     """Issue 13: the model for the settings the run ran under (and the chosen one, labelled),
     the axis zoomed to the live window, counts neither negative nor baseline-shifted, and the
@@ -113,6 +115,7 @@ def test_live_overlay_is_honest_when_the_chosen_settings_differ_from_the_run():
 
 
 @needs_linux
+@pytest.mark.slow
 def test_apply_for_this_run_uses_a_lab_and_leaves_the_machine_alone():
     ok, why = tcplearn.lab_available()
     if not ok:
