@@ -226,20 +226,20 @@ def listener():
 #: The notebook runner every mode uses (as this user, as nobody, on a simulated Mac).
 RUN_NOTEBOOKS = ROOT / "tests" / "unprivileged" / "run_notebooks.py"
 #: The whole series' budget in one runner (7 notebooks, TCPLEARN_FAST=1): measured 2.5 min as root
-#: on this 2-core machine; as nobody and on a machine shared with parallel runs it takes longer.
+#: or as nobody on this 2-core machine, 1.5 min with user namespaces blocked; longer when shared.
 SERIES_TIMEOUT = 900
 
 
 class ExecutedSeries:
-    """Every notebook, executed once as this user; ``results[name]`` is "ok" or the error,
-    ``texts(name)`` what its cells printed (the executed copy is kept in ``saved``)."""
+    """Every notebook, executed once; ``results[name]`` is "ok" or the error, ``texts(name)``
+    what its cells printed (the executed copy is kept in ``saved``), ``user`` who ran it."""
 
     #: Executed while a foreign program's TIME-WAIT sockets fill the machine's table.
     amid_churn = ("02-time-wait-and-2msl.ipynb", "04-state-counts-under-load.ipynb",
                   "05-sysctl-playground.ipynb")
 
-    def __init__(self, saved: Path, results: dict[str, str], foreign_tw: int):
-        self.saved, self.results, self.foreign_tw = saved, results, foreign_tw
+    def __init__(self, saved: Path, results: dict[str, str], foreign_tw: int, user: str):
+        self.saved, self.results, self.foreign_tw, self.user = saved, results, foreign_tw, user
 
     def texts(self, name: str) -> str:
         import nbformat
@@ -249,33 +249,57 @@ class ExecutedSeries:
                          for c in nb.cells for o in c.get("outputs", []))
 
 
+def copy_series_for(env: Unprivileged) -> Path:
+    """The notebooks copied where ``env``'s nobody may write (its kernels write beside them)."""
+    dest = env.dir / "notebooks"
+    shutil.copytree(ROOT / "notebooks", dest, dirs_exist_ok=True)
+    for p in [dest, *dest.rglob("*")]:
+        p.chmod(0o777 if p.is_dir() else 0o666)
+    return dest
+
+
 @pytest.fixture(scope="session")
-def executed_series(tmp_path_factory) -> ExecutedSeries:
-    """The series executed headless once for the whole run, by every test that needs it as
-    this user (one mode, one execution; nobody's and the simulated Mac's are their own).
-    Notebooks 02, 04 and 05 run first, amid a foreign churn's TIME-WAIT sockets, so the same
-    execution also shows that they count only their own sockets; the others follow."""
+def executed_series(request, tmp_path_factory) -> ExecutedSeries:
+    """The series executed headless once for the whole run, shared by every test that needs
+    an executed notebook with a private lab at hand (the simulated Mac's and the blocked
+    namespaces' runs are modes of their own).  As root (CI) it runs as nobody, as a learner
+    would: with a lab, root and nobody take the same rung of the ladder (lab, then root), so
+    one execution covers both; not as root, it runs as this user.  Notebooks 02, 04 and 05
+    run first, amid a foreign churn's TIME-WAIT sockets, so the same execution also shows
+    that they count only their own sockets; the others follow."""
     from .churn import start_churn, stop_churn, wait_tw
 
     names = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb"))
     order = [*ExecutedSeries.amid_churn, *(n for n in names if n not in ExecutedSeries.amid_churn)]
-    saved = tmp_path_factory.mktemp("executed")
+    drop, _ = can_drop_privileges()
+    if drop:
+        env = request.getfixturevalue("nobody_with_packages")
+        copy_series_for(env)
+        saved = env.dir / "executed"
+        saved.mkdir(exist_ok=True)
+        saved.chmod(0o777)
+        cmd, run = ["run_notebooks.py", "--save", str(saved), *(f"notebooks/{n}" for n in order)], env.run
+    else:
+        saved = tmp_path_factory.mktemp("executed")
+        cmd = [sys.executable, str(RUN_NOTEBOOKS), "--save", str(saved), *order]
+
+        def run(cmd, timeout):  # in a child process: nbclient's zmq context keeps descriptors
+            return subprocess.run(cmd, cwd=ROOT / "notebooks", env={**os.environ, "TCPLEARN_FAST": "1"},
+                                  capture_output=True, text=True, timeout=timeout)
     churn = None
     try:
         if LINUX:
             churn, _ = start_churn(20_000)
             assert churn.stdout.readline().strip() == "done"
         foreign = wait_tw(10_000, 10) if LINUX else 0
-        # in a child process: nbclient's zmq context keeps descriptors
-        out = subprocess.run([sys.executable, str(RUN_NOTEBOOKS), "--save", str(saved), *order],
-                             cwd=ROOT / "notebooks", env={**os.environ, "TCPLEARN_FAST": "1"},
-                             capture_output=True, text=True, timeout=SERIES_TIMEOUT)
+        out = run(cmd, timeout=SERIES_TIMEOUT)
     finally:
         if churn is not None:
             stop_churn(churn)
     assert out.returncode == 0, out.stderr[-3000:]
-    results = json.loads(out.stdout.strip().splitlines()[-1])
-    return ExecutedSeries(saved, results, foreign)
+    reported = json.loads(out.stdout.strip().splitlines()[-1])
+    results = {k.removeprefix("notebooks/"): v for k, v in reported.items()}
+    return ExecutedSeries(saved, results, foreign, "nobody" if drop else "this user")
 
 
 # ------------------------------------------------------------------ running as nobody
