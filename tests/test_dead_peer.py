@@ -275,6 +275,7 @@ def test_a_run_is_stored_as_json_and_replayed(keepalive):
 # ------------------------------------------------------------------ no lab: as root
 
 
+@pytest.mark.slow
 def test_without_a_lab_root_runs_on_the_machine(host_run):
     r = host_run
     assert r.where == "root" and r.error == "ETIMEDOUT"
@@ -318,6 +319,7 @@ def test_node_set_keep_alive_detects_when_its_own_settings_predict():
 # ------------------------------------------------------------------ as nobody
 
 
+@pytest.mark.slow
 def test_lab_runs_as_nobody(nobody_result):
     r = nobody_result
     assert r["uid"] == 65534
@@ -365,6 +367,7 @@ def _node_clients() -> list[int]:
     return found
 
 
+@pytest.mark.slow
 def test_host_settings_unchanged_and_nothing_left_behind(host_before, host_run, nobody_run):
     if "proc" in nobody_run:
         nobody_run["proc"].wait(timeout=120)
