@@ -61,6 +61,8 @@ def test_plateau_counts_its_own_sockets_beside_tens_of_thousands_of_foreign_ones
     # (CI saw 144 of 1,500).  Never the churn's sockets.
     recycled = inter["recycled"]
     assert recycled <= own_recycle_ceiling(made, made / 5)   # 300/s for 5 s
+    # 2 %: the TIME-WAIT sockets RSTs end (up to 0.6 % measured: see test_load's count) and the
+    # last closes still on their way when the sampler takes its last sample
     assert abs(peak + recycled - made) <= 0.02 * made + 2
     assert abs(by_ss - peak) <= 0.02 * peak + 2          # ss, filtered by the load's port, agrees
     # the model's peak (notebook 04's stated error) once the takeovers it does not expect are
