@@ -108,7 +108,7 @@ def test_live_overlay_is_honest_when_the_chosen_settings_differ_from_the_run():
     # took over (TWRecycled is machine-wide here: no more than the load's walk can revisit)
     own_recycled = min(recycled, own_recycle_ceiling(made, made / result.elapsed))
     # 3 %: RSTs that end a TIME-WAIT (up to 0.6 %, test_load) and the last closes still on their
-    # way at the overlay's last sample; above, foreign sockets on the port cannot be counted
+    # way at the overlay's last sample
     assert made - own_recycled - 0.03 * made - 2 <= max(measured) <= 1.03 * made + 2
     assert ax.get_xlim()[1] <= result.samples["t"].max() * 1.05 + 0.2   # zoomed to the live window
     rate = result.connections / result.elapsed
