@@ -75,7 +75,8 @@ def drive(port: int, token: str, screenshot: str, chromium: str) -> dict:
                 "() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status === 'idle'"
                 " && document.querySelectorAll('.jupyter-widgets img, .widget-output img').length > 0",
                 timeout=120_000)
-            before = page.eval_on_selector_all(".widget-output img, .jupyter-widgets img", "els => els.map(e => e.src)")
+            before = page.eval_on_selector_all(".widget-output img, .jupyter-widgets img",
+                                               "els => els.map(e => e.src)")
             # move the "connections / s" slider: focus its handle, press the arrow keys
             slider = page.locator(".widget-slider", has_text="connections / s")
             handle = slider.locator(".noUi-handle").first
@@ -84,12 +85,15 @@ def drive(port: int, token: str, screenshot: str, chromium: str) -> dict:
             for _ in range(8):
                 handle.press("ArrowRight")
             page.wait_for_function(
-                "(old) => { const now = [...document.querySelectorAll('.widget-output img, .jupyter-widgets img')]"
+                "(old) => { const now = [...document.querySelectorAll("
+                "'.widget-output img, .jupyter-widgets img')]"
                 ".map(e => e.src); return now.length > 0 && JSON.stringify(now) !== JSON.stringify(old); }",
                 arg=before, timeout=60_000)
-            after = page.eval_on_selector_all(".widget-output img, .jupyter-widgets img", "els => els.map(e => e.src)")
+            after = page.eval_on_selector_all(".widget-output img, .jupyter-widgets img",
+                                              "els => els.map(e => e.src)")
             errors = page.eval_on_selector_all(
-                "[data-mime-type='application/vnd.jupyter.stderr'], .jp-RenderedText[data-mime-type*='error']",
+                "[data-mime-type='application/vnd.jupyter.stderr'], "
+                ".jp-RenderedText[data-mime-type*='error']",
                 "els => els.map(e => e.innerText).filter(t => /Traceback|Error/.test(t))")
             page.screenshot(path=screenshot, full_page=True)
             return {"ok": bool(before) and before != after and not errors, "plots_before": len(before),

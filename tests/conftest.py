@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 import os
 import re
 import shutil
@@ -83,10 +84,19 @@ def is_root() -> bool:
 DROPS_TO_NOBODY = {"nobody", "nobody_with_packages"}
 
 
+#: Slow tests in files this conftest does not own the markers of (node ids): marked here.
+SLOW_ELSEWHERE = {
+    "tests/test_fallbacks.py::test_every_notebook_runs_on_a_simulated_mac",  # the series, ~1 min
+    "tests/test_architecture.py::test_the_wheel_carries_the_series",        # builds a wheel, ~5 s
+}
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if DROPS_TO_NOBODY & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.root(reason="runs code as nobody, which needs root to drop to"))
+        if item.nodeid in SLOW_ELSEWHERE:
+            item.add_marker(pytest.mark.slow)
 
 
 def pytest_runtest_setup(item):
@@ -209,6 +219,87 @@ def listener():
     sock.listen(64)
     yield sock
     sock.close()
+
+
+# ------------------------------------------------------------------ the series, executed once
+
+#: The notebook runner every mode uses (as this user, as nobody, on a simulated Mac).
+RUN_NOTEBOOKS = ROOT / "tests" / "unprivileged" / "run_notebooks.py"
+#: The whole series' budget in one runner (7 notebooks, TCPLEARN_FAST=1): measured 2.5 min as root
+#: or as nobody on this 2-core machine, 1.5 min with user namespaces blocked; longer when shared.
+SERIES_TIMEOUT = 900
+
+
+class ExecutedSeries:
+    """Every notebook, executed once; ``results[name]`` is "ok" or the error, ``texts(name)``
+    what its cells printed (the executed copy is kept in ``saved``), ``user`` who ran it."""
+
+    #: Executed while a foreign program's TIME-WAIT sockets fill the machine's table.
+    amid_churn = ("02-time-wait-and-2msl.ipynb", "04-state-counts-under-load.ipynb",
+                  "05-sysctl-playground.ipynb")
+
+    def __init__(self, saved: Path, results: dict[str, str], foreign_tw: int, user: str):
+        self.saved, self.results, self.foreign_tw, self.user = saved, results, foreign_tw, user
+
+    def texts(self, name: str) -> str:
+        import nbformat
+
+        nb = nbformat.read(self.saved / name, as_version=4)
+        return "\n".join(o.get("text", "") + "".join(str(v) for v in o.get("data", {}).values())
+                         for c in nb.cells for o in c.get("outputs", []))
+
+
+def copy_series_for(env: Unprivileged) -> Path:
+    """The notebooks copied where ``env``'s nobody may write (its kernels write beside them)."""
+    dest = env.dir / "notebooks"
+    shutil.copytree(ROOT / "notebooks", dest, dirs_exist_ok=True)
+    for p in [dest, *dest.rglob("*")]:
+        p.chmod(0o777 if p.is_dir() else 0o666)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def executed_series(request, tmp_path_factory) -> ExecutedSeries:
+    """The series executed headless once for the whole run, shared by every test that needs
+    an executed notebook with a private lab at hand (the simulated Mac's and the blocked
+    namespaces' runs are modes of their own).  As root (CI) it runs as nobody, as a learner
+    would: with a lab, root and nobody take the same rung of the ladder (lab, then root), so
+    one execution covers both; not as root, it runs as this user.  Notebooks 02, 04 and 05
+    run first, amid a foreign churn's TIME-WAIT sockets, so the same execution also shows
+    that they count only their own sockets; the others follow."""
+    from .churn import start_churn, stop_churn, wait_tw
+
+    names = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb"))
+    order = [*ExecutedSeries.amid_churn, *(n for n in names if n not in ExecutedSeries.amid_churn)]
+    drop, _ = can_drop_privileges()
+    if drop:
+        env = request.getfixturevalue("nobody_with_packages")
+        copy_series_for(env)
+        saved = env.dir / "executed"
+        saved.mkdir(exist_ok=True)
+        saved.chmod(0o777)
+        cmd, run = ["run_notebooks.py", "--save", str(saved), *(f"notebooks/{n}" for n in order)], env.run
+    else:
+        saved = tmp_path_factory.mktemp("executed")
+        cmd = [sys.executable, str(RUN_NOTEBOOKS), "--save", str(saved), *order]
+
+        def run(cmd, timeout):  # in a child process: nbclient's zmq context keeps descriptors
+            return subprocess.run(cmd, cwd=ROOT / "notebooks", env={**os.environ, "TCPLEARN_FAST": "1"},
+                                  capture_output=True, text=True, timeout=timeout)
+    churn = None
+    try:
+        if LINUX:
+            churn, _ = start_churn(20_000)
+            assert churn.stdout.readline().strip() == "done"
+        foreign = wait_tw(10_000, 10) if LINUX else 0
+        out = run(cmd, timeout=SERIES_TIMEOUT)
+    finally:
+        if churn is not None:
+            stop_churn(churn)
+    assert out.returncode == 0, out.stderr[-3000:]
+    reported = json.loads(out.stdout.strip().splitlines()[-1])
+    results = {k.removeprefix("notebooks/"): v for k, v in reported.items()}
+    return ExecutedSeries(saved, results, foreign, "nobody" if drop else "this user")
 
 
 # ------------------------------------------------------------------ running as nobody

@@ -9,7 +9,8 @@ from .conftest import default_sigint, needs_linux
 
 
 def cli(*args, timeout=60):
-    return subprocess.run([sys.executable, "-m", "tcplearn", *args], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "tcplearn", *args], capture_output=True, text=True,
+                          timeout=timeout)
 
 
 @needs_linux

@@ -35,6 +35,7 @@ def test_bad_arguments_are_refused_before_anything_runs():
 
 
 @needs_lab
+@pytest.mark.slow
 def test_pythons_timeout_and_the_kernels_limit_both_measured():
     result = tcplearn.connect_timeout(2, syn_retries=2, progress=False)
     assert result.where is Where.LAB

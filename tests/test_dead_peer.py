@@ -186,6 +186,7 @@ def test_model_of_tcp_retries2():
 # ------------------------------------------------------------------ the runs, in the lab
 
 
+@pytest.mark.slow
 def test_keepalive_detects_the_dead_peer_with_etimedout(keepalive):
     r = keepalive
     assert r.where == "lab" and r.error == "ETIMEDOUT"
@@ -198,6 +199,7 @@ def test_keepalive_detects_the_dead_peer_with_etimedout(keepalive):
     assert alive.when_s.iloc[0] == pytest.approx(2.0, abs=0.15)
 
 
+@pytest.mark.slow
 def test_keepalive_probes_are_seen_in_the_capture_when_predicted(keepalive):
     probes = keepalive.sent("keepalive probe")
     assert len(probes) == 2
@@ -209,6 +211,7 @@ def test_keepalive_probes_are_seen_in_the_capture_when_predicted(keepalive):
     assert keepalive.counters["TCPKeepAlive"] == 2
 
 
+@pytest.mark.slow
 def test_user_timeout_detects_with_etimedout(user_timeout):
     r = user_timeout
     assert r.error == "ETIMEDOUT" and 1.4 <= r.detected_after <= 3.0
@@ -220,6 +223,7 @@ def test_user_timeout_detects_with_etimedout(user_timeout):
     assert set(r.timeline[r.timeline.state == "ESTABLISHED"].timer) == {"retransmit"}
 
 
+@pytest.mark.slow
 def test_retransmissions_follow_the_model_and_give_up(retransmissions):
     r = retransmissions
     assert r.where == "lab" and r.error == "ETIMEDOUT"
@@ -236,6 +240,7 @@ def test_retransmissions_follow_the_model_and_give_up(retransmissions):
     assert "tcp_retries2=3 set inside the private lab" in r.how
 
 
+@pytest.mark.slow
 def test_none_notices_nothing_and_stays_established():
     needs_lab()
     r = dead_peer("none", duration=3)
@@ -258,6 +263,7 @@ def test_settimeout_raises_yet_the_connection_is_established():
     assert set(r.timeline.state) == {"ESTABLISHED"}
 
 
+@pytest.mark.slow
 def test_a_run_is_stored_as_json_and_replayed(keepalive):
     record = json.loads(json.dumps(keepalive.to_record()))
     again = DeadPeerResult.from_record(record)
@@ -269,6 +275,7 @@ def test_a_run_is_stored_as_json_and_replayed(keepalive):
 # ------------------------------------------------------------------ no lab: as root
 
 
+@pytest.mark.slow
 def test_without_a_lab_root_runs_on_the_machine(host_run):
     r = host_run
     assert r.where == "root" and r.error == "ETIMEDOUT"
@@ -281,6 +288,7 @@ def test_without_a_lab_root_runs_on_the_machine(host_run):
 
 
 @needs_node
+@pytest.mark.slow
 def test_node_set_timeout_fires_and_the_socket_stays_open():
     r = dead_peer("node_idle", timeout_ms=1000)
     timeouts = [e for e in r.events if e["event"] == "timeout"]
@@ -292,6 +300,7 @@ def test_node_set_timeout_fires_and_the_socket_stays_open():
 
 
 @needs_node
+@pytest.mark.slow
 def test_node_set_keep_alive_detects_when_its_own_settings_predict():
     r = dead_peer("node_keepalive", initial_delay_ms=1000)
     m = r.measured
@@ -310,6 +319,7 @@ def test_node_set_keep_alive_detects_when_its_own_settings_predict():
 # ------------------------------------------------------------------ as nobody
 
 
+@pytest.mark.slow
 def test_lab_runs_as_nobody(nobody_result):
     r = nobody_result
     assert r["uid"] == 65534
@@ -357,6 +367,7 @@ def _node_clients() -> list[int]:
     return found
 
 
+@pytest.mark.slow
 def test_host_settings_unchanged_and_nothing_left_behind(host_before, host_run, nobody_run):
     if "proc" in nobody_run:
         nobody_run["proc"].wait(timeout=120)
@@ -462,25 +473,33 @@ def test_timeline_figure_draws_every_run_as_captured():
     marks = {c.get_gid(): c.get_offsets() for c in ax.collections if c.get_gid()}
     ka, rt = runs["keepalive"].value, runs["retransmissions"].value
     ka_lane, rt_lane = plots.dead_peer_lane(ka), plots.dead_peer_lane(rt)
-    assert list(marks[f"segments:{ka_lane}:keepalive probe"][:, 0]) == pytest.approx(ka.sent("keepalive probe"))
-    # the tail loss probe (TcpExt TCPLossProbes: the first resend) is drawn apart from the timeout retransmissions
+    probes = marks[f"segments:{ka_lane}:keepalive probe"][:, 0]
+    assert list(probes) == pytest.approx(ka.sent("keepalive probe"))
+    # the tail loss probe (TcpExt TCPLossProbes: the first resend) is drawn apart from the timeout
+    # retransmissions
     assert rt.counters["TCPLossProbes"] == 1 and rt.loss_probes() == rt.sent("retransmission")[:1]
     assert list(marks[f"segments:{rt_lane}:tail loss probe"][:, 0]) == pytest.approx(rt.loss_probes())
-    assert list(marks[f"segments:{rt_lane}:retransmission"][:, 0]) == pytest.approx(rt.sent("retransmission")[1:])
+    resent = marks[f"segments:{rt_lane}:retransmission"][:, 0]
+    assert list(resent) == pytest.approx(rt.sent("retransmission")[1:])
     assert marks[f"gave-up:{rt_lane}"][0, 0] == pytest.approx(rt.detected_after)
     assert marks[f"predicted:{rt_lane}"][0, 0] == pytest.approx(retransmission_schedule(3).gives_up_at)
     gave_up = {gid.split(":", 1)[1] for gid in marks if gid.startswith("gave-up:")}
-    assert gave_up == {plots.dead_peer_lane(runs[m].value) for m in ("keepalive", "user_timeout", "retransmissions")}
+    noticing = ("keepalive", "user_timeout", "retransmissions")
+    assert gave_up == {plots.dead_peer_lane(runs[m].value) for m in noticing}
     texts = {t.get_gid(): t.get_text() for t in ax.texts if t.get_gid()}
-    assert texts[f"still:{plots.dead_peer_lane(runs['none'].value)}"].startswith("nothing noticed: still ESTABLISHED")
+    still = texts[f"still:{plots.dead_peer_lane(runs['none'].value)}"]
+    assert still.startswith("nothing noticed: still ESTABLISHED")
     assert "until the program closed it" in texts[f"still:{plots.dead_peer_lane(runs['node_idle'].value)}"]
     py_lane = plots.dead_peer_lane(runs["settimeout"].value)
     assert f"events:{py_lane}:recv() raised TimeoutError" in marks
-    # every gap between resends is labelled (data -> probe -> first timeout retransmission -> ...), and the last wait
+    # every gap between resends is labelled (data -> probe -> first timeout retransmission -> ...),
+    # and the last wait
     gaps = [float(t.get_text().strip("+ s")) for t in ax.texts if t.get_gid() == f"gap:{rt_lane}"]
     resends = [rt.sent("data")[0], *rt.sent("retransmission")]
-    assert gaps == pytest.approx([round(b - a, 2) for a, b in zip(resends, resends[1:], strict=False)], abs=0.006)
-    assert all(1.8 <= b / a <= 2.2 for a, b in zip(gaps[1:], gaps[2:], strict=False)), gaps  # timeout backoff doubles
+    between = [round(b - a, 2) for a, b in zip(resends, resends[1:], strict=False)]
+    assert gaps == pytest.approx(between, abs=0.006)
+    # the timeout backoff doubles
+    assert all(1.8 <= b / a <= 2.2 for a, b in zip(gaps[1:], gaps[2:], strict=False)), gaps
     assert texts[f"wait:{rt_lane}"] == f"last wait +{rt.detected_after - resends[-1]:.2f} s"
     # after destroy() Node's kernel still held the connection: FIN-WAIT-1, drawn hatched, not ESTABLISHED
     node_lane = plots.dead_peer_lane(runs["node_idle"].value)

@@ -55,11 +55,13 @@ def test_legend_handles_use_the_shared_styles():
 
 
 def _arrows(fig):
-    return [p for p in fig.axes[0].patches if isinstance(p, FancyArrowPatch) and (p.get_gid() or "").startswith("arc:")]
+    return [p for p in fig.axes[0].patches
+            if isinstance(p, FancyArrowPatch) and (p.get_gid() or "").startswith("arc:")]
 
 
 def _boxes(fig):
-    return [p for p in fig.axes[0].patches if isinstance(p, FancyBboxPatch) and (p.get_gid() or "").startswith("state:")]
+    return [p for p in fig.axes[0].patches
+            if isinstance(p, FancyBboxPatch) and (p.get_gid() or "").startswith("state:")]
 
 
 def _head(arrow) -> np.ndarray:
@@ -154,7 +156,8 @@ def test_close_only_view(path):
 
 
 def test_close_only_path_follows_the_run():
-    fig = plots.state_diagram(close_only=True, path=[S.SYN_SENT, S.ESTABLISHED, S.ESTABLISHED] + CLIENT_PATH[1:])
+    fig = plots.state_diagram(close_only=True,
+                              path=[S.SYN_SENT, S.ESTABLISHED, S.ESTABLISHED] + CLIENT_PATH[1:])
     assert [(s, e.name, t) for s, e, t in fig.tcplearn_path] == [
         (S.ESTABLISHED, "CLOSE", S.FIN_WAIT_1), (S.FIN_WAIT_1, "RCV_ACK_OF_FIN", S.FIN_WAIT_2),
         (S.FIN_WAIT_2, "RCV_FIN", S.TIME_WAIT), (S.TIME_WAIT, "TIMEOUT_2MSL", S.CLOSED)]
@@ -210,7 +213,8 @@ def test_myth_plot_labels_sit_on_their_own_lines(reverse):
             name = gid.split(":")[1]
             lines.setdefault(name, []).append(ax.transData.transform(np.column_stack(line.get_data())))
     assert set(lines) == set(table["socket"])
-    labels = {t.get_gid().removeprefix("label:"): t for t in ax.texts if (t.get_gid() or "").startswith("label:")}
+    labels = {t.get_gid().removeprefix("label:"): t for t in ax.texts
+              if (t.get_gid() or "").startswith("label:")}
     assert set(labels) == set(lines)
     for name, text in labels.items():
         assert text.get_text() == name
@@ -218,7 +222,8 @@ def test_myth_plot_labels_sit_on_their_own_lines(reverse):
         bb = text.get_window_extent(renderer)
         centre = np.array([(bb.x0 + bb.x1) / 2, (bb.y0 + bb.y1) / 2])
         for where, point in (("anchor", anchor), ("text", centre)):
-            dist = {other: min(_segment_distance(point, part) for part in parts) for other, parts in lines.items()}
+            dist = {other: min(_segment_distance(point, part) for part in parts)
+                    for other, parts in lines.items()}
             nearest = min(dist, key=dist.get)
             assert nearest == name, f"{name!r}'s {where} is nearer {nearest!r} ({dist})"
         assert min(_segment_distance(anchor, part) for part in lines[name]) < 1.0  # on its own line
@@ -242,7 +247,8 @@ def test_old_duplicate_figure_shows_msl_isns_and_one_long_arrow(msl):
     assert f"MSL = {msl:g} s" in texts["msl"] and f"MSL = {msl:g} s" in texts["note:model"]
     assert "ISN 1000" in texts["isn:1"] and "ISN 900" in texts["isn:2"] and "holds seq 1001" in texts["isn:2"]
     assert "accepted" in texts["note:arrival"]
-    copies = [p for p in ax.patches if (p.get_gid() or "").startswith("segment:") and "old copy" in p.get_gid()]
+    copies = [p for p in ax.patches
+              if (p.get_gid() or "").startswith("segment:") and "old copy" in p.get_gid()]
     assert len(copies) == 1  # one arrow, not a short one at the end
     (x0, y0), (x1, y1) = copies[0]._posA_posB
     assert (x0, x1) == (0.0, 1.0) and ">" in copies[0].get_arrowstyle().arrow  # client to server, with a head

@@ -6,68 +6,25 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
 import tcplearn
 from tcplearn import model
-from tcplearn.base.observe.netlink import sockstat_tw
 from tcplearn.experiments.load import LoadRun, run_load
 from tcplearn.experiments.plateau import watch_plateau
 from tcplearn.experiments.sharing import SHARE, HostShareError, host_share_check, running_loads
 
+from .churn import start_churn, stop_churn, wait_tw
 from .conftest import needs_linux, needs_ss, own_recycle_ceiling
 
 pytestmark = needs_linux
-
-# A foreign program: a server that closes first, so every connection leaves one TIME-WAIT
-# socket on the server's port (no port reuse can cap it), as fast as it goes, until killed.
-CHURN = r"""
-import socket, subprocess, sys
-server = subprocess.Popen([sys.executable, "-m", "tcplearn.experiments.loadserver", "--closer", "server"],
-                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-port = int(server.stdout.readline().split()[1])
-print(port, flush=True)
-for i in range(int(sys.argv[1])):
-    s = socket.socket()
-    # four source addresses: four port walks, so a SYN seldom meets (and recycles) an old TIME-WAIT
-    s.setsockopt(socket.IPPROTO_IP, 24, 1)  # IP_BIND_ADDRESS_NO_PORT
-    s.bind((f"127.0.0.{2 + i % 4}", 0))
-    s.connect(("127.0.0.1", port))
-    s.recv(1); s.close()
-print("done", flush=True)
-sys.stdin.read()  # until the test kills it (the server follows: its stdin closes)
-"""
 
 
 def lab_or_skip():
     ok, why = tcplearn.lab_available()
     if not ok:
         pytest.skip(why)
-
-
-def _start_churn(connections: int) -> tuple[subprocess.Popen, int]:
-    proc = subprocess.Popen([sys.executable, "-c", CHURN, str(connections)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
-    return proc, int(proc.stdout.readline())
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.stdin.close()  # the churn ends, and its server with it
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    proc.stdout.close()
-
-
-def _wait_tw(at_least: int, timeout: float) -> int:
-    deadline = time.monotonic() + timeout
-    while (tw := sockstat_tw() or 0) < at_least and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return tw
 
 
 def _ss_own_time_wait(port: int) -> int:
@@ -78,22 +35,24 @@ def _ss_own_time_wait(port: int) -> int:
 
 def _plateau_beside_foreign_churn():
     os.environ["TCPLEARN_FAST"] = "1"
-    churn, churn_port = _start_churn(30_000)
+    churn, churn_port = start_churn(30_000)
     try:
-        foreign = _wait_tw(20_000, 30)
+        foreign = wait_tw(20_000, 30)
         run = watch_plateau(rate=300, duration=5, drain=1, progress=False)
         own_by_ss = _ss_own_time_wait(run.result.target[1])
     finally:
-        _stop(churn)
+        stop_churn(churn)
     return (foreign, churn_port, run.result.connections, run.result.target[1], run.measured_peak(),
             run.predicted_peak(), own_by_ss, run.note, run.interference)
 
 
 @needs_ss
+@pytest.mark.slow
 def test_plateau_counts_its_own_sockets_beside_tens_of_thousands_of_foreign_ones():
     lab_or_skip()
     with tcplearn.PrivateLab() as lab:
-        foreign, churn_port, made, port, peak, predicted, by_ss, note, inter = lab.run(_plateau_beside_foreign_churn)
+        measured = lab.run(_plateau_beside_foreign_churn)
+    foreign, churn_port, made, port, peak, predicted, by_ss, note, inter = measured
     assert foreign >= 20_000 and port != churn_port and abs(made - 1500) <= 0.15 * 1500
     # Every connection left one TIME-WAIT socket, except those whose port a later connect()
     # of the load took while it was still in TIME-WAIT (tcp_tw_reuse=2 on loopback; TWRecycled
@@ -102,6 +61,8 @@ def test_plateau_counts_its_own_sockets_beside_tens_of_thousands_of_foreign_ones
     # (CI saw 144 of 1,500).  Never the churn's sockets.
     recycled = inter["recycled"]
     assert recycled <= own_recycle_ceiling(made, made / 5)   # 300/s for 5 s
+    # 2 %: the TIME-WAIT sockets RSTs end (up to 0.6 % measured: see test_load's count) and the
+    # last closes still on their way when the sampler takes its last sample
     assert abs(peak + recycled - made) <= 0.02 * made + 2
     assert abs(by_ss - peak) <= 0.02 * peak + 2          # ss, filtered by the load's port, agrees
     # the model's peak (notebook 04's stated error) once the takeovers it does not expect are
@@ -116,15 +77,16 @@ def test_plateau_counts_its_own_sockets_beside_tens_of_thousands_of_foreign_ones
 def _plateau_in_a_full_table(cap: int):
     os.environ["TCPLEARN_FAST"] = "1"
     tcplearn.sysctl.write_raw(tcplearn.sysctl.SETTINGS["tcp_max_tw_buckets"], cap)
-    churn, _ = _start_churn(cap + 2_000)
+    churn, _ = start_churn(cap + 2_000)
     try:
-        _wait_tw(cap, 30)
+        wait_tw(cap, 30)
         run = watch_plateau(rate=300, duration=2, drain=0.5, progress=False)
     finally:
-        _stop(churn)
+        stop_churn(churn)
     return cap, run.note, run.predicted_peak(), run.model_cap, run.measured_peak(), run.result.connections
 
 
+@pytest.mark.slow
 def test_a_full_time_wait_table_is_named_and_caps_the_model():
     lab_or_skip()
     with tcplearn.PrivateLab() as lab:
@@ -148,8 +110,10 @@ print(json.dumps({"made": run.result.connections, "peak": run.measured_peak(), "
 """
 
 
+@pytest.mark.slow
 def test_two_learners_at_once_each_see_their_own_count():
-    procs = [subprocess.Popen([sys.executable, "-c", TWO], stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [subprocess.Popen([sys.executable, "-c", TWO], stdout=subprocess.PIPE, text=True)
+             for _ in range(2)]
     outs = [json.loads(p.communicate(timeout=90)[0].strip().splitlines()[-1]) for p in procs]
     a, b = outs
     assert a["port"] != b["port"]
@@ -203,40 +167,25 @@ def test_the_port_walk_model():
     assert model.time_wait_plateau(200, time_wait=60.5, ports=28232, reuse=True) == pytest.approx(8740, abs=5)
 
 
-def test_notebooks_count_their_own_sockets_beside_a_foreign_churn(tmp_path):
+@pytest.mark.slow
+def test_notebooks_count_their_own_sockets_beside_a_foreign_churn(executed_series):
     """Notebooks 02, 04 and 05 executed headless while another program has left thousands of
-    TIME-WAIT sockets on this machine: no error, and the numbers they print are their own."""
+    TIME-WAIT sockets on this machine: no error, and the numbers they print are their own.
+    The series is executed once for the whole suite, with the churn (tests/conftest.py)."""
     import re
 
-    import nbformat
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    proc, foreign_port = _start_churn(20_000)
-    try:
-        assert proc.stdout.readline().strip() == "done"
-        foreign = _wait_tw(10_000, 10)
-        assert foreign >= 10_000, "the foreign churn left its TIME-WAIT sockets on the machine"
-        names = ["02-time-wait-and-2msl.ipynb", "04-state-counts-under-load.ipynb", "05-sysctl-playground.ipynb"]
-        out = subprocess.run([sys.executable, os.path.join(root, "tests", "unprivileged", "run_notebooks.py"),
-                              "--save", str(tmp_path), *names], cwd=os.path.join(root, "notebooks"),
-                             env={**os.environ, "TCPLEARN_FAST": "1"}, capture_output=True, text=True, timeout=900)
-        assert out.returncode == 0, out.stderr[-3000:]
-        assert json.loads(out.stdout.strip().splitlines()[-1]) == dict.fromkeys(names, "ok")
-    finally:
-        _stop(proc)
-
-    def texts(name: str) -> str:
-        nb = nbformat.read(tmp_path / name, as_version=4)
-        return "\n".join(o.get("text", "") + "".join(str(v) for v in o.get("data", {}).values())
-                         for c in nb.cells for o in c.get("outputs", []))
+    foreign = executed_series.foreign_tw
+    assert foreign >= 10_000, "the foreign churn left its TIME-WAIT sockets on the machine"
+    for name in executed_series.amid_churn:
+        assert executed_series.results[name] == "ok", executed_series.results[name]
 
     plateau = re.search(r"Load: (\d+) connections/s for ([\d.]+) s\. TIME-WAIT peak: \*\*(\d+) measured\*\*",
-                        texts("04-state-counts-under-load.ipynb"))
+                        executed_series.texts("04-state-counts-under-load.ipynb"))
     assert plateau, "notebook 04 printed its plateau"
     rate, seconds, peak = float(plateau[1]), float(plateau[2]), int(plateau[3])
     assert abs(peak - rate * seconds) <= 0.15 * rate * seconds, "the plateau counts the load's own sockets"
     assert peak < foreign / 2, "not the machine's TIME-WAIT count"
-    restarts = re.findall(r"'time_wait_on_port': (\d+)", texts("02-time-wait-and-2msl.ipynb"))
+    restarts = re.findall(r"'time_wait_on_port': (\d+)", executed_series.texts("02-time-wait-and-2msl.ipynb"))
     assert restarts and set(restarts) == {"1"}, "notebook 02 counts the TIME-WAIT on its own port only"
 
 
@@ -246,7 +195,8 @@ def test_time_wait_reused_beyond_the_port_search_is_named():
     host = Interference(port=4242, own_peak=1416, recycled=84, reuse_possible=True).sentence()
     assert "84 new connections" in host and "TcpExt TWRecycled across the whole machine)" in host
     assert "84 more than the model's port search expects" in host
-    lab = Interference(port=4242, own_peak=1416, recycled=84, reuse_possible=True, counters_own=True).sentence()
+    lab = Interference(port=4242, own_peak=1416, recycled=84, reuse_possible=True,
+                       counters_own=True).sentence()
     assert "TWRecycled in your lab)" in lab and "whole machine" not in lab
     # a load longer than one TIME-WAIT: expiry and reuse mix, the model's plateau is the comparison
     assert Interference(port=4242, own_peak=8549, recycled=4832, recycled_expected=None,

@@ -118,6 +118,7 @@ def test_server_closing_first_puts_time_wait_on_the_server():
     assert sides["server side"] >= result.connections - 5 and sides["client side"] == 0
 
 
+@pytest.mark.slow
 def test_fast_plateau_model_within_ten_percent():
     os.environ["TCPLEARN_FAST"] = "1"
     try:
@@ -134,7 +135,8 @@ def test_fast_plateau_model_within_ten_percent():
     own_extra = min(max(0, extra), own_recycle_ceiling(result.connections, result.rate))
     assert abs(run.measured_peak() + own_extra - run.predicted_peak()) <= 0.1 * run.predicted_peak()
     # ... and the note names the takeover exactly when it is more than a handful
-    assert ("TWRecycled" in run.note) == (inter["reuse_possible"] and extra > max(5, 0.02 * inter["own_peak"]))
+    named = inter["reuse_possible"] and extra > max(5, 0.02 * inter["own_peak"])
+    assert ("TWRecycled" in run.note) == named
     fig = plateau_figure(run.value)
     gids = {line.get_gid() for line in fig.axes[0].get_lines()}
     assert {"measured:TIME_WAIT", "model:TIME_WAIT"} <= gids
@@ -168,6 +170,7 @@ def test_plateau_matches_the_model_within_ten_percent_with_and_without_reuse():
         assert abs(plateau - predicted) <= 0.1 * predicted, (use, plateau, predicted)
 
 
+@pytest.mark.slow
 def test_port_exhaustion_starts_when_the_model_says():
     lab_or_skip()
     result = with_settings({"ip_local_port_range": (40000, 40199), "tcp_tw_reuse": 0},
@@ -183,7 +186,8 @@ def test_port_exhaustion_starts_when_the_model_says():
     # the first failure is reported by the end of its 0.1 s bin, the time the plot draws that bin at:
     # no failure before it, and no success after it (no TIME-WAIT can expire in 3 s)
     first, tl = result.first_error_at(), result.timeline
-    assert tl[tl["t"] < first - 1e-9]["errors"].sum() == 0 and tl[tl["t"] > first + 1e-9]["connections"].sum() == 0
+    assert tl[tl["t"] < first - 1e-9]["errors"].sum() == 0
+    assert tl[tl["t"] > first + 1e-9]["connections"].sum() == 0
     by = f"by {first:.1f} s"
     assert by in load_summary(result) and by in load_plot(result).axes[0].get_title()
     # TcpExt TW counts the TIME-WAIT entries scheduled: one per connection closed
@@ -199,6 +203,7 @@ def test_port_exhaustion_starts_when_the_model_says():
     assert reused.netstat_delta()["TWRecycled"] > 0 and fresh <= 150, fresh
 
 
+@pytest.mark.slow
 def test_bind_before_connect_defeats_tw_reuse():
     lab_or_skip()
     result = with_settings({"ip_local_port_range": (40000, 40199)}, rate=100, duration=3.0,
@@ -214,6 +219,7 @@ def test_max_tw_buckets_caps_time_wait():
     assert result.netstat_delta()["TCPTimeWaitOverflow"] == result.connections - 100
 
 
+@pytest.mark.slow
 def test_several_sources_and_ipv6():
     result = run_load(rate=400, duration=0.5, sources=4, progress=False)
     assert result.errors == {} and result.connections >= 190
@@ -295,6 +301,7 @@ def test_model_numbers():
     assert frame.set_index("t").loc[5, "TIME_WAIT"] == 50 and frame.set_index("t").loc[70, "TIME_WAIT"] == 0
 
 
+@pytest.mark.slow
 def test_cli_load_runs_and_refuses_non_loopback():
     ok = subprocess.run([sys.executable, "-m", "tcplearn", "load", "--rate", "200", "--duration", "0.5"],
                         capture_output=True, text=True, timeout=60)
@@ -307,6 +314,7 @@ def test_cli_load_runs_and_refuses_non_loopback():
 # ---------------------------------------------------------------- the remedy: more four-tuples
 
 
+@pytest.mark.slow
 def test_more_source_addresses_multiply_the_sustainable_rate():
     """Measured in a lab with tcp_tw_reuse=0 and 200 ports per run: each source address adds
     the same number of four-tuples towards one destination, so the rate it sustains grows

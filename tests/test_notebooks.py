@@ -1,16 +1,14 @@
-"""Every notebook in notebooks/ executes headless, as this user and as nobody, and keeps the
-series' teaching shape."""
+"""Every notebook in notebooks/ executes headless (once per mode: with a lab, as nobody when
+the suite runs as root; with user namespaces blocked) and keeps the series' teaching shape."""
 
 import json
-import os
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
+
+from .conftest import SERIES_TIMEOUT, copy_series_for
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb"))
@@ -21,19 +19,16 @@ def text_of(nb, kind="markdown"):
     return "\n".join(c.source for c in nb.cells if c.cell_type == kind)
 
 
-RUNNER = ROOT / "tests" / "unprivileged" / "run_notebooks.py"
 #: The first line of a code cell that shows the plain code behind an experiment.
 UNDER_THE_HOOD = "# Under the hood"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
-def test_notebook_executes_without_errors(path):
-    # In a child process, as nobody's run does: nbclient's zmq context keeps descriptors.
-    env = {**os.environ, "TCPLEARN_FAST": "1"}
-    result = subprocess.run([sys.executable, str(RUNNER), path.name], cwd=path.parent, env=env,
-                            capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == {path.name: "ok"}
+def test_notebook_executes_without_errors(path, executed_series):
+    # one execution of the series for the run (tests/conftest.py), shared with the tests that
+    # read what the notebooks printed
+    assert executed_series.results[path.name] == "ok", executed_series.results[path.name]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
@@ -59,7 +54,8 @@ def test_notebook_has_the_teaching_shape(path):
     hood = [c for c in nb.cells if c.cell_type == "code" and c.source.startswith(UNDER_THE_HOOD)]
     for cell in nb.cells:
         if cell.cell_type == "code" and cell not in hood:
-            assert len(cell.source.splitlines()) <= 6, f"a code cell of {path.name} is not thin:\n{cell.source}"
+            assert len(cell.source.splitlines()) <= 6, \
+                f"a code cell of {path.name} is not thin:\n{cell.source}"
     for cell in hood:
         assert len(cell.source.splitlines()) <= 40, f"an under-the-hood cell of {path.name} is too long"
 
@@ -70,11 +66,14 @@ def test_notebook_opens_the_hood_and_leaves_a_task(path):
     measurement task without a hidden answer, before the summary."""
     nb = nbformat.read(path, as_version=4)
     assert any(c.cell_type == "code" and c.source.startswith(UNDER_THE_HOOD) for c in nb.cells), path.name
-    tasks = [i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and "### Open measurement task" in c.source]
-    summary = next(i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and "## Summary" in c.source)
+    tasks = [i for i, c in enumerate(nb.cells)
+             if c.cell_type == "markdown" and "### Open measurement task" in c.source]
+    summary = next(i for i, c in enumerate(nb.cells)
+                   if c.cell_type == "markdown" and "## Summary" in c.source)
     assert tasks and tasks[0] <= summary, f"{path.name}: an open measurement task before the summary"
     task = nb.cells[tasks[0]].source.split("### Open measurement task", 1)[1].split("\n## ", 1)[0]
-    assert "<details>" not in task and "Hint" in task, f"{path.name}: the task has a hint and no hidden answer"
+    assert "<details>" not in task and "Hint" in task, \
+        f"{path.name}: the task has a hint and no hidden answer"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
@@ -83,7 +82,8 @@ def test_notebook_links_the_glossary_to_terms_it_defines(path):
     anchors = set(re.findall(r'<a id="([a-z0-9-]+)"></a>', glossary))
     used = re.findall(r"\]\(glossary\.md#([a-z0-9-]+)\)", text_of(nbformat.read(path, as_version=4)))
     assert used, f"{path.name} links no glossary term"
-    assert set(used) <= anchors, f"{path.name} links glossary anchors that do not exist: {set(used) - anchors}"
+    assert set(used) <= anchors, \
+        f"{path.name} links glossary anchors that do not exist: {set(used) - anchors}"
 
 
 def test_start_here_lists_the_series_truthfully():
@@ -100,20 +100,22 @@ def test_start_here_lists_the_series_truthfully():
 
 def _run_as_nobody(env, wrap=()) -> None:
     """Copy the notebooks where nobody may write, run them all as nobody, expect every one ok."""
-    dest = env.dir / "notebooks"
-    shutil.copytree(ROOT / "notebooks", dest, dirs_exist_ok=True)
-    for p in [dest, *dest.rglob("*")]:
-        p.chmod(0o777 if p.is_dir() else 0o666)
+    copy_series_for(env)
     names = [f"notebooks/{p.name}" for p in NOTEBOOKS]
-    result = env.run(["run_notebooks.py", *names], timeout=900, wrap=wrap)
+    result = env.run(["run_notebooks.py", *names], timeout=SERIES_TIMEOUT, wrap=wrap)
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {n: "ok" for n in names}
 
 
-def test_notebooks_run_as_an_unprivileged_user(nobody_with_packages):
-    _run_as_nobody(nobody_with_packages)
+@pytest.mark.slow
+def test_notebooks_run_as_an_unprivileged_user(nobody_with_packages, executed_series):
+    # the suite's one execution of the series with a lab at hand runs as nobody when the
+    # suite runs as root (tests/conftest.py): every notebook ok there
+    assert executed_series.user == "nobody"
+    assert executed_series.results == {p.name: "ok" for p in NOTEBOOKS}
 
 
+@pytest.mark.slow
 def test_notebooks_fall_back_where_user_namespaces_are_blocked(nobody_with_packages):
     """As nobody inside a user namespace that may not create more (no lab, no root over the
     machine): every notebook still runs, on the fallbacks (model, RFC arrows, notices)."""

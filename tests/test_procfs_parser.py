@@ -22,7 +22,8 @@ def parse(name: str, **kw):
     return parse_proc_net_tcp((FIX / name).read_text(), byteorder="little", **kw)
 
 
-@pytest.mark.parametrize("name", [n for n in EXPECTED if n.endswith(".txt") and "expected_rows" in EXPECTED[n]])
+@pytest.mark.parametrize("name", [n for n in EXPECTED
+                                  if n.endswith(".txt") and "expected_rows" in EXPECTED[n]])
 def test_rows_asserted_by_their_projects(name):
     rows = parse(name)
     expected = EXPECTED[name]["expected_rows"]
@@ -50,7 +51,8 @@ def test_procfs_summaries(name):
     assert len(rows) == summary["UsedSockets"]
 
 
-@pytest.mark.parametrize("stem", ["jc_tests_fixtures_linux-proc_net_tcp", "jc_tests_fixtures_linux-proc_net_tcp6"])
+@pytest.mark.parametrize("stem", ["jc_tests_fixtures_linux-proc_net_tcp",
+                                  "jc_tests_fixtures_linux-proc_net_tcp6"])
 def test_jc_expected_json(stem):
     rows = parse(stem + ".txt")
     expected = json.loads((FIX / (stem + ".expected.json")).read_text())
@@ -117,7 +119,8 @@ def test_address_decode_vectors(source):
 def test_port_filter_matches_either_end():
     rows = parse("jc_tests_fixtures_linux-proc_net_tcp.txt", port=80)
     assert rows and all(80 in (r.local_port, r.remote_port) for r in rows)
-    assert len(rows) == sum(1 for r in parse("jc_tests_fixtures_linux-proc_net_tcp.txt") if r.involves_port(80))
+    fixture = parse("jc_tests_fixtures_linux-proc_net_tcp.txt")
+    assert len(rows) == sum(1 for r in fixture if r.involves_port(80))
 
 
 def test_non_str_input_is_a_type_error_not_a_crash_deep_inside():

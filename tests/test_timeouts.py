@@ -43,6 +43,7 @@ def agree_within_50ms(runs, kind="timeout"):
         assert all(abs(x - y) <= 0.05 for x, y in zip(a, b, strict=True)), (a, b)
 
 
+@pytest.mark.slow
 def test_fires_once_on_an_idle_socket_and_the_socket_stays_open():
     runs = both([], 300, 1.2)
     for name, events in runs.items():
@@ -53,6 +54,7 @@ def test_fires_once_on_an_idle_socket_and_the_socket_stays_open():
     agree_within_50ms(runs)
 
 
+@pytest.mark.slow
 def test_reads_reset_the_timer():
     schedule = [(0.2 * i, b"x") for i in range(1, 6)]       # a byte every 0.2 s until 1.0 s
     runs = both(schedule, 300, 1.8)
@@ -62,6 +64,7 @@ def test_reads_reset_the_timer():
     agree_within_50ms(runs)
 
 
+@pytest.mark.slow
 def test_writes_reset_the_timer_too():
     writes = [(0.2, b"a"), (0.4, b"b"), (0.6, b"c")]
     runs = both([], 300, 1.4, writes=writes)
@@ -72,6 +75,7 @@ def test_writes_reset_the_timer_too():
     agree_within_50ms(runs)
 
 
+@pytest.mark.slow
 def test_zero_disables_it():
     for name, events in both([], 0, 0.8).items():
         assert times(events, "timeout") == [], name
@@ -83,6 +87,7 @@ def test_never_fires_after_destroy():
         assert times(events, "close")[0] < 0.3, name
 
 
+@pytest.mark.slow
 def test_a_new_idle_period_fires_again():
     schedule = [(0.5, b"wake")]   # idle 0.3 s -> timeout, data at 0.5 s, idle again -> timeout
     runs = both(schedule, 300, 1.2)
@@ -131,6 +136,7 @@ EARLY = 0.05
 LATE = 1 / (kernel_hz() or 100) + 2 * sys.getswitchinterval() + 0.1
 
 
+@pytest.mark.slow
 def test_settimeout_raises_per_call_not_per_connection():
     drip = [(0.3 * i, b"d") for i in range(1, 7)]          # a byte every 0.3 s: 1.8 s in all
     with TrickleServer(drip) as peer:
@@ -251,9 +257,13 @@ def test_python_writes_do_not_touch_the_recv_in_progress():
     with TrickleServer([]) as peer:
         events = T.settimeout_timeline(peer.address, 0.3, 1.4, writes=WRITES)
         deadline = time.monotonic() + 2
-        while sum(e["bytes"] for e in peer.timeline if e["event"] == "recv") < 3 and time.monotonic() < deadline:
+
+        def bytes_received():
+            return sum(e["bytes"] for e in peer.timeline if e["event"] == "recv")
+
+        while bytes_received() < 3 and time.monotonic() < deadline:
             time.sleep(0.01)
-        received = sum(e["bytes"] for e in peer.timeline if e["event"] == "recv")
+        received = bytes_received()
     assert received == 3                                    # the kernel delivered all three writes
     writes = times(events, "write")
     assert [round(t, 1) for t in writes] == [0.2, 0.4, 0.6]
@@ -267,6 +277,7 @@ def test_python_writes_do_not_touch_the_recv_in_progress():
     assert len(inside) >= 2, (writes, timeouts)
 
 
+@pytest.mark.slow
 def test_compare_gives_every_client_the_same_writes():
     c = T.compare([], timeout_s=0.3, duration_s=1.4, writes=WRITES, progress=False)
     assert c.count(T.PYTHON_LANE, "write") == 3
@@ -282,6 +293,7 @@ def test_compare_gives_every_client_the_same_writes():
 # ---------------------------------------------------------------- the three clients run at the same time
 
 
+@pytest.mark.slow
 def test_compare_runs_the_clients_concurrently_with_sequential_results():
     schedule = [(0.3, b"a"), (0.6, b"b"), (0.9, b"c")]
     duration = 1.8
@@ -337,7 +349,7 @@ def test_titles_describe_the_schedule():
     assert comparison_figure(c).axes[0].get_title() == c.title
 
 
-# ---------------------------------------------------------------- SO_RCVTIMEO, read from the sockets themselves
+# ------------------------------------------------------- SO_RCVTIMEO, read from the sockets themselves
 
 
 def test_neither_node_nor_python_sets_so_rcvtimeo():
@@ -364,7 +376,8 @@ def test_notebook_03_quotes_the_seed_measures_node_and_opens_the_hood():
 
     import nbformat
 
-    nb = nbformat.read(Path(__file__).resolve().parent.parent / "notebooks" / "03-timeouts-python-vs-node.ipynb",
+    notebooks = Path(__file__).resolve().parent.parent / "notebooks"
+    nb = nbformat.read(notebooks / "03-timeouts-python-vs-node.ipynb",
                        as_version=4)
     md = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     code = [c.source for c in nb.cells if c.cell_type == "code"]
@@ -379,6 +392,7 @@ def test_notebook_03_quotes_the_seed_measures_node_and_opens_the_hood():
     hood = [c for c in code if c.startswith("# Under the hood")]
     assert len(hood) == 1 and "SO_RCVTIMEO" in hood[0] and "struct.pack(\"ll\"" in hood[0]
     assert "!ss -tano '( sport = :{PORT}" in hood[0]
-    assert "### Open measurement task" in md and md.index("### Open measurement task") < md.index("## Summary")
+    assert "### Open measurement task" in md
+    assert md.index("### Open measurement task") < md.index("## Summary")
     for anchor in ("time-wait", "rst", "rto"):
         assert f"(glossary.md#{anchor})" in md, anchor

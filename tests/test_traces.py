@@ -21,7 +21,8 @@ def test_shipped_recordings_carry_their_kernel_and_settings():
     assert set(recordings.names()) == {exp.name for exp in traces.recordable()}
     for name in recordings.names():
         recording = recordings.load(name)
-        assert recording.meta["kernel"] and recording.meta["date"] and recording.meta["settings"]["tcp_fin_timeout"]
+        meta = recording.meta
+        assert meta["kernel"] and meta["date"] and meta["settings"]["tcp_fin_timeout"]
         assert recording.runs
         for run in recording.runs.values():
             assert run["what"] and run["result"] is not None

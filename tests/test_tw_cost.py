@@ -14,7 +14,8 @@ def _readable(path: str) -> bool:
     return os.path.isfile(path) and os.access(path, os.R_OK)
 
 
-@pytest.mark.skipif(not _readable(f"{SLAB}/object_size"), reason=f"{SLAB} is not readable here (root-only, or no SLUB)")
+@pytest.mark.skipif(not _readable(f"{SLAB}/object_size"),
+                    reason=f"{SLAB} is not readable here (root-only, or no SLUB)")
 def test_size_is_the_kernels_own_slab_figures():
     size = time_wait_size()
     with open(f"{SLAB}/object_size") as f, open(f"{SLAB}/slab_size") as g:

@@ -19,14 +19,16 @@ BASE = dict(tcp_fin_timeout=60, tcp_tw_reuse=2, tcp_max_tw_buckets=131072,
 
 def test_prediction_follows_each_knob():
     base = predict(**BASE)
-    assert base["reuse"] and base["plateau"] == pytest.approx(model.time_wait_plateau(200, ports=28232, reuse=True))
+    assert base["reuse"]
+    assert base["plateau"] == pytest.approx(model.time_wait_plateau(200, ports=28232, reuse=True))
     no_reuse = predict(**{**BASE, "tcp_tw_reuse": 0})
     assert no_reuse["plateau"] == pytest.approx(12000) and no_reuse["exhaustion_at"] is None
     capped = predict(**{**BASE, "tcp_tw_reuse": 0, "tcp_max_tw_buckets": 1000})
     assert capped["plateau"] == 1000 and any("TCPTimeWaitOverflow" in n for n in capped["notes"])
     narrow = predict(**{**BASE, "tcp_tw_reuse": 0, "ip_local_port_range": (40000, 40199), "rate": 100})
     assert narrow["exhaustion_at"] == 2.0 and any("EADDRNOTAVAIL" in n for n in narrow["notes"])
-    bound = predict(**{**BASE, "bind_before_connect": True, "ip_local_port_range": (40000, 40199), "rate": 100})
+    bound = predict(**{**BASE, "bind_before_connect": True, "ip_local_port_range": (40000, 40199),
+                       "rate": 100})
     assert not bound["reuse"] and any("EADDRINUSE" in n for n in bound["notes"])
     # the myth: tcp_fin_timeout does not move TIME-WAIT
     assert predict(**{**BASE, "tcp_fin_timeout": 5})["plateau"] == base["plateau"]
@@ -60,6 +62,7 @@ def test_controls_drive_the_model_and_the_commands():
 
 
 @needs_linux
+@pytest.mark.slow
 def test_run_live_overlays_a_measurement():
     pg = sysctl_playground()
     pg.controls["rate"].value = 200
@@ -73,6 +76,7 @@ def test_run_live_overlays_a_measurement():
 
 
 @needs_linux
+@pytest.mark.slow
 def test_live_overlay_is_honest_when_the_chosen_settings_differ_from_the_run():
     """Issue 13: the model for the settings the run ran under (and the chosen one, labelled),
     the axis zoomed to the live window, counts neither negative nor baseline-shifted, and the
@@ -103,6 +107,8 @@ def test_live_overlay_is_honest_when_the_chosen_settings_differ_from_the_run():
     # the peak is the connections made, less any whose port a later connect() of the load
     # took over (TWRecycled is machine-wide here: no more than the load's walk can revisit)
     own_recycled = min(recycled, own_recycle_ceiling(made, made / result.elapsed))
+    # 3 %: RSTs that end a TIME-WAIT (up to 0.6 %, test_load) and the last closes still on their
+    # way at the overlay's last sample
     assert made - own_recycled - 0.03 * made - 2 <= max(measured) <= 1.03 * made + 2
     assert ax.get_xlim()[1] <= result.samples["t"].max() * 1.05 + 0.2   # zoomed to the live window
     rate = result.connections / result.elapsed
@@ -111,6 +117,7 @@ def test_live_overlay_is_honest_when_the_chosen_settings_differ_from_the_run():
 
 
 @needs_linux
+@pytest.mark.slow
 def test_apply_for_this_run_uses_a_lab_and_leaves_the_machine_alone():
     ok, why = tcplearn.lab_available()
     if not ok:

@@ -20,7 +20,7 @@ def fast_mode() -> bool:
 
 # kernel/time/timer.c: a timer 60 s away lands on a wheel level whose slots are this many
 # milliseconds wide, and fires at the end of its slot (never early).  Keyed by CONFIG_HZ.
-_WHEEL_SLOT_MS_AT_60S = {100: 5120, 250: 2048, 300: 1706, 1000: 4096}
+_WHEEL_SLOT_MS_AT_60S: dict[int | None, int] = {100: 5120, 250: 2048, 300: 1706, 1000: 4096}
 
 
 def kernel_hz() -> int | None:

@@ -17,9 +17,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from .states import Event, TcpState, next_state
 from .sysctl import validate
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["SimStep", "Simulation", "lost_last_ack", "old_duplicate", "time_wait_plateau", "reuse_applies",
            "sustainable_rate", "ports_in_range", "exhaustion_time", "predict_counts", "leak_counts", "predict_settings",
@@ -47,7 +51,7 @@ class Simulation:
     data_delivered: list[str] = field(default_factory=list)
     #: The numbers the simulation assumed and computed (MSL, times, sequence numbers), so a
     #: figure can show them rather than leave them implicit.
-    facts: dict = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)
 
     @property
     def history(self) -> list[SimStep]:
@@ -198,7 +202,8 @@ def distinct_ports(n: float, ports: int, *, walk: bool = True) -> float:
     return half * (1 - (1 - p) ** k * (1 - p * (passes - k)))
 
 
-def _held(rate: float, window: float, time_wait: float, max_tw_buckets, ports, reuse) -> float:
+def _held(rate: float, window: float, time_wait: float, max_tw_buckets: int | None, ports: int | None,
+          reuse: bool) -> float:
     n = rate * window
     if reuse:
         if not ports:
@@ -245,7 +250,7 @@ def exhaustion_time(rate: float, ports: int, *, time_wait: float = 60.0, reuse: 
 
 def predict_counts(rate: float, duration: float, *, time_wait: float = 60.0,
                    max_tw_buckets: int | None = None, closer: str = "client", until: float | None = None,
-                   step: float = 0.5, ports: int | None = None, reuse: bool = False):
+                   step: float = 0.5, ports: int | None = None, reuse: bool = False) -> pd.DataFrame:
     """Predicted TIME-WAIT count over time for a load at ``rate`` for ``duration`` seconds.
 
     At time t the TIME-WAIT sockets come from the connections closed during the last
@@ -265,7 +270,8 @@ def predict_counts(rate: float, duration: float, *, time_wait: float = 60.0,
         window = max(0.0, min(t, duration) - max(0.0, t - time_wait))
         rows.append({"t": t, "TIME_WAIT": _held(rate, window, time_wait, max_tw_buckets, ports, reuse),
                      "side": closer})
-    return pd.DataFrame(rows)
+    frame: pd.DataFrame = pd.DataFrame(rows)
+    return frame
 
 
 def leak_counts(rate: float, duration: float, times: list[float], *, fin_timeout: float,
@@ -281,7 +287,7 @@ def leak_counts(rate: float, duration: float, times: list[float], *, fin_timeout
 
 def predict_settings(*, tcp_fin_timeout: int, tcp_tw_reuse: int, tcp_max_tw_buckets: int,
             ip_local_port_range: tuple[int, int], rate: float, duration: float, closer: str,
-            bind_before_connect: bool, time_wait: float = 60.0) -> dict:
+            bind_before_connect: bool, time_wait: float = 60.0) -> dict[str, Any]:
     """What the model says for these settings and this workload, over loopback.
 
     Returns ``{"frame": DataFrame (t, TIME_WAIT, FIN_WAIT_2, CLOSE_WAIT), "plateau",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import struct
 import sys
+from typing import Any
 
 __all__ = ["SYS_PIDFD_GETFD", "pidfd_getfd", "socket_fd_of", "getsockopt_int", "getsockopt_timeval"]
 
@@ -20,7 +21,7 @@ _TIMEVAL = struct.Struct("ll")  # struct timeval on 64-bit Linux: tv_sec, tv_use
 _INT = struct.Struct("i")
 
 
-def _libc():
+def _libc() -> Any:
     import ctypes
 
     libc = ctypes.CDLL(None, use_errno=True)
@@ -43,7 +44,7 @@ def pidfd_getfd(pid: int, targetfd: int) -> int:
         if fd < 0:
             err = ctypes.get_errno()
             raise OSError(err, f"pidfd_getfd(pid {pid}, fd {targetfd}): {os.strerror(err)}")
-        return fd
+        return int(fd)
     finally:
         os.close(pidfd)
 
@@ -75,7 +76,8 @@ def _getsockopt(fd: int, level: int, option: int, size: int) -> bytes:
 
 def getsockopt_int(fd: int, level: int, option: int) -> int:
     """An integer socket option of descriptor ``fd`` (e.g. ``TCP_KEEPIDLE``)."""
-    return _INT.unpack(_getsockopt(fd, level, option, _INT.size))[0]
+    value: int = _INT.unpack(_getsockopt(fd, level, option, _INT.size))[0]
+    return value
 
 
 def getsockopt_timeval(fd: int, option: int) -> float:
@@ -83,4 +85,4 @@ def getsockopt_timeval(fd: int, option: int) -> float:
     import socket
 
     sec, usec = _TIMEVAL.unpack(_getsockopt(fd, socket.SOL_SOCKET, option, _TIMEVAL.size))
-    return sec + usec / 1e6
+    return float(sec + usec / 1e6)

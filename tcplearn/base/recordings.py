@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 __all__ = ["Recording", "Run", "names", "load", "key", "find", "note", "write", "FOLDER", "SHOWN"]
 
@@ -29,7 +30,7 @@ class Run:
 
     what: str
     result: object
-    meta: dict
+    meta: dict[str, Any]
 
 
 @dataclass
@@ -37,8 +38,8 @@ class Recording:
     """One experiment's recorded runs: ``meta`` and ``runs`` (key -> {"what", "result"})."""
 
     name: str
-    meta: dict
-    runs: dict = field(default_factory=dict)
+    meta: dict[str, Any]
+    runs: dict[str, Any] = field(default_factory=dict)
 
 
 def _folder() -> Path:
@@ -59,13 +60,13 @@ def load(name: str, directory: str | Path | None = None) -> Recording:
     return Recording(name, data["meta"], data.get("runs", {}))
 
 
-def key(experiment: str, arguments: dict) -> str:
+def key(experiment: str, arguments: dict[str, Any]) -> str:
     """How a recorded call is looked up: the experiment's name and its bound arguments
     (defaults filled in), keyword order ignored, every number a float."""
     return f"{experiment}{json.dumps(_plain(arguments), sort_keys=True)}"
 
 
-def _plain(value):
+def _plain(value: Any) -> Any:
     """``value`` with every number a float (``duration=1`` and ``1.0`` are one call) and
     every tuple a list; booleans stay booleans."""
     if isinstance(value, bool) or value is None or isinstance(value, str):
@@ -79,7 +80,7 @@ def _plain(value):
     raise TypeError(f"a recorded call's arguments are numbers, strings, lists and dicts, not {value!r}")
 
 
-def find(name: str, experiment: str, arguments: dict) -> Run | None:
+def find(name: str, experiment: str, arguments: dict[str, Any]) -> Run | None:
     """The recorded run of this exact call, or ``None`` when it was not recorded (or the
     experiment has no recording at all)."""
     try:
@@ -101,7 +102,7 @@ def note(run: Run, why: str) -> str:
             f"{m['kernel']} on {m['date']} ({'other ' if changed else ''}kernel settings: {settings}).")
 
 
-def write(directory: str | Path, name: str, meta: dict, runs: dict) -> Path:
+def write(directory: str | Path, name: str, meta: dict[str, Any], runs: dict[str, Any]) -> Path:
     """Write one recording as JSON; returns its path."""
     path = Path(directory) / f"{name}.json"
     path.write_text(json.dumps({"meta": meta, "runs": runs}, indent=1) + "\n")

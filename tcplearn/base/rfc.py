@@ -7,7 +7,9 @@ state the table cannot explain.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from itertools import pairwise
+from typing import Any, cast
 
 from .states import ABORT_SENDS_RST, TRANSITIONS, Event, TcpState, next_state, reachable
 
@@ -20,7 +22,8 @@ _ENDS = ENDS
 _FLAG_OF_EVENT = {Event.CLOSE: "FIN", Event.ABORT: "RST"}
 
 
-def predict(states: dict[str, TcpState], actions: list[tuple[str, Event | str]]):
+def predict(states: dict[str, TcpState],
+            actions: list[tuple[str, Event | str]]) -> tuple[dict[str, TcpState], list[tuple[str, str]]]:
     """What RFC 9293 says follows from ``actions`` taken at once by ``states``' ends.
 
     ``actions`` are ``(end, Event.CLOSE | Event.ABORT | "DATA")``.  Segments are
@@ -35,6 +38,7 @@ def predict(states: dict[str, TcpState], actions: list[tuple[str, Event | str]])
         if action == "DATA":
             in_flight.append((end, "DATA"))
             continue
+        action = cast(Event, action)  # CLOSE or ABORT: "DATA" went on above
         before = states[end]
         states[end] = next_state(before, action)
         if action is Event.ABORT and before not in ABORT_SENDS_RST:
@@ -63,7 +67,7 @@ def predict(states: dict[str, TcpState], actions: list[tuple[str, Event | str]])
 
 
 
-def check_history(history) -> list[str]:
+def check_history(history: Iterable[Any]) -> list[str]:
     """Every observed change of either end's state that ``TRANSITIONS`` cannot explain.
 
     A poll may miss states held only briefly, so a change passes when the new state is

@@ -11,7 +11,7 @@ This module knows nothing about sockets or the kernel; it is pure data.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from types import MappingProxyType
 
 __all__ = ["TcpState", "Event", "TRANSITIONS", "TransitionTable", "next_state", "reachable"]
@@ -292,7 +292,7 @@ class TransitionTable(Mapping[TcpState, Mapping[Event, TcpState]]):
     def __getitem__(self, state: TcpState) -> Mapping[Event, TcpState]:
         return self._table[state]
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[TcpState]:
         return iter(self._table)
 
     def __len__(self) -> int:

@@ -12,10 +12,14 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
 
 from .util import system_name
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "describe",
@@ -120,7 +124,10 @@ def _parse(spec: Setting, text: str) -> Value:
 
 
 def _format(spec: Setting, value: Value) -> str:
-    return f"{value[0]} {value[1]}" if spec.pair else str(value)
+    if spec.pair:
+        low, high = cast("tuple[int, int]", value)
+        return f"{low} {high}"
+    return str(value)
 
 
 def read(name: str, *, proc_root: str = "/proc") -> Value | None:
@@ -171,7 +178,7 @@ def validate(name: str, value: object) -> tuple[Setting, Value]:
         if isinstance(value, str):
             value = value.split()
         try:
-            low, high = (int(v) for v in value)  # type: ignore[union-attr]
+            low, high = (int(v) for v in cast("Iterable[Any]", value))  # not iterable: TypeError
         except (TypeError, ValueError):
             raise bad from None
         if not spec.low <= low <= high <= spec.high:
@@ -269,25 +276,28 @@ def apply(**values: object) -> Iterator[dict[str, Value]]:
             raise SysctlError("could not restore: " + "; ".join(errors))
 
 
-def table():
+def table() -> pd.DataFrame:
     """The known settings with their current values and meanings, as a DataFrame that shows its
     "what it does" column in full (pandas would cut it at 50 characters, just before the myth
     corrections)."""
     import pandas as pd
 
     class FullText(pd.DataFrame):
-        def _repr_html_(self):
+        def _repr_html_(self) -> str | None:
             with pd.option_context("display.max_colwidth", None):
-                return super()._repr_html_()
+                # pandas has it; pandas-stubs leave it out
+                html: str | None = super()._repr_html_()  # type: ignore[misc]
+                return html
 
-        def __repr__(self):
+        def __repr__(self) -> str:
             with pd.option_context("display.max_colwidth", None, "display.max_columns", None, "display.width", 250):
                 return super().__repr__()
 
     values = read_all()
-    return FullText([{"setting": spec.name, "value": values[key], "unit": spec.unit,
+    frame: pd.DataFrame = FullText([{"setting": spec.name, "value": values[key], "unit": spec.unit,
                           "per network namespace": spec.per_netns, "what it does": spec.meaning}
                          for key, spec in SETTINGS.items()])
+    return frame
 
 
 def kernel_has(name: str) -> bool:
@@ -297,6 +307,6 @@ def kernel_has(name: str) -> bool:
     return os.path.exists(path)
 
 
-def describe(values: dict) -> str:
+def describe(values: dict[str, Any]) -> str:
     """Settings as a reader writes them: ``"tcp_tw_reuse=0, ip_local_port_range=(40000, 40199)"``."""
     return ", ".join(f"{k}={v}" for k, v in values.items())

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import platform
 from pathlib import Path
+from typing import Any
 
 __all__ = ["time_wait_size", "time_wait_cost", "TimeWaitCost", "mem_total", "SOURCED"]
 
@@ -61,7 +62,7 @@ def _from_slabinfo(cache: str) -> int | None:
     return None
 
 
-def time_wait_size(ipv6: bool = False) -> dict:
+def time_wait_size(ipv6: bool = False) -> dict[str, Any]:
     """The size of one TIME-WAIT mini-socket, and where the figure comes from.
 
     Keys: ``cache`` (``tw_sock_TCP`` or ``tw_sock_TCPv6``); ``object_size`` (bytes of the
@@ -77,7 +78,7 @@ def time_wait_size(ipv6: bool = False) -> dict:
     directory = SLAB_DIR / cache
     object_size, slab_size = _int(directory / "object_size"), _int(directory / "slab_size")
     from_slabinfo = _from_slabinfo(cache)
-    out = {"cache": cache, "object_size": None, "slab_size": None, "bytes": None, "source": "unknown",
+    out: dict[str, Any] = {"cache": cache, "object_size": None, "slab_size": None, "bytes": None, "source": "unknown",
            "where": None, "kernel": platform.release(), "merged": False, "slabinfo": from_slabinfo}
     if object_size is not None or slab_size is not None:
         out.update(object_size=object_size, slab_size=slab_size, source="sysfs", where=str(directory),
@@ -93,7 +94,7 @@ def time_wait_size(ipv6: bool = False) -> dict:
     return out
 
 
-class TimeWaitCost(dict):
+class TimeWaitCost(dict[str, Any]):
     """``time_wait_cost``'s answer: a plain dict (its keys are documented there) that a
     notebook shows as one sentence saying where the size came from."""
 

@@ -168,7 +168,8 @@ def check_cleanup():
     with PrivateLab() as lab:
         pid = lab.run(report_pid)
         inode = os.stat(f"/proc/{lab.pid}/ns/net").st_ino
-    out["normal"] = {"gone": _gone(lab_pid := pid) and _gone(lab.pid or lab_pid), "holders": _netns_holders(inode)}
+    out["normal"] = {"gone": _gone(lab_pid := pid) and _gone(lab.pid or lab_pid),
+                     "holders": _netns_holders(inode)}
     # 2. an exception inside the block
     try:
         with PrivateLab() as lab:

@@ -26,7 +26,8 @@ def execute(path):
     for attempt in (1, 2):
         nb = nbformat.read(path, as_version=4)
         try:
-            NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": "."}}).execute()
+            NotebookClient(nb, timeout=300, kernel_name="python3",
+                           resources={"metadata": {"path": "."}}).execute()
             return nb
         except CellTimeoutError:
             if attempt == 2:

@@ -118,6 +118,7 @@ def _worker_main(chan: socket.socket) -> None:
             return
         out = io.StringIO()
         sys.stdout = sys.stderr = out
+        reply: tuple[Any, ...]  # ("ok", value, output) or ("err", exception, output, traceback)
         try:
             if msg[0] == "run":
                 _, fn, args, kwargs, capture = msg
@@ -139,7 +140,7 @@ def _worker_main(chan: socket.socket) -> None:
                          out.getvalue(), ""))
 
 
-def _run_in_lab(fn: Callable[..., Any], args: tuple, kwargs: dict, capture: bool) -> Any:
+def _run_in_lab(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], capture: bool) -> Any:
     if not capture:
         return fn(*args, **kwargs)
     from .capture import Capture
@@ -204,7 +205,7 @@ class PrivateLab:
             raise LabUnavailable(detail)
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self._shutdown()
 
     def close(self) -> None:
@@ -235,7 +236,7 @@ class PrivateLab:
             pass
         os.waitpid(pid, 0)
 
-    def _call(self, msg: tuple) -> Any:
+    def _call(self, msg: tuple[Any, ...]) -> Any:
         if self._chan is None:
             raise RuntimeError("this PrivateLab is not running: use it inside 'with PrivateLab() as lab:'")
         try:
@@ -255,12 +256,12 @@ class PrivateLab:
             if reply[2]:
                 print(reply[2], end="")
             return reply[1]
-        _, exc, output, tb = reply
+        _, error, output, tb = reply
         if output:
             print(output, end="")
-        if tb and hasattr(exc, "add_note"):  # Python 3.11+
-            exc.add_note(f"(raised inside the private lab)\n{tb}")
-        raise exc
+        if tb and hasattr(error, "add_note"):  # Python 3.11+
+            error.add_note(f"(raised inside the private lab)\n{tb}")
+        raise error
 
     def run(self, fn: Callable[..., T], *args: Any, capture: bool = False, **kwargs: Any) -> Any:
         """Run ``fn(*args, **kwargs)`` inside the lab and return its result.
@@ -289,7 +290,7 @@ class PrivateLab:
                     f"{setting.name} is global, not per network namespace: a lab cannot change it"
                 )
             checked.append((setting.short, norm))
-        now = self._call(("sysctl", checked))
+        now: dict[str, object] = self._call(("sysctl", checked))
         self.settings.update(now)
         return now
 

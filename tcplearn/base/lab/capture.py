@@ -105,7 +105,7 @@ class Capture:
         while time.monotonic() < deadline and time.monotonic() - self._last < quiet:
             time.sleep(quiet / 5)
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2)

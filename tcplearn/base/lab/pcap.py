@@ -46,7 +46,7 @@ def _checksum(data: bytes) -> int:
     total = sum(struct.unpack(f"!{len(data) // 2}H", data))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
+    return int(~total & 0xFFFF)
 
 
 def build_frame(seg: Segment) -> bytes:
@@ -89,7 +89,7 @@ def build_frame(seg: Segment) -> bytes:
     return _ETH.pack(bytes(6), bytes(6), ethertype) + ip + tcp + payload
 
 
-def writable_path(path: str | os.PathLike) -> Path:
+def writable_path(path: str | os.PathLike[str]) -> Path:
     """``path``, or the same file name in the temporary directory when ``path``'s folder
     cannot be written (a read-only notebook folder on a shared server)."""
     import tempfile
@@ -100,7 +100,7 @@ def writable_path(path: str | os.PathLike) -> Path:
     return target
 
 
-def write_pcap(segments: Iterable[Segment], path: str | os.PathLike, *, start: float = 0.0) -> Path:
+def write_pcap(segments: Iterable[Segment], path: str | os.PathLike[str], *, start: float = 0.0) -> Path:
     """Write ``segments`` to ``path`` as a libpcap file (nanosecond timestamps, Ethernet
     link type) and return the path.
 

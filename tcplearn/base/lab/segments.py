@@ -12,6 +12,7 @@ import ipaddress
 import struct
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 __all__ = ["Segment", "parse_frame", "relative", "FLAG_ORDER"]
 
@@ -54,7 +55,7 @@ class Segment:
     frame: bytes = field(default=b"", repr=False, compare=False)
     stamp_ns: int = field(default=0, repr=False, compare=False)
 
-    def to_record(self) -> dict:
+    def to_record(self) -> dict[str, Any]:
         """The segment as plain JSON-able data (``Segment(**d)`` rebuilds it), without the
         captured frame's bytes."""
         d = asdict(self)

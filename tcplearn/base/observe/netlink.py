@@ -24,6 +24,7 @@ import ipaddress
 import itertools
 import socket
 import struct
+from collections.abc import Iterator
 
 from ..states import TcpState
 from ..util import per_process
@@ -112,7 +113,7 @@ def _request(family: int, states: int, port: int | None, seq: int) -> bytes:
     return header + body
 
 
-def dump_raw(family: int, *, states: int = _ALL_STATES, port: int | None = None):
+def dump_raw(family: int, *, states: int = _ALL_STATES, port: int | None = None) -> Iterator[bytes]:
     """Yield the raw chunks (``bytes``) of one sock_diag dump, minus the DONE message.
 
     Every chunk holds whole netlink messages.  Raises ``NetlinkUnavailable`` when the
@@ -288,6 +289,8 @@ def dump_sockets(
 def _decode(chunk: bytes, offset: int) -> TcpSocket:
     (fam, state, timer, retrans, sport, dport, src, dst, _if, _cookie,
      expires, rqueue, wqueue, uid, inode) = _MSG.unpack_from(chunk, offset)
+    local: ipaddress.IPv4Address | ipaddress.IPv6Address
+    remote: ipaddress.IPv4Address | ipaddress.IPv6Address
     if fam == socket.AF_INET:
         local, remote = ipaddress.IPv4Address(src[:4]), ipaddress.IPv4Address(dst[:4])
     else:

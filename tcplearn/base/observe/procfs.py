@@ -16,6 +16,7 @@ import ipaddress
 import os
 import socket
 import sys
+from collections.abc import Iterable
 
 from ..states import TcpState
 from .tcpsocket import TIMER_NAMES, TcpSocket
@@ -36,7 +37,7 @@ USER_HZ = _user_hz()
 _STATE_BY_CODE = {s.value: s for s in TcpState}
 
 
-class ParsedTable(list):
+class ParsedTable(list[TcpSocket]):
     """A ``list[TcpSocket]`` that also says how many lines were skipped as malformed.
 
     ``skipped`` counts data lines that could not be read; headers and blank lines
@@ -46,7 +47,7 @@ class ParsedTable(list):
     skipped: int
     skipped_lines: list[str]
 
-    def __init__(self, rows=()):
+    def __init__(self, rows: Iterable[TcpSocket] = ()) -> None:
         super().__init__(rows)
         self.skipped = 0
         self.skipped_lines = []

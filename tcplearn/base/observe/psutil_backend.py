@@ -10,6 +10,7 @@ without administrator rights, TIME-WAIT included (owned by PID 0).
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 from ..states import TcpState
 from .tcpsocket import TcpSocket
@@ -48,6 +49,7 @@ def list_sockets() -> list[TcpSocket]:
     global _scope
     import psutil
 
+    conns: list[Any]  # system-wide sconn rows, or this process's pconn rows
     try:
         conns = psutil.net_connections(kind="tcp")
         _scope = "system"

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from ..states import TcpState
 from . import count_states
 from .netlink import sockstat_tw
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["StateSampler", "sample_states"]
 
@@ -29,7 +33,7 @@ class StateSampler:
             raise ValueError(f"interval must be 0.005-60 seconds, got {interval!r}")
         self.interval, self.port = interval, port
         self.machine_tw = machine_tw  # also the namespace's own total (sockstat tw), column machine_tw
-        self.rows: list[dict] = []
+        self.rows: list[dict[str, float | None]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._t0 = 0.0
@@ -40,7 +44,7 @@ class StateSampler:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
@@ -52,21 +56,23 @@ class StateSampler:
             next_at += self.interval
             self._stop.wait(max(0.0, next_at - time.monotonic()))
 
-    def sample(self) -> dict:
+    def sample(self) -> dict[str, float | None]:
         counts = count_states(port=self.port)
-        row = {"t": time.monotonic() - self._t0, **{s.name: counts[s] for s in TcpState.rfc_states()}}
+        row: dict[str, float | None] = {"t": time.monotonic() - self._t0, **{s.name: counts[s] for s in TcpState.rfc_states()}}
         if self.machine_tw:
             row["machine_tw"] = sockstat_tw()
         self.rows.append(row)
         return row
 
-    def frame(self):
+    def frame(self) -> pd.DataFrame:
         import pandas as pd
 
-        return pd.DataFrame(self.rows)
+        frame: pd.DataFrame = pd.DataFrame(self.rows)
+        return frame
 
 
-def sample_states(duration: float, interval: float = 0.5, *, port: int | None = None, progress: bool = True):
+def sample_states(duration: float, interval: float = 0.5, *, port: int | None = None,
+                  progress: bool = True) -> pd.DataFrame:
     """Count states every ``interval`` seconds for ``duration`` seconds; returns the DataFrame
     (t × state counts).  Shows a progress bar; Ctrl-C stops it and returns what was sampled."""
     from ..progress import progress as bar_for
