@@ -41,7 +41,8 @@ def test_setup_py_ships_the_pages_the_series_copies():
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     """``python -m build``: the sdist, then the wheel built *from that sdist*, as PyPI's users get them."""
-    if importlib.util.find_spec("build") is None:
+    spec = importlib.util.find_spec("build")
+    if spec is None or spec.origin is None:  # absent, or only a build/ folder seen as a namespace
         pytest.skip("needs the 'build' package (pip install build), which the test extra should list")
     out = tmp_path_factory.mktemp("dist")
     _run([sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)])
