@@ -155,13 +155,12 @@ class Result(Generic[T]):
 @dataclass(frozen=True)
 class Plan:
     """Where an experiment will run here, ``why`` not on a better rung ("" if best), and
-    what the body may use there: ``capture``, and for a lab sent by a ``Rule`` the
-    settings it ``mirror``s from this machine and the ``rule`` itself (its ``reason``)."""
+    what the body may use there (``capture``); when a ``Rule`` sent the call to a lab, that
+    ``rule`` (whose ``mirror`` the lab takes over) and its ``reason``."""
 
     where: Where
     why: str = ""
     capture: bool = False
-    mirror: tuple = ()
     rule: Rule | None = field(default=None, compare=False)
     reason: str = ""
 
@@ -321,7 +320,7 @@ class Experiment:
         reason = next((why for r, why in matched if r is rule), "")
         ok, lab_why = lab_available()
         if ok:
-            return Plan(Where.LAB, capture=True, mirror=rule.mirror if rule else (), rule=rule, reason=reason)
+            return Plan(Where.LAB, capture=True, rule=rule, reason=reason)
         why = lab_why
         if Need.LAB not in required and sysctl.is_root():
             captured, capture_why = capture_works() if Need.CAPTURE in extras else (False, "")
@@ -358,8 +357,8 @@ class Experiment:
         if plan.where is Where.LAB:
             with PrivateLab() as lab:
                 mirrored = {}
-                if plan.mirror:
-                    machine = {k: sysctl.read(k) for k in plan.mirror}
+                if plan.rule is not None and plan.rule.mirror:
+                    machine = {k: sysctl.read(k) for k in plan.rule.mirror}
                     mirrored = lab.sysctl(**{k: v for k, v in machine.items() if v is not None})
                 if plan.rule is not None and plan.rule.note is not None:
                     note = plan.rule.note(plan.reason, mirrored)

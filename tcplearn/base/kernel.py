@@ -58,13 +58,19 @@ def netstat() -> dict[str, int]:
     6.18, +200 at once for 200 connections in a fresh lab), ``TWRecycled`` (TIME-WAIT ports
     reused by ``tcp_tw_reuse``, despite the name) and ``TCPTimeWaitOverflow`` (closes that
     got no TIME-WAIT because ``tcp_max_tw_buckets`` was full).  Empty where unreadable."""
+    return counter_table("/proc/net/netstat", "TcpExt")
+
+
+def counter_table(path: str, table: str) -> dict[str, int]:
+    """One table of a ``/proc/net/netstat``-style file (a line of names, then a line of
+    values, each starting with ``table:``), by counter name; empty where unreadable."""
     try:
-        with open("/proc/net/netstat") as f:
+        with open(path) as f:
             lines = f.read().splitlines()
     except OSError:
         return {}
     for names, values in zip(lines[::2], lines[1::2], strict=False):
-        if names.startswith("TcpExt:"):
+        if names.startswith(f"{table}:"):
             return dict(zip(names.split()[1:], map(int, values.split()[1:]), strict=False))
     return {}
 

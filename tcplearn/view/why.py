@@ -16,6 +16,7 @@ from matplotlib.patches import FancyArrowPatch
 from ..base.lab import Segment
 from ..experiments.old_duplicate import ISN_HZ, OldDuplicate
 from ..experiments.why_time_wait import LostLastAck, TimeWaitAssassination
+from .show import _display, _md  # one way to hand IPython what a cell shows
 
 __all__ = ["why_diagram", "counters_table", "lost_last_ack_table", "old_duplicate_table",
            "assassination_table", "show_lost_last_ack", "show_old_duplicate", "show_assassination",
@@ -38,19 +39,6 @@ TCP_MEANING = {"InSegs": "segments received", "OutSegs": "segments sent", "OutRs
 _REPLAYED = "#D55E00"   # Okabe-Ito vermillion
 _RST = "#b2182b"
 _LANE = {"client": 0.0, "server": 1.0}
-
-
-def _display(*objs) -> None:
-    from IPython.display import display
-
-    for obj in objs:
-        display(obj)
-
-
-def _md(text: str):
-    from IPython.display import Markdown
-
-    return Markdown(text)
 
 
 def _signed(n: int) -> int:

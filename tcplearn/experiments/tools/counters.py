@@ -12,22 +12,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from ...base.kernel import netstat
+from ...base.kernel import counter_table, netstat
 
 __all__ = ["tcp", "snapshot", "delta", "wait_for"]
 
 
 def tcp() -> dict[str, int]:
     """The ``Tcp:`` counters of ``/proc/net/snmp`` (this namespace); empty where unreadable."""
-    try:
-        with open("/proc/net/snmp") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return {}
-    for names, values in zip(lines[::2], lines[1::2], strict=False):
-        if names.startswith("Tcp:"):
-            return dict(zip(names.split()[1:], map(int, values.split()[1:]), strict=False))
-    return {}
+    return counter_table("/proc/net/snmp", "Tcp")
 
 
 def snapshot() -> dict[str, dict[str, int]]:
