@@ -148,7 +148,7 @@ def test_tcplearn_imports_without_posix_only_modules():
 EXPECTED_RECORDED = {
     "00-start-here": 2,
     "01-four-way-close": 8,
-    "02-time-wait-and-2msl": 7,
+    "02-time-wait-and-2msl": 15,
     "03-timeouts-python-vs-node": 1,
     "04-state-counts-under-load": 7,
     "05-sysctl-playground": 0,

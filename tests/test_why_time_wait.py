@@ -66,7 +66,7 @@ def without_tw(host_before):
 def duplicates(host_before):
     return {name: in_lab("old_duplicate", **kwargs)[0] for name, kwargs in (
         ("fitted", {"ack": "fitted"}), ("as sent", {"ack": "as sent"}), ("paws", {"timestamps": True}),
-        ("slow", {"old_bytes": 65536}))}
+        ("short", {"old_bytes": 16384}))}
 
 
 @pytest.fixture(scope="module")
@@ -168,8 +168,9 @@ def test_paws_drops_the_old_segment_when_timestamps_are_on(duplicates):
     assert answer.ack == 1
 
 
-def test_a_slow_old_connection_stays_behind_the_isn_clock(duplicates):
-    run = duplicates["slow"]
+def test_a_short_old_connection_stays_behind_the_isn_clock(duplicates):
+    run = duplicates["short"]
+    assert run.old_bytes_moved == 16384, "a short connection sends what it was asked, not a whole chunk"
     assert not run.in_reach and run.isn_distance > run.old_bytes_moved
     assert run.replayed_offset + run.replayed_length <= 0, "the copy lies wholly before the new window"
     assert run.stopped_by == "outside the window" and run.old_bytes_delivered == 0
@@ -280,6 +281,11 @@ def test_recorded_runs_replay_with_their_tables_and_diagrams(monkeypatch):
     assert f"segment:{dup.replayed}:replayed" in gids
     assert any("replayed:" in t.get_text() for t in fig.axes[0].texts)
     assert why.old_duplicate_table(dup)["value"].str.contains("bytes").any()
+    table = why.old_duplicates_table({"fitted": tcplearn.old_duplicate(ack="fitted"),
+                                      "as sent": tcplearn.old_duplicate(ack="as sent")})
+    assert list(table["ran"]) == ["recorded", "recorded"]
+    assert list(table["stopped by"]) == ["nothing", "ACK check (RFC 5961)"]
+    assert table["counter"][0] == "-" and "TCPChallengeACK" in table["counter"][1]
     lost = tcplearn.lost_last_ack(time_wait=False).value
     unheard, _ = why._lost_marks(lost)
     assert len(unheard) == 3 and list(why.lost_last_ack_table(lost)["client answered"]) == ["ACK", "RST", "RST", "RST"]

@@ -21,7 +21,7 @@ What decides it, in the kernel's order (``tcp_validate_incoming()`` then ``tcp_a
   four-tuple plus the time in 64 ns units (``secure_tcp_seq()`` in
   ``net/core/secure_seq.c``, after RFC 6528), about 15.6 million a second.  An old
   segment lands in the new window only if the old connection moved more bytes than the
-  clock advanced (``isn_distance``); a slow old connection (small ``old_bytes``) stays
+  clock advanced (``isn_distance``); a short old connection (small ``old_bytes``) stays
   behind it: "outside the window";
 * PAWS (RFC 7323 §5): with ``timestamps=True`` the old segment's timestamp is older than
   the new connection's, and it is dropped (``PAWSEstab``);
@@ -118,7 +118,8 @@ def _old_then_new(old_bytes: int) -> dict:
     (held open for ``_replay_and_read``)."""
     listener, client, server = pair(reuse=True)
     server_port, client_port = listener.getsockname()[1], client.getsockname()[1]
-    chunk = PAYLOAD * (CHUNK // len(PAYLOAD))
+    # a short old connection sends one chunk of its own size: it moves old_bytes, not a whole CHUNK
+    chunk = PAYLOAD * (min(CHUNK, old_bytes + len(PAYLOAD) - 1) // len(PAYLOAD))
     try:
         started, moved = time.monotonic(), 0
         while moved < old_bytes:  # ping-pong: each side sends a chunk, the other reads all of it
@@ -244,7 +245,7 @@ _WHAT = "in a private lab with tcp_max_tw_buckets=0"
             calls=[Call((), {"ack": "as sent"}, f"an old segment replayed as it was sent, timestamps off, {_WHAT}"),
                    Call((), {"ack": "fitted"}, f"the same with its ACK fitted to the new connection, {_WHAT}"),
                    Call((), {"timestamps": True}, f"the fitted copy with timestamps on (PAWS), {_WHAT}"),
-                   Call((), {"old_bytes": 65536}, f"a slow old connection: its bytes stay behind the ISN clock, "
+                   Call((), {"old_bytes": 16384}, f"a short old connection: its bytes stay behind the ISN clock, "
                                                   f"{_WHAT}")],
             to_record=OldDuplicate.to_record, from_record=OldDuplicate.from_record,
             notes={Where.LAB: "Ran in your private lab: a real old connection, a real new one on the same "
@@ -255,7 +256,8 @@ def old_duplicate(place: Place, timestamps: bool = False, ack: str = "fitted",
     """Deliver a captured segment of an old connection into a new one on the same
     four-tuple (no TIME-WAIT between them) and see what the new reader gets: the old bytes
     (``ack="fitted"``, timestamps off), or nothing because PAWS (``timestamps=True``), the
-    ACK check (``ack="as sent"``) or the ISN clock (a small ``old_bytes``) stopped it.  An
+    ACK check (``ack="as sent"``) or the ISN clock (a small ``old_bytes``: at least 5 ms pass
+    between the two connections, 78,000 steps of the clock) stopped it.  An
     ``OldDuplicate``: ``delivered``, ``old_bytes_delivered``, ``stopped_by``, ``counters``,
     the ISNs and their distance, ``segments()``."""
     with place.settings(tcp_max_tw_buckets=0, tcp_timestamps=int(timestamps)):

@@ -18,7 +18,8 @@ from ..experiments.old_duplicate import ISN_HZ, OldDuplicate
 from ..experiments.why_time_wait import LostLastAck, TimeWaitAssassination
 from .show import _display, _md  # one way to hand IPython what a cell shows
 
-__all__ = ["why_diagram", "counters_table", "lost_last_ack_table", "old_duplicate_table",
+__all__ = ["why_diagram", "counters_table", "lost_last_ack_table", "old_duplicate_table", "old_duplicates_table",
+           "show_old_duplicates",
            "assassination_table", "show_lost_last_ack", "show_old_duplicate", "show_assassination",
            "COUNTER_MEANING", "TCP_MEANING"]
 
@@ -224,6 +225,37 @@ def show_old_duplicate(run: OldDuplicate) -> None:
         notes[new_syn] = "no TIME-WAIT: a new connection on the same four-tuple"
     _display(old_duplicate_table(run), counters_table(run.counters),
              why_diagram(run.captured, run.server_port, replayed=run.replayed, notes=notes, skip=_old_skip(run)))
+
+
+def old_duplicates_table(runs: dict):
+    """Several ``old_duplicate`` runs side by side, one row each (``runs``: a label -> a
+    ``Result`` or an ``OldDuplicate``): where it ran, what the copy had going for it, what
+    the new reader got, who stopped it, and the counter that says so."""
+    import pandas as pd
+
+    rows = []
+    for label, result in runs.items():
+        run = getattr(result, "value", result)
+        # the counter that names the check which stopped the copy (none when it got through)
+        telling = {k: v for k, v in run.counters.items()
+                   if run.stopped_by and k in ("PAWSEstab", "TCPChallengeACK", "TCPACKSkippedChallenge")}
+        rows.append({"run": label, "ran": str(getattr(result, "where", "")),
+                     "old bytes reached the new window": run.in_reach,
+                     "copy's ACK from snd_una": run.ack_offset, "timestamps": run.timestamps,
+                     "new reader got (bytes)": run.old_bytes_delivered,
+                     "stopped by": run.stopped_by or "nothing",
+                     "counter": ", ".join(f"{k} +{v}" for k, v in telling.items()) or "-"})
+    return pd.DataFrame(rows)
+
+
+def show_old_duplicates(runs: dict) -> None:
+    """Each run's one-line note (where it ran), then ``old_duplicates_table``."""
+    notes = {label: r.note for label, r in runs.items() if getattr(r, "note", "")}
+    if len(set(notes.values())) == 1 and len(notes) == len(runs):  # one place for all: one line
+        notes = [f"> {next(iter(notes.values()))}"]
+    else:
+        notes = [f"> {label}: {note}" for label, note in notes.items()]
+    _display(*([_md("\n\n".join(notes))] if notes else []), old_duplicates_table(runs))
 
 
 # ---------------------------------------------------------------- TIME-WAIT assassination
