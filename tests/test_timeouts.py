@@ -223,15 +223,17 @@ def test_a_hanging_node_is_killed_and_a_failing_one_reported(tmp_path, monkeypat
     hang.write_text("setInterval(() => {}, 1000);\n")
     fail = tmp_path / "fail.js"
     fail.write_text("process.exit(3);\n")
-    monkeypatch.setattr(T, "_script", lambda: str(hang))
+    from tcplearn.experiments.tools import node as node_tool
+
+    monkeypatch.setattr(node_tool, "script", lambda name: str(hang))
     t0 = time.monotonic()
     with pytest.raises(TimeoutError, match="stopped"):
-        T._run_node({}, timeout=1.0)
+        node_tool.run("hang.js", {}, timeout=1.0)
     assert time.monotonic() - t0 < 5
     assert [p for p in psutil.Process(os.getpid()).children(recursive=True) if "node" in p.name()] == []
-    monkeypatch.setattr(T, "_script", lambda: str(fail))
+    monkeypatch.setattr(node_tool, "script", lambda name: str(fail))
     with pytest.raises(RuntimeError, match="exit 3"):
-        T._run_node({}, timeout=5.0)
+        node_tool.run("fail.js", {}, timeout=5.0)
 
 
 def test_trickle_server_records_what_it_did():

@@ -7,6 +7,7 @@ matplotlib.use("Agg")
 
 import tcplearn  # noqa: E402
 from tcplearn import model, plots, sysctl  # noqa: E402
+from tcplearn.base.experiment import Where  # noqa: E402
 from tcplearn.experiments import timewait  # noqa: E402
 
 from .conftest import needs_linux, needs_ss, ss_rows  # noqa: E402
@@ -16,7 +17,9 @@ pytestmark = needs_linux
 
 @pytest.mark.slow
 def test_time_wait_lasts_60_seconds_on_this_kernel():
-    length = timewait.measure_time_wait(progress=False)
+    result = timewait.measure_time_wait(progress=False)
+    assert result.where is Where.LIVE, result.note
+    length = result.value
     # TCP_TIMEWAIT_LEN = 60*HZ (facts L1), fired at the end of a timer-wheel slot: never
     # early, at most one slot late (kernel/time/timer.c: 2.048 s at HZ=250).  Measured here
     # over 12 sockets: 60.36-62.07 s at HZ=250.  The 0.2 s covers the 50 ms polling.
@@ -177,3 +180,23 @@ def test_notebook_02_quotes_the_seed_and_sources_the_2msl_argument():
     assert "### Open measurement task" in md and md.index("### Open measurement task") < md.index("## Summary")
     for anchor in ("time-wait", "2msl", "msl", "active-closer", "orphan-socket", "mini-socket", "four-tuple"):
         assert f"(glossary.md#{anchor})" in md, anchor
+
+
+def test_an_experiment_runs_in_the_lab_its_caller_holds():
+    """``lab=`` is the ladder's, for every experiment: the body is handed that lab as its
+    place (it never opens one or decides), and the TIME-WAIT socket it reads lives in the
+    lab's table, not the machine's."""
+    from tcplearn import PrivateLab, lab_available
+
+    ok, why = lab_available()
+    if not ok:
+        pytest.skip(why)
+    with PrivateLab() as lab:
+        result = timewait.sample_countdown(1.0, 0.5, progress=False, lab=lab)
+        assert result.where is Where.LAB and "private lab" in result.note
+        assert set(result.value["state"]) <= {"TIME_WAIT", "CLOSED"} and "TIME_WAIT" in set(result.value["state"])
+        in_lab = lab.run(tcplearn.count_states)
+    assert in_lab[tcplearn.TcpState.TIME_WAIT] >= 1, "the lab's own table holds the TIME-WAIT socket"
+    assert "lab" in str(timewait.sample_countdown.__signature__), "help() shows the lab= keyword"
+    with pytest.raises(ValueError, match="limit=5"):
+        timewait.measure_time_wait(limit=5)

@@ -173,6 +173,12 @@ class Place:
         self.where, self.lab = where, lab
         self._capture = where in (Where.LAB, Where.ROOT) if capture is None else capture
 
+    @classmethod
+    def of(cls, lab=None) -> Place:
+        """The place a tool is handed when its caller holds ``lab`` (a ``PrivateLab``):
+        inside it, or right here (live) when ``lab`` is ``None``."""
+        return cls(Where.LAB, lab) if lab is not None else cls(Where.LIVE)
+
     @property
     def can_capture(self) -> bool:
         """Whether ``capture`` works here: always in a lab; as root where the ladder found
@@ -268,6 +274,15 @@ class Experiment:
         return inspect.Signature(params)
 
     @property
+    def public_signature(self) -> inspect.Signature:
+        """What ``help()`` and a notebook show: the body's parameters without ``place``, and
+        ``lab``, which every experiment takes (a ``PrivateLab`` the caller holds: run there)."""
+        params = list(self.signature.parameters.values())
+        lab = inspect.Parameter("lab", inspect.Parameter.KEYWORD_ONLY, default=None)
+        at = next((i for i, p in enumerate(params) if p.kind is inspect.Parameter.VAR_KEYWORD), len(params))
+        return inspect.Signature([*params[:at], lab, *params[at:]])
+
+    @property
     def recorded(self) -> bool:
         """Whether the ladder may reach a recording: every kernel experiment's may."""
         return bool(self.calls)
@@ -338,23 +353,30 @@ class Experiment:
             why = f"{why}, and you are not root, so {cannot}"
         return Plan(unrecorded, why)
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Result:
+    def __call__(self, *args: Any, lab: Any = None, **kwargs: Any) -> Result:
+        """The ladder decides where the call runs, unless the caller holds a ``lab``
+        (``with tcplearn.PrivateLab() as lab: exp(..., lab=lab)``): then it runs in that
+        lab, whatever the ladder would choose."""
         arguments = self.arguments(*args, **kwargs)
         if self.check is not None:
             self.check(**arguments)
+        if lab is not None:
+            return self.run_at(Plan(Where.LAB, capture=True), *args, lab=lab, **kwargs)
         plan = self.plan(arguments)
         if plan.where in (Where.LIVE, Where.LAB, Where.ROOT):
             return self.run_at(plan, *args, **kwargs)
         return self.replay(arguments, plan.why)
 
-    def run_at(self, plan: Plan, *args: Any, **kwargs: Any) -> Result:
+    def run_at(self, plan: Plan, *args: Any, lab: Any = None, **kwargs: Any) -> Result:
         """Run the body on ``plan``'s rung (a lab is started and stopped around it, set
-        like this machine where the plan says so)."""
+        like this machine where the plan says so; or the caller's own ``lab``, as it is)."""
         from .lab import PrivateLab
 
         arguments = self.arguments(*args, **kwargs)
         note = None
-        if plan.where is Where.LAB:
+        if lab is not None:
+            value = self.body(Place(Where.LAB, lab), *args, **kwargs)
+        elif plan.where is Where.LAB:
             with PrivateLab() as lab:
                 mirrored = {}
                 if plan.rule is not None and plan.rule.mirror:
@@ -424,7 +446,7 @@ def experiment(*, notebook: str, title: str, needs=(), wants=(), calls=(), notes
         for c in exp.calls:
             exp.arguments(*c.args, **c.kwargs)  # a recorded call must fit the body
         functools.update_wrapper(exp, body)  # type: ignore[arg-type]
-        exp.__signature__ = exp.signature  # what help() and a notebook show: no place
+        exp.__signature__ = exp.public_signature  # what help() and a notebook show: no place
         REGISTRY[exp.name] = exp
         return exp
 

@@ -16,10 +16,10 @@ from .plateau import time_wait_by_closer, watch_plateau
 from .remedy import sources_remedy
 from .start_here import capture_one_connection, first_look, lab_side_by_side
 from .timeouts import compare
-from .timewait import fin_wait_2_vs_setting, myth_demo, sample_countdown, server_restart
+from .timewait import fin_wait_2_vs_setting, measure_time_wait, myth_demo, sample_countdown, server_restart
 from .why_time_wait import lost_last_ack, time_wait_assassination
 
 __all__ = ["run_scenario", "dead_peer", "capture_one_connection", "first_look", "lab_side_by_side", "time_wait_by_closer",
            "watch_plateau", "with_settings", "compare", "fin_wait_2_vs_setting", "myth_demo", "sample_countdown",
-           "server_restart", "connect_timeout", "sources_remedy", "lost_last_ack", "old_duplicate",
+           "measure_time_wait",            "server_restart", "connect_timeout", "sources_remedy", "lost_last_ack", "old_duplicate",
            "time_wait_assassination"]

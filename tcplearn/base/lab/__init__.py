@@ -29,7 +29,7 @@ from .namespace import NamespaceError, die_with_parent, enter, why_blocked
 from .pcap import write_pcap
 from .segments import Segment, parse_frame, relative
 
-__all__ = ["PrivateLab", "LabUnavailable", "lab_available", "in_lab", "runner", "Segment", "parse_frame", "relative",
+__all__ = ["PrivateLab", "LabUnavailable", "lab_available", "in_lab", "Segment", "parse_frame", "relative",
            "write_pcap"]
 
 T = TypeVar("T")
@@ -312,10 +312,3 @@ def lab_available() -> tuple[bool, str]:
         return False, str(exc)
     return True, "user + network namespaces work here: real knobs and packets, no root"
 
-
-def runner(lab: PrivateLab | None) -> Callable[..., Any]:
-    """``call(fn, *args)``: runs ``fn`` inside ``lab`` when one is given, else right here.
-    Lets one experiment drive its steps (and show progress) from the caller either way."""
-    if lab is None:
-        return lambda fn, *args: fn(*args)
-    return lambda fn, *args: lab.run(fn, *args)

@@ -106,6 +106,7 @@ def _parse_line(fields: list[str], byteorder: str, user_hz: int) -> TcpSocket:
         retransmits=int(fields[6], 16),
         uid=int(fields[7]),
         inode=int(fields[9]),
+        probes=int(fields[8]),  # tcp4_seq_show() prints icsk_probes_out here ("timeout" in the header)
     )
 
 

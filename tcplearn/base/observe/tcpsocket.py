@@ -38,6 +38,7 @@ class TcpSocket:
     retransmits: int = 0
     uid: int = 0
     inode: int = 0
+    probes: int = 0  # unanswered keepalive or zero-window probes (icsk_probes_out), /proc only
 
     @property
     def local(self) -> tuple[str, int]:
