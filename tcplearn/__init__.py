@@ -27,6 +27,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from . import experiments  # noqa: F401 - imports every experiment module: the registry is complete
 from .base import model, sysctl
 from .base.experiment import REGISTRY, Result, Where
 from .base.lab import LabUnavailable, PrivateLab, Segment, lab_available, write_pcap
@@ -43,38 +44,36 @@ from .base.observe.sampler import StateSampler, sample_states
 from .base.states import TRANSITIONS, Event, TcpState
 from .base.tw_cost import time_wait_cost, time_wait_size
 from .doctor import doctor
-from .experiments.close import SCENARIOS, ConnectionPair, run_scenario, save_pcap
-from .experiments.connect import ConnectTimeoutResult, connect_timeout, syn_schedule
-from .experiments.dead_peer import DeadPeerResult, dead_peer, retransmission_schedule
-from .experiments.knobs import with_settings
+from .experiments.close import SCENARIOS, ConnectionPair, save_pcap
+from .experiments.connect import syn_schedule
+from .experiments.dead_peer import retransmission_schedule
 from .experiments.load import LoadResult, run_load
-from .experiments.old_duplicate import OldDuplicate, old_duplicate
-from .experiments.plateau import time_wait_by_closer, watch_plateau
-from .experiments.remedy import SourcesRemedy, sources_remedy
-from .experiments.start_here import capture_one_connection, first_look, lab_side_by_side
-from .experiments.timeouts import compare
-from .experiments.timewait import (
-    fin_wait_2_vs_setting,
-    measure_time_wait,
-    myth_demo,
-    os_defaults,
-    sample_countdown,
-    server_restart,
-    summarize,
-)
+from .experiments.start_here import first_look
+from .experiments.timewait import os_defaults, summarize
 from .experiments.trickle import TrickleServer
-from .experiments.why_time_wait import (
-    LostLastAck,
-    TimeWaitAssassination,
-    lost_last_ack,
-    time_wait_assassination,
-)
 from .view import display as _display
 
 _display.register()  # how a notebook shows each result; matplotlib is imported only when one is
 
 
+def _registered() -> dict[str, object]:
+    """Every registered experiment by its name, and the class each returns by its own."""
+    names: dict[str, object] = {}
+    for exp in REGISTRY.values():
+        names[exp.name] = exp
+        if exp.value_type is not None:
+            names[exp.value_type.__name__] = exp.value_type
+    return names
+
+
+# The experiments are exported from the registry: registering one is all it takes.
+globals().update(_registered())
+
+
 def __getattr__(name: str):
+    found = _registered().get(name)  # one registered after import (a notebook's own)
+    if found is not None:
+        return found
     # The view is imported on first use, so that ``import tcplearn`` stays fast (no matplotlib,
     # no ipywidgets) for scripts and the command line.
     if name == "plots":
@@ -94,15 +93,7 @@ __all__ = [
     "sysctl", "model", "plots",
     "PrivateLab", "LabUnavailable", "lab_available", "Segment", "write_pcap", "time_wait_size", "time_wait_cost",
     "doctor", "Result", "Where", "REGISTRY",
-    "first_look", "lab_side_by_side", "capture_one_connection",
-    "SCENARIOS", "ConnectionPair", "run_scenario",
-    "sample_countdown", "measure_time_wait", "summarize", "fin_wait_2_vs_setting", "myth_demo", "server_restart", "os_defaults",
-    "compare", "TrickleServer",
-    "run_load", "LoadResult", "watch_plateau", "time_wait_by_closer", "with_settings",
-    "sysctl_playground", "dead_peer", "DeadPeerResult", "retransmission_schedule",
-    "save_pcap",
-    "connect_timeout", "ConnectTimeoutResult", "syn_schedule",
-    "sources_remedy", "SourcesRemedy",
-    "lost_last_ack", "LostLastAck", "old_duplicate", "OldDuplicate", "time_wait_assassination",
-    "TimeWaitAssassination",
+    "first_look", "SCENARIOS", "ConnectionPair", "save_pcap", "summarize", "os_defaults", "TrickleServer",
+    "run_load", "LoadResult", "sysctl_playground", "retransmission_schedule", "syn_schedule",
+    *(name for name in _registered() if name != "LoadResult"),  # the experiments and their values
 ]

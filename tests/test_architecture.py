@@ -5,6 +5,7 @@ import importlib.util
 import subprocess
 import sys
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -160,5 +161,47 @@ def test_a_rule_decides_the_rung_before_the_body_runs(monkeypatch):
         assert "no lab in this test; deep needs a lab" in deep.note.lower() and "not recorded" in deep.note
         assert throwaway.plan(throwaway.arguments("deep")).where is Where.RECORDED
         assert throwaway.plan(throwaway.arguments("shallow")).where is Where.LIVE
+    finally:
+        REGISTRY.pop("throwaway", None)
+
+
+@dataclass
+class ThrowawayValue:
+    """The value a throwaway experiment returns (defined here, outside tcplearn)."""
+
+    mode: str
+
+
+def test_registering_an_experiment_is_all_it_takes(monkeypatch, tmp_path):
+    """One registration reaches every place a new experiment must appear: the package's
+    exports (the experiment and the class it returns), the display (its ``show``), doctor's
+    table (planned per call), the recorder's list, and a recording it writes and replays.
+    A throwaway experiment whose value is a tcplearn class, removed afterwards."""
+    import tcplearn.view.display as display
+    from tcplearn.base.experiment import Call, experiment
+
+    monkeypatch.setattr(ThrowawayValue, "__module__", "tcplearn.throwaway_values")  # a class of tcplearn's own
+    try:
+        @experiment(notebook="99", title="a throwaway registered by a test", needs=[Need.KERNEL],
+                    calls=[Call((), {"mode": "deep"}, "a throwaway call, recorded by the test")],
+                    to_record=lambda value: {"mode": value.mode},
+                    from_record=lambda data, arguments: ThrowawayValue(data["mode"]),
+                    show="tcplearn.view.why:show_old_duplicate")
+        def throwaway(place, mode: str = "shallow") -> ThrowawayValue:
+            return ThrowawayValue(mode)
+
+        assert tcplearn.throwaway is throwaway and tcplearn.ThrowawayValue is ThrowawayValue
+        assert "lab" in str(throwaway.__signature__) and "place" not in str(throwaway.__signature__)
+        assert display.shown()[("tcplearn.throwaway_values", "ThrowawayValue")] == "tcplearn.view.why:show_old_duplicate"
+        assert "99 a throwaway registered by a test" in [part for part, _, _ in tcplearn.doctor().live]
+        assert throwaway in traces.recordable()
+        if kernel.why_not_live():
+            pytest.skip(kernel.why_not_live())
+        path = traces.record_experiment(throwaway, tmp_path)
+        monkeypatch.setattr(recordings, "_folder", lambda: tmp_path)  # the store, holding only its recording
+        monkeypatch.setenv("TCPLEARN_BACKEND", "psutil")  # no kernel timers: the ladder replays
+        replayed = throwaway(mode="deep")
+        assert path.exists() and replayed.where is Where.RECORDED and replayed.value == ThrowawayValue("deep")
+        assert "a throwaway call, recorded by the test" in replayed.note
     finally:
         REGISTRY.pop("throwaway", None)

@@ -39,8 +39,13 @@ def test_watch_refreshes_until_interrupted(listener):
     proc = subprocess.Popen([sys.executable, "-m", "tcplearn", "states", "--watch", "0.2",
                              "--port", str(listener.getsockname()[1])], stdout=subprocess.PIPE, text=True,
                             preexec_fn=default_sigint)
+    seen, deadline = [], time.monotonic() + 30  # three refreshes, however slowly the child starts
     try:
-        time.sleep(1.5)
+        while sum("TCP sockets per state" in line for line in seen) < 3 and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            seen.append(line)
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=10)
     finally:
@@ -48,7 +53,8 @@ def test_watch_refreshes_until_interrupted(listener):
             proc.kill()
             proc.communicate()
         proc.stdout.close()
-    assert proc.returncode == 0 and out.count("TCP sockets per state") >= 3
+    assert sum("TCP sockets per state" in line for line in seen) >= 3, seen[-5:]
+    assert proc.returncode == 0, "Ctrl-C ends the watch cleanly"
 
 
 def test_doctor_reports_the_machine():

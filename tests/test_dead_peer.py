@@ -515,7 +515,7 @@ def test_timeline_figure_draws_every_run_as_captured():
 def test_a_run_is_displayed_as_a_summary_and_a_table():
     from tcplearn.view import display, show
 
-    assert display.SHOWN[("tcplearn.experiments.dead_peer", "DeadPeerResult")] == "show_dead_peer"
+    assert display.shown()[("tcplearn.experiments.dead_peer", "DeadPeerResult")] == "show_dead_peer"
     runs = _recorded_runs()
     ka = runs["keepalive"].value
     table = show.dead_peer_table(ka)

@@ -272,7 +272,7 @@ def test_recorded_runs_replay_with_their_tables_and_diagrams(monkeypatch):
         for c in exp.calls:
             result = exp(*c.args, **c.kwargs)
             assert result.where is Where.RECORDED and "recorded run" in result.note, result.note
-            module, _, function = display.SHOWN[(type(result.value).__module__, type(result.value).__name__)] \
+            module, _, function = display.shown()[(type(result.value).__module__, type(result.value).__name__)] \
                 .rpartition(":")
             assert module == "tcplearn.view.why" and callable(getattr(why, function))
     dup = tcplearn.old_duplicate(ack="fitted").value

@@ -267,6 +267,23 @@ class Experiment:
     ignore: tuple = ("progress",)
     rules: tuple = ()          # needs per call (``Rule``), tested by the ladder before the body runs
     remark: Callable[[Any], str] | None = None  # one sentence the value adds to the note ("" if none)
+    show: str | None = None    # the view function that shows a value: "show_x" (view/show.py) or "module:function"
+
+    def __repr__(self) -> str:
+        return f"<tcplearn experiment {self.name}{self.public_signature} (notebook {self.notebook}): {self.title}>"
+
+    @property
+    def value_type(self) -> type | None:
+        """The class the body returns (its return annotation), or ``None`` when that is not
+        a class of tcplearn's own: what exports and the display learn from the registry."""
+        import typing
+
+        try:
+            hint = typing.get_type_hints(self.body).get("return")
+        except (NameError, TypeError):
+            return None
+        own = isinstance(hint, type) and hint.__module__.startswith("tcplearn.")
+        return hint if own else None
 
     @property
     def signature(self) -> inspect.Signature:
@@ -427,18 +444,23 @@ class Experiment:
 
 #: Every experiment of the series, by name, in registration order.
 REGISTRY: dict[str, Experiment] = {}
+#: Called with each experiment registered later (the display registers its ``show`` this way).
+_ON_REGISTER: list[Callable[[Experiment], None]] = []
 
 
 def experiment(*, notebook: str, title: str, needs=(), wants=(), calls=(), notes=None,
                to_record=None, from_record=None, model=None, check=None, concurrent=False,
-               ignore=("progress",), rules=(), remark=None) -> Callable[[Callable[..., Any]], Experiment]:
+               ignore=("progress",), rules=(), remark=None, show=None) -> Callable[[Callable[..., Any]], Experiment]:
     """Register ``body(place, *args, **kwargs)`` as an experiment; the decorated name becomes
-    the public call, which applies the ladder and returns a ``Result``."""
+    the public call, which applies the ladder and returns a ``Result``.  Registration is all
+    it takes: ``tcplearn`` exports the name and the class the body returns, a notebook shows
+    that class with the view function ``show`` names, ``doctor()`` gives it a row, and the
+    recorder records its ``calls``."""
 
     def register(body: Callable[..., Any]) -> Experiment:
         exp = Experiment(body.__name__, notebook, title, body, frozenset(needs), frozenset(wants),
                          tuple(calls), dict(notes or {}), to_record, from_record, model, check, concurrent,
-                         tuple(ignore), tuple(rules), remark)
+                         tuple(ignore), tuple(rules), remark, show)
         known = REGISTRY.get(exp.name)
         if known is not None and known.body.__module__ != body.__module__:
             raise ValueError(f"an experiment named {exp.name!r} is registered already, by {known.body.__module__}")
@@ -448,6 +470,8 @@ def experiment(*, notebook: str, title: str, needs=(), wants=(), calls=(), notes
         functools.update_wrapper(exp, body)  # type: ignore[arg-type]
         exp.__signature__ = exp.public_signature  # what help() and a notebook show: no place
         REGISTRY[exp.name] = exp
+        for hook in _ON_REGISTER:
+            hook(exp)
         return exp
 
     return register

@@ -582,7 +582,8 @@ _NO_CAPTURE = ("No private lab ({why}) and no capture: states are live, the arro
     notes={Where.LAB: lambda why, arguments: (f"Ran in your private lab{_LAB_SETTING.get(arguments['name'], '')}: "
                                               "the segments are real, captured on the lab's loopback."),
            Where.ROOT: "No private lab ({why}); ran on this machine as root, capturing its loopback.",
-           Where.LIVE: _NO_CAPTURE})
+           Where.LIVE: _NO_CAPTURE},
+            show="show_close_run")
 def run_scenario(place, name: str) -> CloseRun:
     """Run one close variant of ``SCENARIOS`` and return what happened (a ``CloseRun``).
 

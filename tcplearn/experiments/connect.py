@@ -193,7 +193,8 @@ def _check(timeout: float = 2.0, *, syn_retries: int = 2) -> None:
                               "`tcp_syn_retries` was {syn_retries} there (the machine's own is untouched), and the "
                               "SYNs were captured on the lab's loopback.",
                    Where.ROOT: "No private lab ({why}): ran on this machine as root, `tcp_syn_retries` set to "
-                               "{syn_retries} meanwhile (the original value has been restored)."})
+                               "{syn_retries} meanwhile (the original value has been restored)."},
+            show="show_connect_timeout")
 def connect_timeout(place: Place, timeout: float = 2.0, *, syn_retries: int = 2,
                     progress: bool = True) -> ConnectTimeoutResult:
     """Connect to a loopback listener that never answers (its SYNs are dropped), twice at

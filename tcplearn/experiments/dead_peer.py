@@ -719,7 +719,8 @@ RULES = (
             to_record=lambda r: r.to_record(), from_record=lambda rec, arguments: DeadPeerResult.from_record(rec),
             notes={Where.LAB: "Ran in your private lab: the peer was silenced with a drop-all socket filter and "
                               "the segments were captured on the lab's loopback.",
-                   Where.ROOT: "No private lab ({why}); ran on this machine as root, capturing its loopback."})
+                   Where.ROOT: "No private lab ({why}); ran on this machine as root, capturing its loopback."},
+            show="show_dead_peer")
 def dead_peer(place: Place, method: str, *, progress: bool = True, **params: Any) -> DeadPeerResult:
     """Open a loopback connection, make the peer vanish silently, and watch the local end.
 

@@ -38,7 +38,8 @@ NOTEBOOK_LOADS = (
     notes={Where.LAB: lambda why, a: f"Ran in your private lab with {sysctl.describe(a['sysctls'])} (this machine's "
                                      "settings untouched).",
            Where.ROOT: lambda why, a: f"No private lab ({why}); ran on this machine as root with "
-                                      f"{sysctl.describe(a['sysctls'])}, then restored it."})
+                                      f"{sysctl.describe(a['sysctls'])}, then restored it."},
+            show="show_load")
 def with_settings(place: Place, sysctls: dict, **load_kwargs) -> LoadResult:
     """Run a load (``run_load``'s keywords) with kernel settings changed for it: in a private
     lab (no root, machine untouched), else as root with ``sysctl.apply`` (restored
@@ -75,7 +76,8 @@ def _check_machine_load(**load_kwargs) -> None:
                 "05's Run live with the playground's defaults (200 connections/s for 10 s, the client "
                 "closing first), on the machine with its own settings")],
     to_record=LoadResult.to_record, from_record=LoadResult.from_record,
-    notes={Where.LIVE: "Ran on this machine with its own settings (apply is off)."})
+    notes={Where.LIVE: "Ran on this machine with its own settings (apply is off)."},
+    show="show_load")
 def machine_load(place: Place, **load_kwargs) -> LoadResult:
     """Run a load (``run_load``'s keywords) under this machine's own settings: on the machine
     when it fits the share others leave it (``SHARE``), else in a private lab that takes over

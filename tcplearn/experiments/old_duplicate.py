@@ -250,7 +250,8 @@ _WHAT = "in a private lab with tcp_max_tw_buckets=0"
             to_record=OldDuplicate.to_record, from_record=OldDuplicate.from_record,
             notes={Where.LAB: "Ran in your private lab: a real old connection, a real new one on the same "
                               "four-tuple, a captured segment delivered again with a raw socket (this machine's "
-                              "settings untouched)."})
+                              "settings untouched)."},
+            show="tcplearn.view.why:show_old_duplicate")
 def old_duplicate(place: Place, timestamps: bool = False, ack: str = "fitted",
                   old_bytes: int = OLD_BYTES) -> OldDuplicate:
     """Deliver a captured segment of an old connection into a new one on the same

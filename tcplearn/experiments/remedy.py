@@ -122,7 +122,8 @@ def _remedy_duration(k: int, rate: float, ports: int) -> float:
                                      f"{a['ports']}-port ip_local_port_range for each run (this machine's "
                                      "settings untouched).",
            Where.ROOT: lambda why, a: f"No private lab ({why}); ran on this machine as root with tcp_tw_reuse=0 "
-                                      f"and a {a['ports']}-port ip_local_port_range per run, then restored them."})
+                                      f"and a {a['ports']}-port ip_local_port_range per run, then restored them."},
+            show="show_sources_remedy")
 def sources_remedy(place: Place, k_values=(1, 2, 4), rate: float = 400, ports: int = 200, *,
                    progress: bool = True) -> SourcesRemedy:
     """Bernat's first remedy for port exhaustion, measured: more four-tuples.  For each k in

@@ -561,7 +561,8 @@ def _wait_all(futures, duration_s: float, progress: bool) -> None:
 
 
 @experiment(notebook="03", title="Python settimeout beside Node's idle setTimeout, on one peer schedule",
-            wants=[Need.NODE])
+            wants=[Need.NODE],
+            show="show_comparison")
 def compare(place, schedule: list[tuple[float, bytes]], *, timeout_s: float, duration_s: float,
             writes: list[tuple[float, bytes]] = (), progress: bool = True) -> Comparison:
     """Run all three clients *at the same time*, each on its own connection to its own

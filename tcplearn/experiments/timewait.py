@@ -446,8 +446,10 @@ def _check_myth(fin_timeout: int = 5, *, watch: float | None = None) -> None:
     notes={Where.LAB: "`tcp_fin_timeout` was set to {fin_timeout} s in your private lab (the machine's own "
                       "setting is untouched).",
            Where.ROOT: "No private lab ({why}): `tcp_fin_timeout` was set to {fin_timeout} s on this machine "
-                       "as root (the original value has been restored)."})
-def myth_demo(place: Place, fin_timeout: int = 5, *, progress: bool = True, watch: float | None = None):
+                       "as root (the original value has been restored)."},
+            show="show_myth")
+def myth_demo(place: Place, fin_timeout: int = 5, *, progress: bool = True,
+              watch: float | None = None) -> MythResult:
     """Test "tcp_fin_timeout sets the TIME-WAIT timeout" against the kernel: set
     ``tcp_fin_timeout`` to ``fin_timeout`` (in a private lab, or as root restored after),
     create an orphaned FIN-WAIT-2, a TIME-WAIT socket and an orphaned FIN-WAIT-2 whose peer

@@ -175,7 +175,8 @@ def _check_lost(time_wait: bool = True, retransmissions: int = 2) -> None:
                                                   "private lab")],
             to_record=LostLastAck.to_record, from_record=LostLastAck.from_record,
             notes={Where.LAB: "Ran in your private lab: a real close whose last ACK was lost, captured on its "
-                              "loopback (this machine's settings untouched)."})
+                              "loopback (this machine's settings untouched)."},
+            show="tcplearn.view.why:show_lost_last_ack")
 def lost_last_ack(place: Place, time_wait: bool = True, retransmissions: int = 2) -> LostLastAck:
     """Lose the client's last ACK and watch the server retransmit its FIN: with TIME-WAIT
     the client answers each with an ACK and the server closes cleanly; with
@@ -275,7 +276,8 @@ def _check_rfc1337(rfc1337: int = 0) -> None:
                    Call((), {"rfc1337": 1}, "the same with tcp_rfc1337=1, in a private lab")],
             to_record=TimeWaitAssassination.to_record, from_record=TimeWaitAssassination.from_record,
             notes={Where.LAB: "Ran in your private lab: a real TIME-WAIT, a real duplicate delivered with a raw "
-                              "socket, captured on its loopback (this machine's settings untouched)."})
+                              "socket, captured on its loopback (this machine's settings untouched)."},
+            show="tcplearn.view.why:show_assassination")
 def time_wait_assassination(place: Place, rfc1337: int = 0) -> TimeWaitAssassination:
     """Deliver a copy of the client's last ACK after a normal close: the server answers
     with an RST that lands exactly in the client's TIME-WAIT.  With ``tcp_rfc1337=0``

@@ -10,25 +10,34 @@ import importlib
 import sys
 from collections.abc import Callable
 
-__all__ = ["register", "SHOWN"]
+from ..base.experiment import _ON_REGISTER, REGISTRY, Experiment
 
-#: (module, class) -> the ``tcplearn.view.show`` function that displays it, or
-#: ``"module:function"`` for one in another view module.
-SHOWN = {
-    ("tcplearn.experiments.close", "CloseRun"): "show_close_run",
+__all__ = ["register", "shown", "OTHERS"]
+
+#: Values no experiment returns (the load generator's, a TIME-WAIT socket's cost): (module,
+#: class) -> the ``tcplearn.view.show`` function that displays it, or ``"module:function"``
+#: for one in another view module.  An experiment's own value is shown by the function its
+#: registration names (``@experiment(show=...)``), so adding one touches nothing here.
+OTHERS = {
     ("tcplearn.experiments.load", "LoadResult"): "show_load",
-    ("tcplearn.experiments.plateau", "PlateauRun"): "show_plateau",
-    ("tcplearn.experiments.timewait", "MythResult"): "show_myth",
-    ("tcplearn.experiments.timeouts", "Comparison"): "show_comparison",
-    ("tcplearn.experiments.start_here", "CapturedConnection"): "show_captured",
-    ("tcplearn.experiments.connect", "ConnectTimeoutResult"): "show_connect_timeout",
-    ("tcplearn.experiments.dead_peer", "DeadPeerResult"): "show_dead_peer",
-    ("tcplearn.experiments.remedy", "SourcesRemedy"): "show_sources_remedy",
     ("tcplearn.base.tw_cost", "TimeWaitCost"): "show_time_wait_cost",
-    ("tcplearn.experiments.why_time_wait", "LostLastAck"): "tcplearn.view.why:show_lost_last_ack",
-    ("tcplearn.experiments.why_time_wait", "TimeWaitAssassination"): "tcplearn.view.why:show_assassination",
-    ("tcplearn.experiments.old_duplicate", "OldDuplicate"): "tcplearn.view.why:show_old_duplicate",
 }
+
+
+def _key(exp: Experiment) -> tuple[str, str] | None:
+    kind = exp.value_type
+    return (kind.__module__, kind.__qualname__) if exp.show and kind is not None else None
+
+
+def shown() -> dict[tuple[str, str], str]:
+    """Every value type a notebook shows, and the view function that shows it: ``OTHERS``
+    and each registered experiment's value type with its ``show``."""
+    table = dict(OTHERS)
+    for exp in REGISTRY.values():
+        key = _key(exp)
+        if key is not None:
+            table[key] = exp.show  # type: ignore[assignment]
+    return table
 
 
 def _lazy(name: str) -> Callable[[object], None]:
@@ -48,5 +57,13 @@ def register() -> None:
     if shell is None:
         return
     formatter = shell.display_formatter.ipython_display_formatter
-    for (module, cls), name in SHOWN.items():
+    for (module, cls), name in shown().items():
         formatter.for_type_by_name(module, cls, _lazy(name))
+
+    def later(exp: Experiment) -> None:  # an experiment registered after import (a notebook's own)
+        key = _key(exp)
+        if key is not None:
+            formatter.for_type_by_name(*key, _lazy(exp.show))  # type: ignore[arg-type]
+
+    if not any(getattr(h, "__qualname__", "").startswith("register.") for h in _ON_REGISTER):
+        _ON_REGISTER.append(later)
