@@ -461,6 +461,13 @@ def experiment(*, notebook: str, title: str, needs=(), wants=(), calls=(), notes
         exp = Experiment(body.__name__, notebook, title, body, frozenset(needs), frozenset(wants),
                          tuple(calls), dict(notes or {}), to_record, from_record, model, check, concurrent,
                          tuple(ignore), tuple(rules), remark, show)
+        # A value class that knows how to record itself (``to_record()``, ``from_record(record,
+        # arguments)``, e.g. the ``Recorded`` mixin over its fields) needs no hook here.
+        kind = exp.value_type
+        if exp.to_record is None and kind is not None and hasattr(kind, "to_record"):
+            exp.to_record = kind.to_record
+        if exp.from_record is None and kind is not None and hasattr(kind, "from_record"):
+            exp.from_record = kind.from_record
         known = REGISTRY.get(exp.name)
         if known is not None and known.body.__module__ != body.__module__:
             raise ValueError(f"an experiment named {exp.name!r} is registered already, by {known.body.__module__}")

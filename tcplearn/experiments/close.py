@@ -578,7 +578,6 @@ _NO_CAPTURE = ("No private lab ({why}) and no capture: states are live, the arro
     needs=[Need.KERNEL], wants=[Need.CAPTURE], check=_check_scenario,
     calls=[Call((name,), {}, f"the '{name}' scenario in a private lab{_LAB_SETTING.get(name, '')}, its segments "
                              "captured on the lab's loopback") for name in SCENARIOS],
-    to_record=CloseRun.to_record, from_record=CloseRun.from_record,
     notes={Where.LAB: lambda why, arguments: (f"Ran in your private lab{_LAB_SETTING.get(arguments['name'], '')}: "
                                               "the segments are real, captured on the lab's loopback."),
            Where.ROOT: "No private lab ({why}); ran on this machine as root, capturing its loopback.",

@@ -188,7 +188,6 @@ def _check(timeout: float = 2.0, *, syn_retries: int = 2) -> None:
             needs=[Need.KERNEL, Need.SETTINGS], wants=[Need.CAPTURE], check=_check,
             calls=[Call((), {}, "create_connection with timeout=2 and without a timeout, to loopback listeners "
                                 "whose SYNs are dropped, tcp_syn_retries=2, in a private lab")],
-            to_record=lambda r: r.to_record(), from_record=ConnectTimeoutResult.from_record,
             notes={Where.LAB: "Ran in your private lab: the listeners' SYNs were dropped by a socket filter, "
                               "`tcp_syn_retries` was {syn_retries} there (the machine's own is untouched), and the "
                               "SYNs were captured on the lab's loopback.",

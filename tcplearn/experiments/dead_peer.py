@@ -574,9 +574,8 @@ class DeadPeerResult:
 
     ``detected_after`` is seconds from the start of the silence until the local end saw
     an error (None: it never noticed); ``error`` that error's errno name (``"ETIMEDOUT"``);
-    ``where`` ``"lab"`` (a private network namespace) or ``"root"`` (this machine's
-    loopback, as root); ``how`` says in one sentence what made it notice; ``timeline`` (a pandas
-    DataFrame built from ``timeline_rows``) the local end's ``/proc/net/tcp`` row over
+    where it ran is the ``Result``'s to say, not the value's.  ``how`` says in one sentence
+    what made it notice; ``timeline`` (a pandas DataFrame built from ``timeline_rows``) the local end's ``/proc/net/tcp`` row over
     time: ``t``, ``state``, timer code ``tr`` and its name, ``when_s`` left on it,
     ``retrnsmt``, ``timeout`` (unanswered probes); ``segments`` the capture (each with
     ``t`` on the same axis, ``from`` "local" or "peer" and a ``kind``), or None without
@@ -589,7 +588,6 @@ class DeadPeerResult:
     params: dict
     detected_after: float | None
     error: str | None
-    where: str
     how: str
     timeline_rows: list[dict]
     segments: list[dict] | None
@@ -628,14 +626,14 @@ class DeadPeerResult:
     def to_record(self) -> dict:
         """Plain JSON-able data; ``from_record`` rebuilds the result from it."""
         return {"method": self.method, "params": dict(self.params),
-                "detected_after": self.detected_after, "error": self.error, "where": self.where,
+                "detected_after": self.detected_after, "error": self.error,
                 "how": self.how, "timeline": [dict(r) for r in self.timeline_rows],
                 "segments": self.segments, "events": self.events, "final_state": self.final_state,
                 "predicted": self.predicted, "measured": self.measured, "counters": self.counters,
                 "ports": list(self.ports)}
 
     @classmethod
-    def from_record(cls, record: dict) -> DeadPeerResult:
+    def from_record(cls, record: dict, arguments: dict | None = None) -> DeadPeerResult:
         """A result from ``to_record()`` data (e.g. loaded from JSON)."""
         data = dict(record)
         data["timeline_rows"] = [dict(r) for r in data.pop("timeline")]
@@ -646,7 +644,7 @@ class DeadPeerResult:
 _TIMELINE_COLUMNS = ["t", "state", "tr", "timer", "when_s", "retrnsmt", "timeout"]
 
 
-def _how(method: str, p: dict, where: str, measured: dict) -> str:
+def _how(method: str, p: dict, measured: dict) -> str:
     silent = "the peer was silenced with a drop-all socket filter"
     if method == "none":
         return f"Nothing set: an idle connection sends nothing, so nothing notices ({silent})."
@@ -716,7 +714,6 @@ RULES = (
                         "Python's settimeout(1.0) and recv() against a silent peer in a private lab"),
                    Call(("node_idle",), {"timeout_ms": 1000},
                         "real Node's socket.setTimeout(1000) against a silent peer in a private lab")],
-            to_record=lambda r: r.to_record(), from_record=lambda rec, arguments: DeadPeerResult.from_record(rec),
             notes={Where.LAB: "Ran in your private lab: the peer was silenced with a drop-all socket filter and "
                               "the segments were captured on the lab's loopback.",
                    Where.ROOT: "No private lab ({why}); ran on this machine as root, capturing its loopback."},
@@ -741,7 +738,6 @@ def dead_peer(place: Place, method: str, *, progress: bool = True, **params: Any
                                                                                            place.can_capture))
     with place.settings(**({"tcp_retries2": p["tcp_retries2"]} if method == "retransmissions" else {})):
         out = _waiting(lambda: place.call(run, *args), method, p, progress)
-    where = place.where.value
     if method == "node_keepalive" and {"TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT"} <= set(out["measured"]):
         m = out["measured"]
         predicted = {"detected_after": m["TCP_KEEPIDLE"] + m["TCP_KEEPCNT"] * m["TCP_KEEPINTVL"],
@@ -749,8 +745,8 @@ def dead_peer(place: Place, method: str, *, progress: bool = True, **params: Any
                      "from": "the options read back from Node's socket"}
     return DeadPeerResult(
         method=method, params=p, detected_after=out["detected_after"], error=out["error"],
-        where=where, how=_how(method, p, where, out["measured"]),
+        how=_how(method, p, out["measured"]),
         timeline_rows=out["timeline"], segments=out["segments"], events=out["events"],
         final_state=out["final_state"], predicted=predicted, measured=out["measured"],
-        counters=out["counters"] if where == "lab" else {}, ports=tuple(out["ports"]),
+        counters=out["counters"] if place.where is Where.LAB else {}, ports=tuple(out["ports"]),
     )

@@ -34,7 +34,6 @@ NOTEBOOK_LOADS = (
     calls=[Call((sysctls,), kwargs, f"a load ({', '.join(f'{k}={v}' for k, v in kwargs.items())}) in a private "
                                     f"lab with {sysctl.describe(sysctls)}")
            for sysctls, kwargs in NOTEBOOK_LOADS],
-    to_record=LoadResult.to_record, from_record=LoadResult.from_record,
     notes={Where.LAB: lambda why, a: f"Ran in your private lab with {sysctl.describe(a['sysctls'])} (this machine's "
                                      "settings untouched).",
            Where.ROOT: lambda why, a: f"No private lab ({why}); ran on this machine as root with "
@@ -75,7 +74,6 @@ def _check_machine_load(**load_kwargs) -> None:
                          sample_interval=0.25),
                 "05's Run live with the playground's defaults (200 connections/s for 10 s, the client "
                 "closing first), on the machine with its own settings")],
-    to_record=LoadResult.to_record, from_record=LoadResult.from_record,
     notes={Where.LIVE: "Ran on this machine with its own settings (apply is off)."},
     show="show_load")
 def machine_load(place: Place, **load_kwargs) -> LoadResult:

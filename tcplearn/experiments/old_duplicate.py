@@ -247,7 +247,6 @@ _WHAT = "in a private lab with tcp_max_tw_buckets=0"
                    Call((), {"timestamps": True}, f"the fitted copy with timestamps on (PAWS), {_WHAT}"),
                    Call((), {"old_bytes": 16384}, f"a short old connection: its bytes stay behind the ISN clock, "
                                                   f"{_WHAT}")],
-            to_record=OldDuplicate.to_record, from_record=OldDuplicate.from_record,
             notes={Where.LAB: "Ran in your private lab: a real old connection, a real new one on the same "
                               "four-tuple, a captured segment delivered again with a raw socket (this machine's "
                               "settings untouched)."},

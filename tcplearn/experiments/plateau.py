@@ -148,7 +148,6 @@ TOO_BIG_FOR_THE_MACHINE = Rule(lambda arguments: exceeds_share(_plateau_load(arg
             remark=lambda run: run.note,
             calls=[Call((), {"rate": 200}, "a client-closes load at 200 connections/s for 70 s, then its drain, "
                                            "counted every second")],
-            to_record=PlateauRun.to_record, from_record=PlateauRun.from_record,
             show="show_plateau")
 def watch_plateau(place: Place, rate: float = 200, duration: float | None = None, drain: float | None = None,
                   *, progress: bool = True) -> PlateauRun:

@@ -117,7 +117,6 @@ def _remedy_duration(k: int, rate: float, ports: int) -> float:
                 "loads at 400 connections/s from 1, 2 and 4 source addresses (127.0.0.1-4) to one server port, "
                 "each with tcp_tw_reuse=0 and a fresh 200-port ip_local_port_range=40000-40199, 40200-40399, "
                 "40400-40599, until connect() failed, in a private lab")],
-    to_record=SourcesRemedy.to_record, from_record=SourcesRemedy.from_record,
     notes={Where.LAB: lambda why, a: "Ran in your private lab with tcp_tw_reuse=0 and a fresh "
                                      f"{a['ports']}-port ip_local_port_range for each run (this machine's "
                                      "settings untouched).",

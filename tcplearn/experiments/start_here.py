@@ -140,7 +140,6 @@ class CapturedConnection:
 @experiment(notebook="00", title="one connection opened and closed, its segments captured",
             needs=[Need.KERNEL, Need.CAPTURE],
             calls=[Call((), {}, "one loopback connection opened and closed in a private lab, captured on its loopback")],
-            to_record=CapturedConnection.to_record, from_record=CapturedConnection.from_record,
             show="show_captured")
 def capture_one_connection(place) -> CapturedConnection:
     """Open and close one loopback connection and capture its segments: in a private lab

@@ -173,7 +173,6 @@ def _check_lost(time_wait: bool = True, retransmissions: int = 2) -> None:
                                                  "in TIME-WAIT, in a private lab"),
                    Call((), {"time_wait": False}, "the same with tcp_max_tw_buckets=0 (no TIME-WAIT), in a "
                                                   "private lab")],
-            to_record=LostLastAck.to_record, from_record=LostLastAck.from_record,
             notes={Where.LAB: "Ran in your private lab: a real close whose last ACK was lost, captured on its "
                               "loopback (this machine's settings untouched)."},
             show="tcplearn.view.why:show_lost_last_ack")
@@ -274,7 +273,6 @@ def _check_rfc1337(rfc1337: int = 0) -> None:
             calls=[Call((), {"rfc1337": 0}, "a duplicate of the last ACK draws an RST into TIME-WAIT, "
                                             "tcp_rfc1337=0, in a private lab"),
                    Call((), {"rfc1337": 1}, "the same with tcp_rfc1337=1, in a private lab")],
-            to_record=TimeWaitAssassination.to_record, from_record=TimeWaitAssassination.from_record,
             notes={Where.LAB: "Ran in your private lab: a real TIME-WAIT, a real duplicate delivered with a raw "
                               "socket, captured on its loopback (this machine's settings untouched)."},
             show="tcplearn.view.why:show_assassination")

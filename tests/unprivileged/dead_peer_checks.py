@@ -36,7 +36,8 @@ def main() -> None:
     print(json.dumps({"uid": os.getuid(), "before": before, "after": after,
                       "can_silence_here": can_silence(), "no_lab_error": no_lab,
                       "no_lab_seconds": no_lab_seconds,
-                      "runs": {k: r.to_record() for k, r in runs.items()}}))
+                      "runs": {k: r.to_record() for k, r in runs.items()},
+                      "where": {k: str(r.where) for k, r in runs.items()}}))
 
 
 if __name__ == "__main__":
