@@ -4,7 +4,8 @@
 ``start_here`` (notebook 00), ``close`` (01), ``timewait``, ``why_time_wait`` and ``old_duplicate``
 (02), ``timeouts``, ``connect`` and the peer ``trickle`` (03), ``load`` (the load generator) and
 its server ``loadserver``, ``sharing`` (a load's share of the machine and what else it holds),
-``plateau``, ``knobs`` and ``remedy`` (04, 05), ``dead_peer`` (06); ``tools/`` holds the lab
+``plateau``, ``knobs`` and ``remedy`` (04, 05), ``dead_peer`` (06, with ``dead_peer_model`` and
+``dead_peer_runs``); ``tools/`` holds the lab
 primitives they use.  Importing this package imports every module in it (a new one included,
 without a line here), so the registry is complete.  The experiments themselves are
 reached through ``tcplearn`` (``tcplearn.dead_peer``) or ``REGISTRY``; here a name is its module.
