@@ -50,7 +50,7 @@ from .experiments.dead_peer import retransmission_schedule
 from .experiments.load import LoadResult, run_load
 from .experiments.start_here import first_look
 from .experiments.timewait import os_defaults, summarize
-from .experiments.trickle import TrickleServer
+from .experiments.tools.trickle import TrickleServer
 from .view import display as _display
 
 _display.register()  # how a notebook shows each result; matplotlib is imported only when one is

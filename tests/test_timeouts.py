@@ -14,7 +14,7 @@ import pytest
 
 from tcplearn.base.kernel import kernel_hz
 from tcplearn.experiments import timeouts as T
-from tcplearn.experiments.trickle import TrickleServer
+from tcplearn.experiments.tools.trickle import TrickleServer
 from tcplearn.view.show import comparison_figure
 
 NODE, _ = T.node_available()

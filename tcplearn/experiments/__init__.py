@@ -2,7 +2,7 @@
 ``tcplearn.base.experiment`` so that where it runs is decided in one place.
 
 ``start_here`` (notebook 00), ``close`` (01), ``timewait``, ``why_time_wait`` and ``old_duplicate``
-(02), ``timeouts``, ``connect`` and the peer ``trickle`` (03), ``load`` (the load generator) and
+(02), ``timeouts`` (with ``timeouts_node``) and ``connect`` (03), ``load`` (the load generator) and
 its server ``loadserver``, ``sharing`` (a load's share of the machine and what else it holds),
 ``plateau``, ``knobs`` and ``remedy`` (04, 05), ``dead_peer`` (06, with ``dead_peer_model`` and
 ``dead_peer_runs``); ``tools/`` holds the lab

@@ -1,5 +1,8 @@
 """The lab primitives: tools that experiments use, not experiments themselves.
 
+``connection_pair`` (``ConnectionPair``: one loopback connection closed a step at a time,
+each step checked against RFC 9293's table), ``trickle`` (``TrickleServer``: a peer that
+sends on a schedule),
 ``silence`` (a drop-all socket filter that makes a peer vanish like a pulled cable),
 ``inject`` (a captured segment delivered again through a raw socket, its TCP checksum
 recomputed), ``counters`` (the kernel's TcpExt and Tcp counters as deltas), ``captures``

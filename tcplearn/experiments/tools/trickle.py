@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from ..base.util import loopback_listener
+from ...base.util import loopback_listener
 
 __all__ = ["TrickleServer"]
 
