@@ -374,3 +374,35 @@ def test_the_cost_sentence_says_where_the_size_came_from(monkeypatch, tmp_path):
     sourced = time_wait_cost_text(tcplearn.time_wait_cost(1000))
     assert "1,000 TIME-WAIT sockets × 256 bytes = 250.0 KiB" in sourced
     assert "sourced figure, **not your kernel's**" in sourced and "Bernat" in sourced
+
+
+def test_time_wait_by_closer_counts_the_connections_and_their_four_tuples():
+    """Review 23, item 10: beside each side's TIME-WAIT count, the connections made and the
+    distinct four-tuples they used (one server port, so distinct client ports), from the
+    load's own sockets.  A four-tuple holds at most one TIME-WAIT socket, and the closer's
+    side holds one for each (both loads are short: nothing expires within a second)."""
+    sides = tcplearn.time_wait_by_closer(rate=300, duration=0.5).value
+    for name, closer in (("client closes first", "client side"), ("server closes first", "server side")):
+        run = sides[name]
+        assert 0 < run["four-tuples used"] <= run["connections made"]
+        other = "server side" if closer == "client side" else "client side"
+        assert run[other] == 0
+        # the reuse tcp_tw_reuse=2 allows on loopback, and a takeover by a SYN, both leave one
+        # TIME-WAIT socket per four-tuple: never more, and (settled, unexpired) never fewer
+        assert run[closer] == run["four-tuples used"], run
+
+
+@pytest.mark.slow
+def test_a_new_syn_takes_over_the_servers_time_wait():
+    """When the server closes first, a client port used again reaches a four-tuple whose server
+    end is in TIME-WAIT; the new SYN, its sequence number past the old connection's, takes that
+    entry over (tcp_timewait_state_process() returns TCP_TW_SYN; RFC 6191, RFC 9293 §3.6.1):
+    the server holds one TIME-WAIT socket per four-tuple, fewer than the connections."""
+    lab_or_skip()
+    with tcplearn.PrivateLab() as lab:
+        lab.sysctl(ip_local_port_range=(40000, 40199))   # 200 client ports for 400 connections
+        result = run_load(rate=400, duration=1.0, closer="server", progress=False, lab=lab)
+        sides = lab.run(_sides_once_settled, result, 2.0)
+    assert result.errors == {}                             # the client's ports were free each time
+    assert result.four_tuples <= 200 < result.connections  # so some four-tuples were used twice
+    assert sides["server side"] == result.four_tuples and sides["client side"] == 0

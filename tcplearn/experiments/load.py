@@ -69,6 +69,9 @@ class LoadResult:
     samples: object = None          # DataFrame of state counts during the run, if sampled
     target: tuple = ()              # (host, port) the load connected to
     interference: dict = field(default_factory=dict)  # what else the machine held (Interference.to_record)
+    #: distinct client (address, port) pairs its connections used: with one server port, its
+    #: distinct four-tuples (0 where a recording predates the count)
+    four_tuples: int = 0
 
     def first_error_at(self) -> float | None:
         """By when the first connection had failed, in seconds into the run (None if none did): the
@@ -91,7 +94,7 @@ class LoadResult:
                 "netstat_before": {k: self.netstat_before.get(k, 0) for k in keep},
                 "netstat_after": {k: self.netstat_after.get(k, 0) for k in keep},
                 "stopped_because": self.stopped_because, "samples": rows(self.samples),
-                "target": list(self.target), "interference": self.interference}
+                "target": list(self.target), "interference": self.interference, "four_tuples": self.four_tuples}
 
     @classmethod
     def from_record(cls, record: dict, arguments: dict | None = None) -> LoadResult:
@@ -172,6 +175,8 @@ class LoadRun:
         self._done = [0] * concurrency
         self._bins: list[dict[int, list[int]]] = [{} for _ in range(concurrency)]
         self._errors: list[dict[str, int]] = [{} for _ in range(concurrency)]
+        # each worker's client (address, port) pairs: at most the port range per source address
+        self._clients: list[set[tuple]] = [set() for _ in range(concurrency)]
         self._t0 = 0.0
         self._t_end = 0.0
         self._finished_at = 0.0  # when the last worker stopped (the run's real end)
@@ -268,7 +273,7 @@ class LoadRun:
         interference = self._interference(samples, after, total, elapsed)
         return LoadResult(total, total / elapsed, errors, elapsed, timeline, dict(self.settings),
                           self._before, after, self.stopped_because or "finished", samples,
-                          tuple(self.target), interference.to_record())
+                          tuple(self.target), interference.to_record(), len(set().union(*self._clients)))
 
     def _reuse_possible(self) -> bool:
         """Whether a later connect() of this load may take over one of its TIME-WAIT ports: its
@@ -370,6 +375,7 @@ class LoadRun:
                         sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
                     sock.bind((src, 0))
                 sock.connect(target)
+                self._clients[index].add(sock.getsockname()[:2])
                 if closer == "server":
                     sock.settimeout(5)
                     sock.recv(1)  # the server closes first: wait for its FIN
