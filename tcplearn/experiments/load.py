@@ -72,6 +72,9 @@ class LoadResult:
     #: distinct client (address, port) pairs its connections used: with one server port, its
     #: distinct four-tuples (0 where a recording predates the count)
     four_tuples: int = 0
+    #: those (address, port) pairs themselves, for telling the load's sockets from others on the
+    #: same ports (not recorded)
+    clients: frozenset = field(default=frozenset(), repr=False)
 
     def first_error_at(self) -> float | None:
         """By when the first connection had failed, in seconds into the run (None if none did): the
@@ -264,6 +267,7 @@ class LoadRun:
         timeline = pd.DataFrame([{"t": round((b + 1) * BIN, 3), "connections": merged.get(b, [0, 0])[0],
                                   "errors": merged.get(b, [0, 0])[1]} for b in range(last + 1)])
         total = sum(self._done)
+        clients = set().union(*self._clients)
         samples = None
         if self._sampler is not None:
             samples = self._sampler.frame()
@@ -273,7 +277,7 @@ class LoadRun:
         interference = self._interference(samples, after, total, elapsed)
         return LoadResult(total, total / elapsed, errors, elapsed, timeline, dict(self.settings),
                           self._before, after, self.stopped_because or "finished", samples,
-                          tuple(self.target), interference.to_record(), len(set().union(*self._clients)))
+                          tuple(self.target), interference.to_record(), len(clients), frozenset(clients))
 
     def _reuse_possible(self) -> bool:
         """Whether a later connect() of this load may take over one of its TIME-WAIT ports: its
