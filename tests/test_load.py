@@ -377,3 +377,40 @@ def test_the_cost_sentence_says_where_the_size_came_from(monkeypatch, tmp_path):
     sourced = time_wait_cost_text(tcplearn.time_wait_cost(1000))
     assert "1,000 TIME-WAIT sockets × 256 bytes = 250.0 KiB" in sourced
     assert "sourced figure, **not your kernel's**" in sourced and "Bernat" in sourced
+
+
+def test_time_wait_by_closer_counts_the_connections_and_their_four_tuples():
+    """Review 23, item 10: beside each side's TIME-WAIT count, the connections made and the
+    distinct four-tuples they used (one server port, so distinct client ports), from the
+    load's own sockets.  A four-tuple holds at most one TIME-WAIT socket, and the closer's
+    side holds one for each (both loads are short: nothing expires within a second)."""
+    sides = tcplearn.time_wait_by_closer(rate=300, duration=0.5).value
+    for name, closer in (("client closes first", "client side"), ("server closes first", "server side")):
+        run = sides[name]
+        assert 0 < run["four-tuples used"] <= run["connections made"]
+        other = "server side" if closer == "client side" else "client side"
+        assert run[other] == 0
+        # the reuse tcp_tw_reuse=2 allows on loopback, and a takeover by a SYN, both leave one
+        # TIME-WAIT socket per four-tuple: never more, and (settled, unexpired) never fewer
+        assert run[closer] == run["four-tuples used"], run
+
+
+@pytest.mark.slow
+def test_a_new_syn_takes_over_the_servers_time_wait():
+    """Notebook 04's second time_wait_by_closer call, 400 connections over 200 client ports in a
+    lab.  The client closing first runs out of ports: each holds a TIME-WAIT less than the
+    tcp_tw_reuse_delay (1 s) old, so connect() fails once the range is used.  The server closing
+    first never does: its client ports are free, and a SYN to a four-tuple whose server end is in
+    TIME-WAIT, its sequence number past the old connection's, takes that entry over
+    (tcp_timewait_state_process() returns TCP_TW_SYN; RFC 6191, RFC 9293 §3.6.1).  So the server
+    holds one TIME-WAIT socket per four-tuple, fewer than the connections."""
+    lab_or_skip()
+    result = tcplearn.time_wait_by_closer(rate=400, duration=1.0, port_range=(40000, 40199))
+    assert result.where.name == "LAB", result.note
+    client, server = result.value["client closes first"], result.value["server closes first"]
+    # 200 ports, less the load's own server port when it lies in the range
+    assert 199 <= client["connections made"] <= 200 and client["connects failed"] > 0
+    assert client["client side"] == client["four-tuples used"] and client["server side"] == 0
+    assert server["connects failed"] == 0
+    assert server["four-tuples used"] <= 200 < server["connections made"]  # ports used again
+    assert server["server side"] == server["four-tuples used"] and server["client side"] == 0

@@ -398,3 +398,19 @@ def test_notebook_03_quotes_the_seed_measures_node_and_opens_the_hood():
     assert md.index("### Open measurement task") < md.index("## Summary")
     for anchor in ("time-wait", "rst", "rto"):
         assert f"(glossary.md#{anchor})" in md, anchor
+
+
+def test_notebook_03_numbers_its_table_as_its_text_does():
+    """Review 23, item 22: the text's "row 6" is the table's row 6 (numbered from 1), and
+    syn_schedule's rule is printed one line per setting, not one number per line."""
+    from pathlib import Path
+
+    import nbformat
+
+    table = T.demo_python_cases()
+    assert list(table.index) == [1, 2, 3, 4, 5, 6] and table.index.name == "row"
+    assert "SO_RCVTIMEO" in table.loc[6, "what was done"] and "BlockingIOError" in table.loc[6, "what happened"]
+    nb = nbformat.read(Path(__file__).resolve().parent.parent / "notebooks" / "03-timeouts-python-vs-node.ipynb",
+                       as_version=4)
+    rule = next(c.source for c in nb.cells if c.cell_type == "code" and "syn_schedule" in c.source)
+    assert "print(" in rule and "join" in rule

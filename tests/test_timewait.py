@@ -134,7 +134,9 @@ def test_lost_last_ack_model():
     with_tw, without = model.lost_last_ack(True), model.lost_last_ack(False)
     assert with_tw.steps[-1].client_state.name == with_tw.steps[-1].server_state.name == "CLOSED"
     assert ("client", "ACK (lost)") in with_tw.steps[2].segments
-    assert ("client", "RST") in without.steps[-1].segments and "reset" in without.outcome
+    assert ("client", "RST") in without.steps[-1].segments
+    # the model's server has called close(): no program sees the RST, only a capture does
+    assert "no program saw an error" in without.outcome and "capture" in without.outcome
     fig = plots.simulation_diagram(without)
     gids = [p.get_gid() for p in fig.axes[0].patches if (p.get_gid() or "").startswith("segment:")]
     assert any(g.endswith("ACK (lost)") for g in gids) and "model" in fig.axes[0].get_title()
@@ -143,6 +145,22 @@ def test_lost_last_ack_model():
 def test_old_duplicate_model():
     assert model.old_duplicate(True).data_delivered == []
     assert model.old_duplicate(False).data_delivered == ["OLD"]
+    # delivered only because both numbers fit: seq 1001 is the next byte after connection 2's
+    # 100 bytes, and ACK 5001 is its server's snd_una (as tcplearn.old_duplicate(ack="fitted"))
+    facts = model.old_duplicate(False).facts
+    assert (facts["rcv_nxt"], facts["old_seq"], facts["old_ack"], facts["snd_una"]) == (1001, 1001, 5001, 5001)
+    # a copy past rcv_nxt is only queued out of order (RFC 9293 §3.10.7.4): nothing read yet
+    early = model.old_duplicate(False, new_bytes=0)
+    assert early.data_delivered == [] and "queued out of order" in early.outcome and "after byte 901" in early.outcome
+    # bytes connection 2 already received: a duplicate, dropped
+    late = model.old_duplicate(False, new_bytes=200)
+    assert late.data_delivered == [] and "already received" in late.outcome
+    # an ACK behind snd_una (Linux, RFC 5961 §5.2) or beyond what was sent: dropped
+    for server_isn_2, why in ((5100, "behind"), (4900, "never sent")):
+        refused = model.old_duplicate(False, server_isn_2=server_isn_2)
+        assert refused.data_delivered == [] and why in refused.outcome and "nothing old was read" in refused.outcome
+    with pytest.raises(ValueError, match="new_bytes=-1"):
+        model.old_duplicate(False, new_bytes=-1)
     # A copy that outlives the MSL cannot exist: the model refuses it.
     with pytest.raises(ValueError, match="no segment outlives the MSL"):
         model.old_duplicate(False, msl=1.0, delay=1.5)
@@ -168,15 +186,17 @@ def test_notebook_02_quotes_the_seed_and_sources_the_2msl_argument():
     assert "in many Linux versions" in md  # its translation
     for source in ("§3.10.7.4", "§13.5.2", "TCP/IP Illustrated"):
         assert source in md, source
-    assert "MSL = 2 s" in md and "ISN 900" in md  # the simulation's numbers, as the figure shows them
+    assert "MSL = 120 s" in md and "ISNs are 1000 and 900" in md  # the simulation's numbers, as the figure shows them
+    assert "ACK 5001" in md and "queued out of\norder" in md  # the ACK field, and a copy ahead of rcv_nxt (item 5)
     assert "holds for Windows" in md and "does not\nhold for Linux" in md  # the seed's third claim
     hood = [c for c in nb.cells if c.cell_type == "code" and c.source.startswith("# Under the hood")]
-    assert len(hood) == 2  # the TIME-WAIT socket by hand; what a program may set for its own close
+    # the TIME-WAIT socket by hand; TIME-WAIT assassination in a lab; what a program may set for its own close
+    assert len(hood) == 3
     # the setting is read from /proc/sys: a bare `sysctl` is not on an ordinary Debian user's PATH
     for command in ("!ss -tano state time-wait", "!cat /proc/net/tcp", "!cat /proc/sys/net/ipv4/tcp_fin_timeout"):
         assert command in hood[0].source, command
     assert "!sysctl" not in hood[0].source
-    assert "TCP_LINGER2" in hood[1].source and "SO_LINGER" in hood[1].source  # the seed's "changed by a program"
+    assert "TCP_LINGER2" in hood[-1].source and "SO_LINGER" in hood[-1].source  # the seed's "changed by a program"
     assert "### Open measurement task" in md and md.index("### Open measurement task") < md.index("## Summary")
     for anchor in ("time-wait", "2msl", "msl", "active-closer", "orphan-socket", "mini-socket", "four-tuple"):
         assert f"(glossary.md#{anchor})" in md, anchor

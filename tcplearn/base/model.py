@@ -63,7 +63,10 @@ def lost_last_ack(time_wait: bool = True) -> Simulation:
 
     With TIME-WAIT the client still knows the connection, re-sends the ACK, and the server
     closes cleanly.  Without it, the client has forgotten the connection, so the
-    retransmitted FIN meets nothing and is answered with RST: the server ends in error.
+    retransmitted FIN meets nothing and is answered with RST, which ends the server's
+    connection.  Here the server's program has already called ``close()``, so no program
+    sees an error: only the wire (a capture) shows the RST.  A server that keeps its socket
+    (``shutdown``) reads ``ECONNRESET`` from it, as ``tcplearn.lost_last_ack`` measures.
     """
     sim = Simulation("lost last ACK", time_wait)
     c = s = TcpState.ESTABLISHED
@@ -88,28 +91,46 @@ def lost_last_ack(time_wait: bool = True) -> Simulation:
         sim.steps.append(SimStep("server", "retransmission timer fires",
                                  (("server", "FIN (again)"), ("client", "RST")), c, s))
         sim.outcome = ("The client had already forgotten the connection, so it answered the repeated FIN "
-                       "with RST: the server's close ended in a reset, not cleanly.")
+                       "with RST, and the server's kernel dropped the connection on it.  Its program had "
+                       "already closed the socket, so no program saw an error: only a capture shows the RST.")
     return sim
 
 
 def old_duplicate(time_wait: bool = True, *, msl: float = 2.0, delay: float = 1.5,
-                  window: int = 65535) -> Simulation:
+                  window: int = 65535, new_bytes: int = 100, server_isn_2: int = 5000) -> Simulation:
     """A data segment of connection 1 is delayed ``delay`` seconds in the network (at most
     MSL, by the definition of MSL); connection 1 closes and a new connection 2 on the same
-    four addresses and ports is opened as soon as allowed.
+    four addresses and ports is opened as soon as allowed, and its client sends its first
+    ``new_bytes`` bytes.
 
     With TIME-WAIT the client's end blocks the same four-tuple for 2×MSL, so connection 2
-    starts only after the old segment has expired.  Without it, connection 2 starts at
-    once, and the old segment arrives during it; if its sequence number falls inside the
-    receiver's window (here connection 2 happens to start its numbers close to
-    connection 1's), it is accepted as connection 2's data.
+    starts only after the old segment has expired.  Without it, the old segment arrives
+    during connection 2 and the server checks it as RFC 9293 §3.10.7.4 orders:
+
+    * its sequence number against the receive window: the client's ISNs are 1000 and 900,
+      so after connection 2's first 100 bytes the server expects byte 1001 next, the old
+      segment's first byte (the bad case).  A segment that starts later inside the window
+      is only queued out of order, its bytes held until the ones before them arrive
+      (``new_bytes`` < 100); one that ends before it is a duplicate;
+    * its ACK field against what connection 2's server has sent: the copy acknowledges
+      ``server ISN 1 + 1`` = 5001.  Connection 2's server has sent nothing but its SYN, so it
+      accepts exactly ``server_isn_2 + 1``: with the default ``server_isn_2`` = 5000 the old
+      number is the very one it expects (the case ``tcplearn.old_duplicate(ack="fitted")``
+      makes by hand).  A lower one is refused as Linux refuses it (``tcp_ack()``: behind
+      ``snd_una`` by more than the bytes acknowledged so far, none; RFC 5961 §5.2), a higher
+      one acknowledges data never sent (RFC 9293 §3.10.7.4): dropped, answered by an ACK.
+
+    ``data_delivered`` lists what connection 2's program reads of the old segment.
     """
     if not 0 < delay <= msl:
         raise ValueError(f"delay must be in (0, msl={msl}]: no segment outlives the MSL, got {delay}")
+    if isinstance(new_bytes, bool) or not isinstance(new_bytes, int) or not 0 <= new_bytes <= window:
+        raise ValueError(f"new_bytes={new_bytes!r}: expected a whole number of bytes from 0 to the window, {window}")
     sim = Simulation("old duplicate", time_wait)
     E, CL = TcpState.ESTABLISHED, TcpState.CLOSED
-    isn_1 = 1000  # connection 1's initial sequence number; its first data byte is isn_1 + 1
+    isn_1, server_isn_1 = 1000, 5000  # connection 1's ISNs; the client's first data byte is isn_1 + 1
     sent_at, old_seq, old_data = 0.0, isn_1 + 1, "OLD"
+    old_ack = server_isn_1 + 1  # the server had sent no data: the copy acknowledges its SYN
     sim.steps.append(SimStep("both", "connection 1 open", (), E, E))
     sim.steps.append(SimStep("client", f"sends '{old_data}' (seq {old_seq}); a copy is delayed {delay:g} s",
                              (("client", f"data seq={old_seq}"), ("server", "ACK")), E, E))
@@ -121,26 +142,65 @@ def old_duplicate(time_wait: bool = True, *, msl: float = 2.0, delay: float = 1.
     arrives, expires = sent_at + delay, sent_at + msl
     sim.steps.append(SimStep("both", f"connection 2 opens at t={start_2:g} s (same ports)",
                              (("client", "SYN"), ("server", "SYN,ACK"), ("client", "ACK")), E, E))
-    isn_2 = 900  # connection 2's initial sequence number: near connection 1's, the bad case
-    rcv_nxt = isn_2 + 1
+    isn_2 = 900  # connection 2's client ISN: near connection 1's, the bad case
+    rcv_nxt = isn_2 + 1 + new_bytes  # the byte connection 2's server expects next
+    snd_una = server_isn_2 + 1       # what it has sent: its SYN only
+    if new_bytes:
+        sim.steps.append(SimStep("client", f"sends {new_bytes} bytes (seq {isn_2 + 1}–{isn_2 + new_bytes})",
+                                 (("client", f"data seq={isn_2 + 1}"), ("server", "ACK")), E, E))
+    old_end = old_seq + len(old_data)
+    if old_end <= rcv_nxt:
+        verdict = "duplicate"
+    elif not rcv_nxt <= old_seq < rcv_nxt + window:
+        verdict = "outside"
+    elif old_seq > rcv_nxt:
+        verdict = "out of order"
+    else:
+        verdict = "next"
+    ack_ok = old_ack == snd_una
     sim.facts = {"msl": msl, "delay": delay, "sent_at": sent_at, "arrives": arrives, "expires": expires,
                  "close_at": close_at, "start_2": start_2, "time_wait_len": 2 * msl if time_wait else 0.0,
                  "isn_1": isn_1, "isn_2": isn_2, "old_seq": old_seq, "old_data": old_data, "window": window,
-                 "in_window": rcv_nxt <= old_seq < rcv_nxt + window}
+                 "new_bytes": new_bytes, "rcv_nxt": rcv_nxt, "in_window": rcv_nxt <= old_seq < rcv_nxt + window,
+                 "seq_verdict": verdict, "server_isn_1": server_isn_1, "server_isn_2": server_isn_2,
+                 "old_ack": old_ack, "snd_una": snd_una, "ack_ok": ack_ok,
+                 "delivered": False}
     if arrives < start_2 or arrives > expires:
         sim.steps.append(SimStep("both", f"the old copy expired at t={expires:g} s, before connection 2",
                                  (), E, E))
         sim.outcome = (f"The delayed copy could only live until t={expires:g} s (MSL); connection 2 began at "
                        f"t={start_2:g} s, so nothing old could reach it.")
-    elif rcv_nxt <= old_seq < rcv_nxt + window:
-        sim.steps.append(SimStep("client", f"t={arrives:g} s: the delayed copy of '{old_data}' arrives",
-                                 (("client", f"data seq={old_seq} (old copy)"), ("server", "ACK")), E, E))
-        sim.data_delivered.append(old_data)
-        sim.outcome = (f"Connection 2 began at t={start_2:g} s, the old copy arrived at t={arrives:g} s with "
-                       f"sequence number {old_seq}, inside connection 2's window: '{old_data}' was delivered "
-                       "to the new connection's program as if it were new data.")
+        return sim
+    head = (f"Connection 2 began at t={start_2:g} s and the old copy arrived at t={arrives:g} s, with sequence "
+            f"number {old_seq} and ACK {old_ack}")
+    if verdict in ("duplicate", "outside"):
+        reply = f"ACK {rcv_nxt}"
+        sim.outcome = (f"{head}: " + ("its bytes were ones connection 2 had already received"
+                                      if verdict == "duplicate" else "outside connection 2's window")
+                       + f", so the server dropped it and answered with {reply}.")
+    elif not ack_ok:
+        why = ("acknowledges data connection 2's server never sent" if old_ack > snd_una else
+               f"lies behind connection 2's snd_una {snd_una}")
+        reply = f"ACK {rcv_nxt}"
+        sim.outcome = (f"{head}: the sequence number was in the window, but the ACK {why}, so the server "
+                       f"dropped it and answered with {reply}: nothing old was read.")
+    elif verdict == "out of order":
+        reply = f"ACK {rcv_nxt} (out of order)"
+        sim.outcome = (f"{head}: inside connection 2's window but after byte {rcv_nxt}, the next one its server "
+                       f"expects, so it was queued out of order and not yet read.  It reaches the program only "
+                       f"if connection 2's own bytes stop before {old_end}, and then in place of the client's own "
+                       f"(Linux keeps the bytes that arrive in order, tcp_ofo_queue()).")
     else:
-        sim.outcome = "The old copy arrived during connection 2 but outside its window, and was dropped."
+        reply = f"ACK {old_end}"
+        sim.data_delivered.append(old_data)
+        sim.facts["delivered"] = True
+        sim.outcome = (f"{head}: {old_seq} was the very byte connection 2's server expected next (after its "
+                       f"{new_bytes} bytes) and {old_ack} the very ACK it could accept, so '{old_data}' was read "
+                       f"by connection 2's program as its bytes {new_bytes + 1}–{new_bytes + len(old_data)}; "
+                       f"the client's own bytes for those numbers are dropped as duplicates when they come.")
+    sim.steps.append(SimStep("client", f"t={arrives:g} s: the delayed copy of '{old_data}' arrives",
+                             (("client", f"data seq={old_seq} ack={old_ack} (old copy)"), ("server", reply)),
+                             E, E))
     return sim
 
 

@@ -70,6 +70,12 @@ class LoadResult:
     samples: object = None          # DataFrame of state counts during the run, if sampled
     target: tuple = ()              # (host, port) the load connected to
     interference: dict = field(default_factory=dict)  # what else the machine held (Interference.to_record)
+    #: distinct client (address, port) pairs its connections used: with one server port, its
+    #: distinct four-tuples (0 where a recording predates the count)
+    four_tuples: int = 0
+    #: those (address, port) pairs themselves, for telling the load's sockets from others on the
+    #: same ports (not recorded)
+    clients: frozenset = field(default=frozenset(), repr=False)
 
     def first_error_at(self) -> float | None:
         """By when the first connection had failed, in seconds into the run (None if none did): the
@@ -92,7 +98,7 @@ class LoadResult:
                 "netstat_before": {k: self.netstat_before.get(k, 0) for k in keep},
                 "netstat_after": {k: self.netstat_after.get(k, 0) for k in keep},
                 "stopped_because": self.stopped_because, "samples": rows(self.samples),
-                "target": list(self.target), "interference": self.interference}
+                "target": list(self.target), "interference": self.interference, "four_tuples": self.four_tuples}
 
     @classmethod
     def from_record(cls, record: dict, arguments: dict | None = None) -> LoadResult:
@@ -173,6 +179,8 @@ class LoadRun:
         self._done = [0] * concurrency
         self._bins: list[dict[int, list[int]]] = [{} for _ in range(concurrency)]
         self._errors: list[dict[str, int]] = [{} for _ in range(concurrency)]
+        # each worker's client (address, port) pairs: at most the port range per source address
+        self._clients: list[set[tuple]] = [set() for _ in range(concurrency)]
         self._t0 = 0.0
         self._t_end = 0.0
         self._finished_at = 0.0  # when the last worker stopped (the run's real end)
@@ -260,6 +268,7 @@ class LoadRun:
         timeline = pd.DataFrame([{"t": round((b + 1) * BIN, 3), "connections": merged.get(b, [0, 0])[0],
                                   "errors": merged.get(b, [0, 0])[1]} for b in range(last + 1)])
         total = sum(self._done)
+        clients = set().union(*self._clients)
         samples = None
         if self._sampler is not None:
             samples = self._sampler.frame()
@@ -269,7 +278,7 @@ class LoadRun:
         interference = self._interference(samples, after, total, elapsed)
         return LoadResult(total, total / elapsed, errors, elapsed, timeline, dict(self.settings),
                           self._before, after, self.stopped_because or "finished", samples,
-                          tuple(self.target), interference.to_record())
+                          tuple(self.target), interference.to_record(), len(clients), frozenset(clients))
 
     def _reuse_possible(self) -> bool:
         """Whether a later connect() of this load may take over one of its TIME-WAIT ports: its
@@ -371,6 +380,7 @@ class LoadRun:
                         sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
                     sock.bind((src, 0))
                 sock.connect(target)
+                self._clients[index].add(sock.getsockname()[:2])
                 if closer == "server":
                     sock.settimeout(5)
                     sock.recv(1)  # the server closes first: wait for its FIN

@@ -4,6 +4,8 @@ during and after a steady load beside the model."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from ..base import model, sysctl
 from ..base.experiment import Call, Need, Place, Rule, experiment
@@ -20,25 +22,82 @@ __all__ = ["time_wait_by_side", "time_wait_by_closer", "PlateauRun", "watch_plat
 
 def time_wait_by_side(result: LoadResult) -> dict[str, int]:
     """TIME-WAIT sockets now held by each side of a load's connections: the server side
-    (local port = the target's port) and the client side."""
-    port = result.target[1]
+    (local port = the target's port) and the client side.  Where the result knows its
+    client addresses and ports (a live run), only sockets of its own four-tuples count:
+    another load's clients may have taken this server's port for theirs."""
+    port, mine = result.target[1], result.clients
     sides = {"server side": 0, "client side": 0}
     for s in sockets(port=port, states=TcpState.TIME_WAIT):
-        sides["server side" if s.local_port == port else "client side"] += 1
+        server = s.local_port == port
+        if mine and ((s.remote_address, s.remote_port) if server else (s.local_address, s.local_port)) not in mine:
+            continue
+        sides["server side" if server else "client side"] += 1
     return sides
 
 
+#: How long the last connections of a load may take to reach TIME-WAIT: a close on loopback
+#: ends within milliseconds; a busy machine may delay the threads that finish it.
+SETTLE_S = 2.0
+
+
+def _sides_settled(result: LoadResult) -> dict[str, int]:
+    """``time_wait_by_side`` once every connection of the load has closed (none left in the
+    load's other states), polled with a deadline; with the connections made, the connects
+    that failed and the distinct four-tuples the connections used, all the load's own."""
+    port, deadline = result.target[1], time.monotonic() + SETTLE_S
+    while time.monotonic() < deadline:
+        if not any(s.state is not TcpState.TIME_WAIT for s in sockets(port=port) if s.state is not TcpState.LISTEN):
+            break
+        time.sleep(0.02)
+    return {"connections made": result.connections, "connects failed": sum(result.errors.values()),
+            "four-tuples used": result.four_tuples, **time_wait_by_side(result)}
+
+
+#: The narrowed client port range of notebook 04's second call: fewer ports than connections.
+NARROW_RANGE = (40000, 40199)
+
+
+def _check_by_closer(rate: float = 300, duration: float = 1.0, port_range: tuple | None = None) -> None:
+    LoadRun(rate=rate, duration=duration)
+    if port_range is not None:
+        sysctl.validate("ip_local_port_range", port_range)
+
+
 @experiment(notebook="04", title="who holds TIME-WAIT: client-closes and server-closes loads",
-            needs=[Need.KERNEL],
+            needs=[Need.KERNEL], check=_check_by_closer,
+            rules=[Rule(lambda a: "a narrowed ip_local_port_range would leave every other program on this machine "
+                                  "short of ports, so tcplearn sets it only in a private lab"
+                        if a.get("port_range") is not None else "", needs=(Need.LAB,))],
             calls=[Call((), {"rate": 300, "duration": 1.0},
                         "two 1 s loads at 300 connections/s, client closing first, then server closing first, "
-                        "and where their TIME-WAIT sockets were")])
-def time_wait_by_closer(place: Place, rate: float = 300, duration: float = 1.0) -> dict[str, dict[str, int]]:
-    """Two short loads, one where the client closes first and one where the server does,
-    each followed by ``time_wait_by_side``: which side holds the TIME-WAIT sockets."""
-    runs = {name: run_load(rate=rate, duration=duration, closer=closer, progress=False)
-            for name, closer in (("client closes first", "client"), ("server closes first", "server"))}
-    return {name: time_wait_by_side(result) for name, result in runs.items()}
+                        "and where their TIME-WAIT sockets were"),
+                   Call((), {"rate": 400, "duration": 1.0, "port_range": NARROW_RANGE},
+                        "the same two loads at 400 connections/s in a private lab whose ip_local_port_range "
+                        "holds 200 ports")])
+def time_wait_by_closer(place: Place, rate: float = 300, duration: float = 1.0,
+                        port_range: tuple | None = None) -> dict[str, dict[str, int]]:
+    """Two short loads, one where the client closes first and one where the server does
+    (with ``port_range``: in a private lab whose ``ip_local_port_range`` it is).  For each,
+    once its connections have closed: ``connections made``, ``connects failed``,
+    ``four-tuples used`` (distinct client ports: a port used again is the same four-tuple
+    again), and the TIME-WAIT sockets on the ``server side`` and the ``client side``.  One
+    TIME-WAIT socket per four-tuple: a SYN that reuses a four-tuple whose server end is in
+    TIME-WAIT takes that entry over (``tcp_timewait_state_process()``, RFC 6191), and a
+    client ``connect()`` reuses a client-side one only under ``tcp_tw_reuse``."""
+    settings = {"ip_local_port_range": tuple(port_range)} if port_range is not None else {}
+    sides = {}
+    with place.settings(**settings) if settings else _nothing():
+        # Each run is counted before the next starts, and by its own four-tuples: with one port
+        # range for both, the second server may get the first one's port again.
+        for name, closer in (("client closes first", "client"), ("server closes first", "server")):
+            result = run_load(rate=rate, duration=duration, closer=closer, progress=False, lab=place.lab)
+            sides[name] = place.call(_sides_settled, result)
+    return sides
+
+
+@contextmanager
+def _nothing() -> Iterator[dict]:
+    yield {}
 
 
 class PlateauRun:

@@ -375,7 +375,10 @@ def demo_python_cases():
         rows.append(("create_connection(timeout=2.5), then gettimeout()", f"{r['gettimeout']}", 0.0))
         r = so_rcvtimeo_recv(quiet.address, 0.3)
         rows.append(("blocking socket with setsockopt SO_RCVTIMEO = 0.3 s, recv", r["raised"], r["elapsed"]))
-    return pd.DataFrame(rows, columns=["what was done", "what happened", "seconds"]).round({"seconds": 3})
+    frame = pd.DataFrame(rows, columns=["what was done", "what happened", "seconds"]).round({"seconds": 3})
+    # numbered as the notebook's list numbers them (1 to 6), not from 0
+    frame.index = pd.RangeIndex(1, len(frame) + 1, name="row")
+    return frame
 
 
 def state_after_timeout(timeout_s: float = 0.3) -> dict:

@@ -140,6 +140,19 @@ def simulation_diagram(sim):
     return _old_duplicate_diagram(sim, facts, title)
 
 
+def _arrival_note(facts: dict) -> str:
+    """What the server made of the copy, from the model's verdicts on its two numbers."""
+    head = f"the copy arrives at t={facts['arrives']:g} s:\n"
+    if facts["delivered"]:
+        return (head + f"seq {facts['old_seq']} is the next byte expected\nand ACK {facts['old_ack']} the one "
+                "accepted,\nso it is read as new data")
+    if facts["seq_verdict"] == "out of order":
+        return head + f"seq {facts['old_seq']} is in the window but after\n{facts['rcv_nxt']}: queued out of order"
+    if facts["seq_verdict"] in ("duplicate", "outside"):
+        return head + f"seq {facts['old_seq']}: {facts['seq_verdict']}, dropped"
+    return head + f"ACK {facts['old_ack']} is not {facts['snd_una']}:\ndropped, answered by an ACK"
+
+
 def _old_duplicate_diagram(sim, facts: dict, title: str):
     import dataclasses
 
@@ -163,15 +176,14 @@ def _old_duplicate_diagram(sim, facts: dict, title: str):
     sent = next(y for y in seg_rows if rows[y][2].startswith(f"data seq={facts['old_seq']}"))
     arrival = next((y for y, row in enumerate(rows) if is_copy(row)), None)
     red = "#b2182b"
-    copy_flags = f"data seq={facts['old_seq']} (old copy)"
+    copy_flags = f"data seq={facts['old_seq']} ack={facts['old_ack']} (old copy)"
     if arrival is not None:  # it lands in connection 2: one long arrow across the close
         end = (1.0, arrival + 0.55)
         arrow = FancyArrowPatch((0.0, sent), end, arrowstyle="-|>", mutation_scale=15, color=red,
                                 linestyle="--", linewidth=2.0, zorder=3,
                                 gid=f"segment:{n_arrows}:client:{copy_flags}")
         ax.text(1.38, arrival + 0.75,
-                f"the copy arrives at t={facts['arrives']:g} s: seq {facts['old_seq']}\n"
-                "is inside connection 2's window,\nso it is accepted as new data",
+                _arrival_note(facts),
                 ha="left", va="center", fontsize=8, color=red, zorder=5, gid="note:arrival",
                 bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": red, "lw": 0.6})
         life_end = arrival + 0.55
@@ -211,15 +223,15 @@ def _old_duplicate_diagram(sim, facts: dict, title: str):
     # Both ISNs are the client's (the sender of the copy); the window that decides is the
     # server's receive window, which starts at the client's ISN + 1: both notes sit on the
     # server's side, where the copy lands, and say whose number each is.
-    ax.text(1.38, step_row[0] + 0.35, f"connection 1: the client's ISN {isn_1},\n"
-            f"so its data starts at seq {isn_1 + 1}", ha="left", va="center", fontsize=8.5, gid="isn:1")
-    verdict = "holds" if facts["in_window"] else "does not hold"
-    ax.text(1.38, step_row[3] + 0.35, f"connection 2: the client's ISN {isn_2};\nthe server's receive window "
-            f"{isn_2 + 1}–{isn_2 + window}\n{verdict} seq {facts['old_seq']}",
+    ax.text(1.38, step_row[0] + 0.35, f"connection 1: the client's ISN {isn_1}, the server's "
+            f"{facts['server_isn_1']},\nso its data starts at seq {isn_1 + 1} with ACK {facts['old_ack']}",
+            ha="left", va="center", fontsize=8.5, gid="isn:1")
+    ax.text(1.38, step_row[3] + 0.35, f"connection 2: the client's ISN {isn_2}, the server's "
+            f"{facts['server_isn_2']};\nafter {facts['new_bytes']} bytes the server expects seq {facts['rcv_nxt']}\n"
+            f"(window {facts['rcv_nxt']}–{facts['rcv_nxt'] + window - 1}) and accepts ACK {facts['snd_una']}",
             ha="left", va="center", fontsize=8.5, gid="isn:2")
     ax.set_title(title, fontsize=10)
     fig.text(0.5, 0.005, f"Model assumptions: MSL = {msl:g} s (RFC 9293 takes 2 min; Linux holds TIME-WAIT "
-             f"60 s), ISNs {isn_1} and {isn_2} chosen close together, the bad case.  Rows are in order, "
-             "not to scale.", ha="center", va="bottom", fontsize=8, color="#333333", gid="note:model")
+             f"60 s); ISNs chosen so that the copy's seq and ACK both fit, the bad case.  Rows in order, not to scale.", ha="center", va="bottom", fontsize=8, color="#333333", gid="note:model")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     return fig
