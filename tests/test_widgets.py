@@ -66,6 +66,27 @@ def test_controls_drive_the_model_and_the_commands():
 
 
 @needs_linux
+def test_what_the_controls_say_matches_what_they_do():
+    """Issue 23, item 19: round rates (the readout and the notes say the same number), the apply
+    line only when ticked, and the leak says why Run live is off and clears the old status."""
+    from tcplearn.view.widgets import LEAK_OFF
+
+    pg = sysctl_playground()
+    pg.controls["rate"].value = 2000
+    assert pg.controls["rate"].label == "2,000" and "e+" not in pg.controls["rate"].label
+    assert "Not ticked" in pg.apply_note.value
+    if pg.apply_mode is not None:
+        pg.apply_toggle.value = True
+        assert "Ticked" in pg.apply_note.value and "Not ticked" not in pg.apply_note.value
+    pg.status.value = "an old run's line"
+    pg.controls["closer"].value = "leak"
+    assert pg.run_button.disabled and LEAK_OFF in pg.status.value
+    pg.controls["closer"].value = "client"
+    assert not pg.run_button.disabled and pg.status.value == ""
+    assert "…" not in pg.run_button.description and "10 s" in pg.run_button.description
+
+
+@needs_linux
 @pytest.mark.slow
 def test_run_live_overlays_a_measurement():
     pg = sysctl_playground()
@@ -138,6 +159,14 @@ def test_apply_for_this_run_uses_a_lab_and_leaves_the_machine_alone():
     assert "EADDRNOTAVAIL" in result.errors and abs(result.first_error_at() - 2.0) <= 0.3
     assert "private lab" in pg.status.value
     assert sysctl.read_all() == before
+    # issue 23, item 13: the model for the settings it ran under is the chosen 100/s with 200 ports
+    # (not the achieved 66/s), so it reaches the kernel's peak when the kernel does. One port is the
+    # load's own server's, the last close may be in flight; samples 0.25 s apart, model steps 0.5 s
+    agree = pg.last["agreement"]
+    assert pg.last["ran_prediction"]["exhaustion_at"] == pytest.approx(2.0)
+    assert abs(agree["measured"] - agree["model"]) <= 2 and agree["model"] == 200, agree
+    assert abs(agree["measured_by"] - agree["model_by"]) <= 0.75, agree
+    assert "the model for the settings it ran under: 200" in pg.status.value
 
 
 @needs_linux
