@@ -39,6 +39,10 @@ INSTALLS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 PIP = "pip>=25.1"
 #: Where JupyterLab opens, relative to notebooks/ (its root directory).
 START = "00-start-here.ipynb"
+#: The series' own JupyterLab settings (``overrides.json``), the file Binder's postBuild installs
+#: too: ``saveState`` keeps widget state in a saved notebook, so a reopened one shows its widgets
+#: instead of "Error displaying widget: model not found".
+LAB_SETTINGS = ROOT / "binder"
 
 
 def _run(*cmd: object) -> None:
@@ -80,11 +84,17 @@ def _is_root() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
+def lab_settings_args() -> list[str]:
+    """JupyterLab's arguments for the series' own settings: it reads ``overrides.json`` from
+    its application settings directory."""
+    return [f"--LabApp.app_settings_dir={LAB_SETTINGS}"]
+
+
 def lab_command(extra: list[str]) -> list[str]:
     """JupyterLab on notebooks/, opening 00-start-here; the URL it prints (with --no-browser,
     the one to paste into a browser) opens that notebook too, not the file browser."""
     cmd = [str(PY), "-m", "jupyterlab", "--ServerApp.root_dir=notebooks",
-           f"--LabApp.default_url=/lab/tree/{START}"]
+           f"--LabApp.default_url=/lab/tree/{START}", *lab_settings_args()]
     if _is_root():
         # Jupyter refuses to start as root without it ("Running as root is not recommended").
         print("dev.py: running as root, so JupyterLab gets --allow-root", flush=True)

@@ -308,41 +308,117 @@ def exhaustion_time(rate: float, ports: int, *, time_wait: float = 60.0, reuse: 
     return ports / rate
 
 
+#: The model's time resolution for loads whose ports run out (seconds).
+_DT = 0.05
+
+
+def _port_limited(rate: float, duration: float, hold: float, ports: int, cap: float,
+                  until: float) -> tuple[list[float], list[float]]:
+    """Connections that hold their client port for ``hold`` seconds after they close (a
+    TIME-WAIT no ``tcp_tw_reuse`` may take, or an orphaned FIN-WAIT-2), at ``rate`` for
+    ``duration`` s: ``(held, made)`` per ``_DT`` step up to ``until``.  A ``connect()`` finds
+    a port only while fewer than ``ports`` are held (else EADDRNOTAVAIL, and the load goes
+    on trying at its rate), so the count climbs to ``ports``, stays while the load runs,
+    and falls ``hold`` s after the last connection that got a port, not ``hold`` s after
+    the load ends.  A close beyond ``cap`` (``tcp_max_tw_buckets``) holds nothing."""
+    steps = int(round(until / _DT)) + 1
+    lag = max(1, int(round(hold / _DT)))
+    entered = [0.0] * steps
+    held_now, made_total = 0.0, 0.0
+    held, made = [], []
+    for i in range(steps):
+        if i >= lag:
+            held_now -= entered[i - lag]  # these reach the end of their hold: the port is free
+        t = i * _DT
+        if 0 < t <= duration + 1e-9:
+            got = min(rate * _DT, max(0.0, ports - held_now))
+            entered[i] = min(got, max(0.0, cap - held_now))
+            held_now += entered[i]
+            made_total += got
+        held.append(held_now)
+        made.append(made_total)
+    return held, made
+
+
+def _sample(values: list[float], t: float) -> float:
+    return values[min(len(values) - 1, int(round(t / _DT)))]
+
+
 def predict_counts(rate: float, duration: float, *, time_wait: float = 60.0,
                    max_tw_buckets: int | None = None, closer: str = "client", until: float | None = None,
                    step: float = 0.5, ports: int | None = None, reuse: bool = False) -> pd.DataFrame:
     """Predicted TIME-WAIT count over time for a load at ``rate`` for ``duration`` seconds.
 
-    At time t the TIME-WAIT sockets come from the connections closed during the last
+    With reuse, or with no port limit (``ports=None``, e.g. the server's side), the
+    TIME-WAIT sockets at time t come from the connections closed during the last
     ``time_wait`` seconds, a window of ``w = min(t, duration) − max(0, t − time_wait)``
-    seconds of load; ``time_wait_plateau``'s formula is applied to that window (with or
-    without reuse).  Returns a DataFrame (t, TIME_WAIT, side) up to ``until`` (default
-    duration + time_wait).
+    seconds of load, and ``time_wait_plateau``'s formula is applied to that window.  A
+    client without reuse and with ``ports`` runs out of them when ``rate × time_wait``
+    exceeds ``ports``: then only a port whose TIME-WAIT has ended can take a new
+    connection, which ``_port_limited`` follows step by step (at 100/s with 200 ports and
+    a 10 s load: 200 after 2 s, falling 60–62 s after the start, when the first 200 end).
+    Returns a DataFrame (t, TIME_WAIT, side) up to ``until`` (default duration + time_wait).
     """
     import pandas as pd
 
     if closer not in ("client", "server"):
         raise ValueError(f"closer must be 'client' or 'server', got {closer!r}")
     until = duration + time_wait if until is None else until
-    rows = []
-    for i in range(int(until / step) + 1):
-        t = i * step
-        window = max(0.0, min(t, duration) - max(0.0, t - time_wait))
-        rows.append({"t": t, "TIME_WAIT": _held(rate, window, time_wait, max_tw_buckets, ports, reuse),
-                     "side": closer})
-    frame: pd.DataFrame = pd.DataFrame(rows)
+    times = [i * step for i in range(int(until / step) + 1)]
+    if closer == "client" and ports is not None and not reuse:
+        cap = math.inf if max_tw_buckets is None else max_tw_buckets
+        held, _ = _port_limited(rate, duration, time_wait, ports, cap, until)
+        counts = [_sample(held, t) for t in times]
+    else:
+        counts = [_held(rate, max(0.0, min(t, duration) - max(0.0, t - time_wait)), time_wait, max_tw_buckets,
+                        ports, reuse) for t in times]
+    frame: pd.DataFrame = pd.DataFrame({"t": times, "TIME_WAIT": counts, "side": closer})
     return frame
 
 
+def _ports_touched(made: float, held: float, ports: int) -> float:
+    """How many distinct client ports ``made`` connections have used when ``held`` of them
+    at a time keep theirs busy: the first ``held`` all differ; after that each takes a free
+    port, and when ``connect()``'s choice among the free ones is taken as uniform an
+    untouched port is hit with probability (untouched / free).  ``connect()`` scans the
+    ports of one parity first (``__inet_hash_connect()``, ``net/ipv4/inet_hashtables.c``),
+    so the pool is half the range until the busy ports fill that half."""
+    pool = ports / 2 if held < ports / 2 else ports
+    held = min(held, pool)
+    if made <= held:
+        return made
+    if pool - held <= 0:
+        return pool
+    return pool - (pool - held) * math.exp(-(made - held) / (pool - held))
+
+
 def leak_counts(rate: float, duration: float, times: list[float], *, fin_timeout: float,
-                max_tw_buckets: int | None = None) -> tuple[list[float], list[float]]:
+                max_tw_buckets: int | None = None, ports: int | None = None) -> tuple[list[float], list[float]]:
     """The CLOSE-WAIT leak: clients close at ``rate`` for ``duration`` s and the server never
-    does.  Returns ``(FIN_WAIT_2, CLOSE_WAIT)`` counts at ``times``: each orphaned FIN-WAIT-2
-    lives ``fin_timeout`` s (a timewait mini-socket, so it counts against
-    ``max_tw_buckets``: ``tcp_time_wait()`` in ``net/ipv4/tcp_minisocks.c``); each CLOSE-WAIT lives as long as the server holds it."""
+    does.  Returns ``(FIN_WAIT_2, CLOSE_WAIT)`` counts at ``times``.
+
+    Each orphaned FIN-WAIT-2 lives ``fin_timeout`` s (a timewait mini-socket, so it counts
+    against ``max_tw_buckets``: ``tcp_time_wait()`` in ``net/ipv4/tcp_minisocks.c``), and
+    keeps its client port from ``connect()`` meanwhile, whatever ``tcp_tw_reuse`` says
+    (measured on Linux 6.18 in a lab, ``tests/test_widgets.py``).  Each CLOSE-WAIT lives as
+    long as the server holds it, but a later connection from the same client port ends it
+    (the count stays one per port: measured likewise), so with ``ports`` the CLOSE-WAIT
+    count is the distinct ports used (``_ports_touched``), never more than ``ports``.
+    """
     cap = math.inf if max_tw_buckets is None else max_tw_buckets
-    held = [rate * max(0.0, min(t, duration) - max(0.0, t - fin_timeout)) for t in times]
-    return [min(h, cap) for h in held], [rate * min(t, duration) for t in times]
+    if ports is None:
+        held = [rate * max(0.0, min(t, duration) - max(0.0, t - fin_timeout)) for t in times]
+        return [min(h, cap) for h in held], [rate * min(t, duration) for t in times]
+    until = max(times) if times else 0.0
+    held, made = _port_limited(rate, duration, fin_timeout, ports, cap, until)
+    steady = min(rate * fin_timeout, ports, cap)
+    fin_wait_2 = [_sample(held, t) for t in times]
+    close_wait = [_ports_touched(_sample(made, t), steady, ports) for t in times]
+    return fin_wait_2, close_wait
+
+
+def _ports(n: int) -> str:
+    return "1 port" if n == 1 else f"{n:,} ports"
 
 
 def predict_settings(*, tcp_fin_timeout: int, tcp_tw_reuse: int, tcp_max_tw_buckets: int,
@@ -379,9 +455,15 @@ def predict_settings(*, tcp_fin_timeout: int, tcp_tw_reuse: int, tcp_max_tw_buck
     frame["TIME_WAIT"] = list(tw) if tw is not None else 0.0
     if closer == "leak":
         frame["FIN_WAIT_2"], frame["CLOSE_WAIT"] = leak_counts(rate, duration, times, fin_timeout=tcp_fin_timeout,
-                                                               max_tw_buckets=tcp_max_tw_buckets)
+                                                               max_tw_buckets=tcp_max_tw_buckets, ports=ports)
         notes.append(f"Orphaned FIN-WAIT-2 sockets live tcp_fin_timeout = {tcp_fin_timeout} s; the server's "
                      "CLOSE-WAIT sockets stay until the program closes them: here, never.")
+        notes.append(f"At most one CLOSE-WAIT per client port ({_ports(ports)}): a new connection from a port "
+                     "ends the CLOSE-WAIT the server still held for it.")
+        if rate * min(tcp_fin_timeout, duration) > ports:
+            notes.append(f"At {rate:g}/s the orphaned FIN-WAIT-2 sockets hold all {_ports(ports)} after "
+                         f"{ports / rate:.3g} s: connect() then fails with EADDRNOTAVAIL until one ends, "
+                         "tcp_tw_reuse or not.")
     else:
         frame["FIN_WAIT_2"] = 0.0
         frame["CLOSE_WAIT"] = 0.0
@@ -396,9 +478,10 @@ def predict_settings(*, tcp_fin_timeout: int, tcp_tw_reuse: int, tcp_max_tw_buck
         else:
             why = ("bind() before connect() picks the port first, so reuse never applies"
                    if bind_before_connect and tcp_tw_reuse else f"tcp_tw_reuse = {tcp_tw_reuse}: no reuse")
-            notes.append(f"{why}: one destination sustains about ports / 60 s = {sustainable:.0f} connections/s.")
+            notes.append(f"{why}: one destination sustains about ports / 60 s = {sustainable:.3g} connections/s.")
         if exhaustion is not None:
-            notes.append(f"At {rate:g}/s the {ports} ports run out after {exhaustion:.1f} s: connect() then "
+            runs_out = "the only port runs out" if ports == 1 else f"the {_ports(ports)} run out"
+            notes.append(f"At {rate:g}/s {runs_out} after {exhaustion:.3g} s: connect() then "
                          + ("fails with EADDRINUSE at bind()." if bind_before_connect else "fails with EADDRNOTAVAIL."))
     if frame["TIME_WAIT"].max() >= tcp_max_tw_buckets:
         notes.append(f"TIME-WAIT is capped at tcp_max_tw_buckets = {tcp_max_tw_buckets}; further closes get no "
