@@ -92,7 +92,13 @@ def machine_now() -> Machine:
 
 
 class HostShareError(ValueError):
-    """A load too big to share this machine with others (see ``SHARE``)."""
+    """A load too big to share this machine with others (see ``SHARE``).  ``held`` is the
+    sentence that says what it would hold, for a caller (the command line) that names its
+    own way to a private lab."""
+
+    def __init__(self, message: str, held: str = ""):
+        super().__init__(message)
+        self.held = held
 
 
 def _need(settings: dict, ports: int) -> tuple[float, float]:
@@ -131,11 +137,12 @@ def host_share_check(settings: dict, machine: Machine | None = None) -> Machine:
                         f"{machine.free_ports:,} free ones (ip_local_port_range {low}-{high}, "
                         f"{machine.ports_in_use:,} in use now)")
     if problems:
+        held = ("This load would hold " + " and ".join(problems) + ". Other programs and other learners share "
+                f"this machine's table and ports, so a load here takes at most {SHARE:.0%} of what is free.")
         raise HostShareError(
-            "This load would hold " + " and ".join(problems) + ". Other programs and other learners share this "
-            f"machine's table and ports, so a load here takes at most {SHARE:.0%} of what is free. Run it in a "
-            "private lab (run_load(..., lab=lab) inside `with tcplearn.PrivateLab() as lab:`, or watch_plateau, "
-            "which moves there by itself when a lab can start), or lower the rate or the duration.")
+            held + " Run it in a private lab (run_load(..., lab=lab) inside `with tcplearn.PrivateLab() as lab:`, "
+            "or watch_plateau, which moves there by itself when a lab can start), or lower the rate or the "
+            "duration.", held)
     return machine
 
 
