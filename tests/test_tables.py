@@ -150,3 +150,21 @@ def test_every_table_fits_a_900_px_window(executed):
     assert len(tables) == 4
     for t in tables:
         assert t["table"] <= t["area"] + 1 and t["scroll"] <= t["area"] + 1, tables
+
+
+def test_a_loads_counters_say_whose_they_are():
+    """TcpExt counters count a whole network namespace: a lab's are the load's own, the
+    machine's every program's (issue 23, item 29), and the line under a load says which."""
+    from tcplearn.experiments.load import LoadResult
+    from tcplearn.view.show import load_summary
+
+    exp = REGISTRY["machine_load"]  # 05's Run live, recorded on the machine itself
+    call = exp.calls[0]
+    recorded = exp.replay(exp.arguments(*call.args, **call.kwargs), "test").value
+    assert recorded.interference["counters_own"] is False
+    assert "kernel counters (the machine's, every program's): TW +" in load_summary(recorded)
+    in_a_lab = LoadResult(**{**vars(recorded), "interference": {**recorded.interference, "counters_own": True}})
+    assert "kernel counters (your lab's, this load's own): TW +" in load_summary(in_a_lab)
+    # an older recording that does not say: no claim either way
+    unknown = LoadResult(**{**vars(recorded), "interference": {}})
+    assert "kernel counters: TW +" in load_summary(unknown)

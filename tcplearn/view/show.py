@@ -208,8 +208,11 @@ def load_summary(result: LoadResult) -> str:
         first = max(result.errors, key=result.errors.get)
         rate = (f"{result.rate:.0f}/s over the whole run; **{until:.0f}/s until the first {first}**, by "
                 f"{result.first_error_at():.1f} s (within the 0.1 s before)")
+    # TcpExt counters are per network namespace: a lab's are the load's own, the machine's count every program
+    own = (result.interference or {}).get("counters_own")
+    whose = "" if own is None else " (your lab's, this load's own)" if own else " (the machine's, every program's)"
     return (f"**{result.connections}** connections in {result.elapsed:.1f} s ({rate}); errors: {errors}; "
-            f"kernel counters: {delta}.")
+            f"kernel counters{whose}: {delta}.")
 
 
 def show_sources_remedy(remedy: SourcesRemedy) -> None:
