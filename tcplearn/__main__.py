@@ -4,7 +4,7 @@
     tcplearn doctor
     tcplearn notebooks DIR [--overwrite]
     tcplearn load --rate R --duration S [--closer client|server] [--count N]
-                  [--sources K] [--bind-before-connect] [--ipv6] [--target HOST:PORT]
+                  [--sources K] [--bind-before-connect] [--ipv6] [--target HOST:PORT] [--lab]
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def _description(prog: str) -> str:
             f"  {prog} doctor\n"
             f"  {prog} notebooks DIR [--overwrite]\n"
             f"  {prog} load --rate R --duration S [--closer client|server] [--count N] [--sources K]\n"
-            f"  {' ' * len(prog)}      [--bind-before-connect] [--ipv6] [--target HOST:PORT]")
+            f"  {' ' * len(prog)}      [--bind-before-connect] [--ipv6] [--target HOST:PORT] [--lab]")
 
 
 def _open_hint(directory: str) -> str:
@@ -91,6 +91,73 @@ def _open_hint(directory: str) -> str:
         return f"Open the series with:\n  jupyter lab {start}"
     return ("JupyterLab, which opens them, is not installed for this Python. Install it with tcplearn's notebook\n"
             f"extra, then open the series:\n  pip install 'tcplearn[notebooks]'\n  jupyter lab {start}")
+
+
+def _lab_load():
+    """Notebook 05's ``machine_load`` experiment with one more row in its table of needs:
+    every call needs a private lab, set like this machine (``PLAYGROUND_SETTINGS``), so
+    ``--lab`` takes the ladder's lab rung, as the Python API's loads do when they are too
+    big for the machine, and the ladder's fallbacks where no lab can start."""
+    import dataclasses
+
+    from .base import sysctl
+    from .base.experiment import Need, Rule
+    from .experiments.knobs import PLAYGROUND_SETTINGS, machine_load
+
+    asked = Rule(lambda arguments: "you asked for a private lab (--lab)", needs=(Need.LAB,),
+                 mirror=PLAYGROUND_SETTINGS,
+                 note=lambda reason, mirrored: f"Ran in your private lab (--lab), which is yours alone, with "
+                                               f"this machine's {sysctl.describe(mirrored)}; the machine's "
+                                               "table and ports were not touched.")
+    return dataclasses.replace(machine_load, rules=(asked,))
+
+
+def _load(parser: argparse.ArgumentParser, args: argparse.Namespace, prog: str) -> int:
+    """``load``: on this machine within its share, or with ``--lab`` in a private lab."""
+    import socket
+
+    from .experiments.load import run_load
+    from .experiments.sharing import HostShareError
+
+    if args.lab and args.target is not None:
+        parser.error("--lab runs the load and its own server inside the lab, whose loopback is its own: "
+                     f"--target {args.target[0]}:{args.target[1]} (a server on this machine) cannot be reached "
+                     "from there; drop one of the two")
+    settings = dict(rate=args.rate, duration=args.duration, count=args.count, closer=args.closer,
+                    concurrency=args.concurrency, sources=args.sources,
+                    bind_before_connect=args.bind_before_connect,
+                    family=socket.AF_INET6 if args.ipv6 else socket.AF_INET, target=args.target,
+                    sample_interval=0.5)  # the load's own sockets, counted while it runs: its TIME-WAIT peak
+    try:
+        if args.lab:
+            ran = _lab_load()(**settings)
+            if ran.note:
+                print(ran.note)
+            if ran.value is None:
+                return 1
+            result = ran.value
+        else:
+            result = run_load(**settings)
+    except HostShareError as exc:
+        print(f"{prog} load: {exc.held} Add --lab to run it in a private lab of your own, where it shares "
+              "nothing, or lower --rate or --duration.", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        parser.error(str(exc))
+    except KeyboardInterrupt:
+        print("interrupted: the load was stopped and cleaned up")
+        return 130
+    errors = ", ".join(f"{k} {v}" for k, v in sorted(result.errors.items())) or "none"
+    print(f"{result.connections} connections in {result.elapsed:.2f} s: {result.rate:.0f}/s; errors: {errors}")
+    own = result.interference or {}
+    if "own_peak" in own and result.target:
+        print(f"its own sockets (server port {result.target[1]} at either end): a TIME-WAIT peak of "
+              f"{own['own_peak']:,}")
+    if result.note and not args.lab:  # in a lab, the ladder's note above already ends with it
+        print(result.note)
+    whose = "your lab's, so this load's own" if own.get("counters_own") else "this machine's, every program's"
+    print(f"kernel counters ({whose}): " + ", ".join(f"{k} +{v}" for k, v in result.netstat_delta().items()))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     ld.add_argument("--bind-before-connect", action="store_true")
     ld.add_argument("--ipv6", action="store_true", help="use ::1")
     ld.add_argument("--target", type=_target, help="HOST:PORT of a loopback server (default: its own)")
+    ld.add_argument("--lab", action="store_true",
+                    help="run it in a private lab set like this machine (no root needed; the machine's "
+                         "table and ports untouched), also when it is too big to share the machine")
     args = parser.parse_args(argv)
 
     if args.command == "doctor":
@@ -135,24 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Copied {listed} into {args.dir}. {_open_hint(args.dir)}")
         return 0
     if args.command == "load":
-        import socket
-
-        from .experiments.load import run_load
-
-        try:
-            result = run_load(rate=args.rate, duration=args.duration, count=args.count, closer=args.closer,
-                              concurrency=args.concurrency, sources=args.sources,
-                              bind_before_connect=args.bind_before_connect,
-                              family=socket.AF_INET6 if args.ipv6 else socket.AF_INET, target=args.target)
-        except ValueError as exc:
-            parser.error(str(exc))
-        except KeyboardInterrupt:
-            print("interrupted: the load was stopped and cleaned up")
-            return 130
-        errors = ", ".join(f"{k} {v}" for k, v in sorted(result.errors.items())) or "none"
-        print(f"{result.connections} connections in {result.elapsed:.2f} s: {result.rate:.0f}/s; errors: {errors}")
-        print("kernel counters: " + ", ".join(f"{k} +{v}" for k, v in result.netstat_delta().items()))
-        return 0
+        return _load(parser, args, prog)
     if args.watch is None:
         print(_table(args.port))
         return 0

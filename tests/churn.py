@@ -50,3 +50,40 @@ def wait_tw(at_least: int, timeout: float) -> int:
     while (tw := sockstat_tw() or 0) < at_least and time.monotonic() < deadline:
         time.sleep(0.1)
     return tw
+
+
+# A foreign program whose clients close first, at a steady rate, to one server: once its port
+# search has gone round the ports (about 3,100 connections, notebook 04's walk), each connect
+# takes over one of its own ports still in TIME-WAIT (tcp_tw_reuse=2 on loopback), so the
+# namespace's TcpExt TWRecycled grows at about its rate, none of it any load's.
+REUSING_CHURN = r"""
+import socket, subprocess, sys, time
+server = subprocess.Popen([sys.executable, "-m", "tcplearn.experiments.loadserver", "--closer", "client"],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+port = int(server.stdout.readline().split()[1])
+print(port, flush=True)
+rate, next_at = float(sys.argv[1]), time.monotonic()
+while True:
+    next_at += 1 / rate
+    time.sleep(max(0.0, next_at - time.monotonic()))
+    s = socket.socket()
+    s.connect(("127.0.0.1", port))
+    s.close()
+"""
+
+
+def start_reusing_churn(rate: float) -> tuple[subprocess.Popen, int]:
+    """The churn above at ``rate`` connections per second, until ``stop_reusing_churn``."""
+    proc = subprocess.Popen([sys.executable, "-c", REUSING_CHURN, str(rate)], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, text=True)
+    return proc, int(proc.stdout.readline())
+
+
+def stop_reusing_churn(proc: subprocess.Popen) -> None:
+    proc.terminate()  # its server's stdin closes with it, and the server ends
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    proc.stdout.close()

@@ -20,7 +20,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 LINUX = sys.platform.startswith("linux")
-DEBIAN_PYTHON = "/usr/bin/python3"
 
 needs_linux = pytest.mark.skipif(not LINUX, reason="reads the Linux kernel's TCP tables")
 needs_ss = pytest.mark.skipif(shutil.which("ss") is None, reason="ss (iproute2) is not installed")
@@ -81,7 +80,7 @@ def is_root() -> bool:
 
 
 #: Fixtures that drop from root to nobody: a test using one needs root, so it is marked root.
-DROPS_TO_NOBODY = {"nobody", "nobody_with_packages"}
+DROPS_TO_NOBODY = {"nobody", "nobody_with_packages", "learner_python"}
 
 
 #: Slow tests in files this conftest does not own the markers of (node ids): marked here.
@@ -303,6 +302,20 @@ def executed_series(request, tmp_path_factory) -> ExecutedSeries:
 
 
 # ------------------------------------------------------------------ running as nobody
+#
+# What a learner runs: the Python this suite runs on (every supported version, not only the
+# one Debian ships), in a virtual environment of their own, with an ordinary user's PATH.
+# The nobody user makes that venv itself, from this interpreter where nobody may run it, else
+# from a copy of its standard library that nobody may read (a pyenv or uv Python under /root
+# is not), once per session; tcplearn and this environment's packages are copied beside it.
+
+#: An ordinary Debian user's PATH (``ENV_PATH`` in /etc/login.defs): no /usr/sbin, no /sbin, so
+#: ``sysctl`` and the like are not found, as in a learner's shell and IPython's ``!``.
+LEARNER_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/games:/usr/games"
+_AS_NOBODY = ("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--inh-caps=-all")
+#: Parts of the standard library no test imports (tests, GUIs, the build's config): not copied.
+_NOT_COPIED = ("site-packages", "dist-packages", "test", "idlelib", "tkinter", "turtledemo", "config-*",
+               "ensurepip", "__phello__")
 
 
 def can_drop_privileges() -> tuple[bool, str]:
@@ -312,55 +325,115 @@ def can_drop_privileges() -> tuple[bool, str]:
         return False, "needs root to drop privileges to nobody (CI runs as root)"
     if not shutil.which("setpriv"):
         return False, "setpriv (util-linux) is not installed"
-    if not os.path.exists(DEBIAN_PYTHON):
-        return False, f"{DEBIAN_PYTHON} (an interpreter nobody may run) is missing"
-    theirs = subprocess.run([DEBIAN_PYTHON, "-c", "import sys; print(sys.version_info[:2])"],
-                            capture_output=True, text=True).stdout.strip()
-    if theirs != str(sys.version_info[:2]):
-        return False, f"{DEBIAN_PYTHON} is Python {theirs}, the tests run {sys.version_info[:2]}"
     return True, ""
 
 
-class Unprivileged:
-    """Runs code as ``nobody`` with Debian's Python, on a world-readable copy of tcplearn
-    (and, with ``packages=True``, of this environment's site-packages)."""
+def _version_as_nobody(python: str, env: dict | None = None) -> str:
+    out = subprocess.run([*_AS_NOBODY, python, "-c", "import sys; print(sys.version)"], capture_output=True,
+                         text=True, env=env or {"PATH": LEARNER_PATH}, timeout=60)
+    return out.stdout.strip() if out.returncode == 0 else ""
 
-    def __init__(self, packages: bool):
+
+class LearnerPython:
+    """This suite's own interpreter as nobody may run it: ``python`` (a path), and ``env``,
+    what it needs in its environment (a copied shared build: where its libpython is)."""
+
+    def __init__(self):
+        base = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+        self.dir: Path | None = None
+        self.python, self.env = base, {}
+        if _version_as_nobody(base) == sys.version:
+            return  # e.g. Debian's /usr/bin/python3.X: nobody runs it as it is
+        # a copy nobody may read: the binary, its libpython, the standard library (with its
+        # compiled files, whose recorded times copy2 keeps, so nothing is compiled again)
+        prefix, stdlib = Path(sys.base_prefix), Path(sysconfig.get_path("stdlib"))
+        self.dir = Path(tempfile.mkdtemp(prefix="tcplearn-python-"))
+        try:
+            (self.dir / "bin").mkdir()
+            self.python = str(self.dir / "bin" / Path(base).name)
+            shutil.copy2(base, self.python)
+            shutil.copytree(stdlib, self.dir / stdlib.relative_to(prefix), symlinks=True,
+                            ignore=shutil.ignore_patterns(*_NOT_COPIED))
+            libdir, library = sysconfig.get_config_var("LIBDIR"), sysconfig.get_config_var("INSTSONAME")
+            if sysconfig.get_config_var("Py_ENABLE_SHARED") and libdir and library:
+                (self.dir / "lib").mkdir(exist_ok=True)
+                shutil.copy2(Path(libdir) / library, self.dir / "lib" / library)
+                # the binary's RUNPATH names the original lib/, which nobody may not enter
+                self.env = {"LD_LIBRARY_PATH": str(self.dir / "lib")}
+            for path in [self.dir, *self.dir.rglob("*")]:
+                if not path.is_symlink():
+                    path.chmod(0o755 if path.is_dir() or os.access(path, os.X_OK) else 0o644)
+            theirs = _version_as_nobody(self.python, {"PATH": LEARNER_PATH, **self.env})
+            assert theirs == sys.version, f"nobody's copy of {base} runs {theirs!r}, not {sys.version!r}"
+        except BaseException:
+            self.cleanup()
+            raise
+
+    def cleanup(self) -> None:
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Unprivileged:
+    """Runs code as ``nobody`` in a venv nobody made from this suite's Python, holding a
+    world-readable copy of tcplearn (and, with ``packages=True``, of this environment's
+    site-packages), with a learner's PATH (``LEARNER_PATH``, the venv's bin first)."""
+
+    def __init__(self, packages: bool, base: LearnerPython):
         self.dir = Path(tempfile.mkdtemp(prefix="tcplearn-nobody-"))
         self.dir.chmod(0o755)
         shutil.copytree(ROOT / "tcplearn", self.dir / "tcplearn",
                         ignore=shutil.ignore_patterns("__pycache__"))
         for script in (ROOT / "tests" / "unprivileged").glob("*.py"):
             shutil.copy(script, self.dir / script.name)
-        paths = [str(self.dir)]
+        lines = [str(self.dir)]
         if packages:
             site = Path(sysconfig.get_paths()["purelib"])
             dest = self.dir / "site-packages"
             shutil.copytree(site, dest, symlinks=True,
                             ignore=shutil.ignore_patterns("__pycache__", "tcplearn*", "__editable__*"))
-            paths.append(str(dest))
+            lines.append(f"import site; site.addsitedir({str(dest)!r})")  # its own .pth files too, as pip's
         self.home = self.dir / "home"
         self.home.mkdir()
         for path in [self.dir, *self.dir.rglob("*")]:
             path.chmod(0o777 if path.is_relative_to(self.home) else
                        (0o755 if path.is_dir() or os.access(path, os.X_OK) else 0o644))
+        # the learner's venv, made by nobody (without pip: nothing is installed over the network)
+        self.venv = self.dir / "venv"
+        self.venv.mkdir()
+        os.chown(self.venv, *_nobody_ids())
+        made = subprocess.run([*_AS_NOBODY, base.python, "-m", "venv", "--without-pip", str(self.venv)],
+                              capture_output=True, text=True, env={"PATH": LEARNER_PATH, **base.env},
+                              cwd=self.dir, timeout=120)
+        assert made.returncode == 0, f"nobody could not make a venv: {made.stderr[-2000:]}"
+        self.interpreter = str(self.venv / "bin" / "python")
+        purelib = subprocess.run([*_AS_NOBODY, self.interpreter, "-c",
+                                  "import sysconfig; print(sysconfig.get_path('purelib'))"], capture_output=True,
+                                 text=True, env={"PATH": LEARNER_PATH, **base.env}, timeout=60,
+                                 check=True).stdout.strip()
+        # what pip install would have put there: tcplearn (and the packages), on the venv's path
+        (Path(purelib) / "tcplearn-tests.pth").write_text("\n".join(lines) + "\n")
         self.env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "PYTHONPATH": os.pathsep.join(paths),
+            "PATH": f"{self.venv / 'bin'}:{LEARNER_PATH}",
+            "VIRTUAL_ENV": str(self.venv),
             "HOME": str(self.home),
             "MPLCONFIGDIR": str(self.home / "mpl"),
             "JUPYTER_RUNTIME_DIR": str(self.home / "runtime"),
             "IPYTHONDIR": str(self.home / "ipython"),
             "TCPLEARN_FAST": "1",
             "PYTHONDONTWRITEBYTECODE": "1",
+            **base.env,
         }
+
+    def command(self, args: list[str], wrap: tuple[str, ...] = ()) -> list[str]:
+        """The command line that runs the venv's Python with ``args`` as nobody; ``wrap`` goes
+        between (e.g. unshare).  Run it with ``env=self.env`` and ``cwd=self.dir``."""
+        return [*_AS_NOBODY, *wrap, self.interpreter, *args]
 
     def run(self, args: list[str], timeout: float = 300, wrap: tuple[str, ...] = (),
             **kw) -> subprocess.CompletedProcess:
-        """Run Debian's Python with ``args`` as nobody; ``wrap`` goes between (e.g. unshare)."""
-        cmd = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-               "--inh-caps=-all", *wrap, DEBIAN_PYTHON, *args]
-        return subprocess.run(cmd, env=self.env, capture_output=True, text=True,
+        """Run the venv's Python with ``args`` as nobody; ``wrap`` goes between (e.g. unshare)."""
+        return subprocess.run(self.command(args, wrap), env=self.env, capture_output=True, text=True,
                               timeout=timeout, cwd=self.dir, **kw)
 
     def python(self, code: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -370,21 +443,33 @@ class Unprivileged:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def _nobody_ids() -> tuple[int, int]:
+    import grp
+    import pwd
+
+    return pwd.getpwnam("nobody").pw_uid, grp.getgrnam("nogroup").gr_gid
+
+
 @pytest.fixture(scope="session")
-def nobody():
+def learner_python():
+    """This suite's Python as nobody may run it (a copy only where it must be), for the session."""
     ok, why = can_drop_privileges()
     if not ok:
         pytest.skip(why)
-    env = Unprivileged(packages=False)
+    base = LearnerPython()
+    yield base
+    base.cleanup()
+
+
+@pytest.fixture(scope="session")
+def nobody(learner_python):
+    env = Unprivileged(packages=False, base=learner_python)
     yield env
     env.cleanup()
 
 
 @pytest.fixture(scope="session")
-def nobody_with_packages():
-    ok, why = can_drop_privileges()
-    if not ok:
-        pytest.skip(why)
-    env = Unprivileged(packages=True)
+def nobody_with_packages(learner_python):
+    env = Unprivileged(packages=True, base=learner_python)
     yield env
     env.cleanup()

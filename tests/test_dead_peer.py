@@ -29,7 +29,7 @@ from tcplearn.experiments.dead_peer import (
     retransmission_schedule,
 )
 
-from .conftest import DEBIAN_PYTHON, can_drop_privileges, needs_linux, wait_for
+from .conftest import can_drop_privileges, needs_linux, wait_for
 
 pytestmark = needs_linux
 
@@ -67,10 +67,8 @@ def nobody_run(host_before, request):
     env = request.getfixturevalue("nobody")
     out = tempfile.NamedTemporaryFile("w+", prefix="dead-peer-nobody-", delete=False)
     err = tempfile.NamedTemporaryFile("w+", prefix="dead-peer-nobody-", delete=False)
-    cmd = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--inh-caps=-all",
-           DEBIAN_PYTHON, "dead_peer_checks.py"]
     with out, err:
-        proc = subprocess.Popen(cmd, env=env.env, cwd=env.dir, stdout=out, stderr=err,
+        proc = subprocess.Popen(env.command(["dead_peer_checks.py"]), env=env.env, cwd=env.dir, stdout=out, stderr=err,
                                 stdin=subprocess.DEVNULL)
     state = {"proc": proc, "out": out.name, "err": err.name}
     yield state

@@ -4,6 +4,7 @@ tables, so this machine is not touched."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -16,7 +17,7 @@ from tcplearn.experiments.plateau import watch_plateau
 from tcplearn.experiments.sharing import SHARE, HostShareError, host_share_check, running_loads
 
 from .churn import start_churn, stop_churn, wait_tw
-from .conftest import needs_linux, needs_ss, own_recycle_ceiling
+from .conftest import needs_linux, needs_ss, own_recycle_ceiling, wait_for
 
 pytestmark = needs_linux
 
@@ -192,23 +193,69 @@ def test_notebooks_count_their_own_sockets_beside_a_foreign_churn(executed_serie
 def test_time_wait_reused_beyond_the_port_search_is_named():
     from tcplearn.experiments.sharing import Interference
 
-    host = Interference(port=4242, own_peak=1416, recycled=84, reuse_possible=True).sentence()
-    assert "84 new connections" in host and "TcpExt TWRecycled across the whole machine)" in host
-    assert "84 more than the model's port search expects" in host
-    lab = Interference(port=4242, own_peak=1416, recycled=84, reuse_possible=True,
-                       counters_own=True).sentence()
-    assert "TWRecycled in your lab)" in lab and "whole machine" not in lab
+    # in a lab the namespace, and so its TcpExt TWRecycled, is the load's own
+    lab = Interference(port=4242, own_peak=1416, recycled=84, reuse_possible=True, counters_own=True,
+                       made=1500).sentence()
+    assert "84 of this load's connections took over a port" in lab and "TWRecycled in your lab" in lab
+    assert "84 more than the model's port search expects" in lab and "every program" not in lab
+    # on the machine the counter counts every program: only what the load's own sockets show is its own
+    host = Interference(port=4242, own_peak=1416, recycled=1084, reuse_possible=True, made=1500,
+                        own_taken=84).sentence()
+    assert "up to 84 of this load's connections" in host and "can sit up to 84 below the model" in host
+    assert "TcpExt TWRecycled, which counts every program on the machine, rose by 1,084" in host
+    # issue 23: a 600-connection load that measured exactly the model beside a foreign churn's 1,002
+    # takeovers is not blamed for them, and no shortfall larger than the load is ever named
+    review = Interference(port=4242, own_peak=600, recycled=1002, reuse_possible=True, made=600,
+                          own_taken=0).sentence()
+    assert "rose by 1,002" in review and "none of them was this load's" in review and "below the model" not in review
+    huge = Interference(port=4242, own_peak=0, recycled=5000, reuse_possible=True, counters_own=True,
+                        made=600).sentence()
+    assert "600 of this load's connections" in huge and "up to 600 below" in huge and "5,000" not in huge
+    # what the load's own sockets cannot tell (an older recording) is not attributed to it
+    unknown = Interference(port=4242, own_peak=1416, recycled=84, reuse_possible=True).sentence()
+    assert "rose by 84" in unknown and "this load's connections" not in unknown and "below" not in unknown
     # a load longer than one TIME-WAIT: expiry and reuse mix, the model's plateau is the comparison
     assert Interference(port=4242, own_peak=8549, recycled=4832, recycled_expected=None,
                         reuse_possible=True).sentence() == ""
     # reuse the model's port search expects is no surprise, and a load that cannot reuse its own
     # ports (server closes first, bind before connect, tcp_tw_reuse=0) is not blamed for others'
-    assert Interference(port=4242, own_peak=8800, recycled=5200, recycled_expected=5190,
-                        reuse_possible=True).sentence() == ""
+    assert Interference(port=4242, own_peak=8800, recycled=5200, recycled_expected=5190, reuse_possible=True,
+                        counters_own=True).sentence() == ""
     assert Interference(port=4242, own_peak=1416, recycled=84).sentence() == ""
-    # the two other loads on the machine: its counter may hold their reuse too
-    shared = Interference(port=4242, own_peak=1416, recycled=84, reuse_possible=True, other_loads=[5000])
-    assert "other programs' reuse may be in it" in shared.sentence()
+
+
+@pytest.mark.slow
+def test_time_wait_taken_over_by_another_program_is_not_the_loads():
+    """Issue 23: on this machine, beside a foreign program whose connects take over its own
+    TIME-WAIT ports, notebook 04's fast-mode load (600 connections) is not told it lost what
+    the machine-wide TcpExt TWRecycled counted."""
+    from tcplearn.base.kernel import netstat
+
+    from .churn import start_reusing_churn, stop_reusing_churn
+
+    probe = LoadRun(rate=200, duration=3.0)
+    if not probe._reuse_possible():
+        pytest.skip("tcp_tw_reuse does not apply to loopback connects here")
+    churn, churn_port = start_reusing_churn(1000)
+    try:
+        # its walk has gone round the ports once it takes over TIME-WAIT ports at about its rate
+        before = netstat().get("TWRecycled", 0)
+        wait_for(lambda: netstat().get("TWRecycled", 0) - before >= 500, timeout=30,
+                 what="the foreign churn taking over its own TIME-WAIT ports")
+        result = run_load(rate=200, duration=3.0, sample_interval=0.25, progress=False)
+    finally:
+        stop_reusing_churn(churn)
+    inter, made, note = result.interference, result.connections, result.note
+    assert result.target[1] != churn_port and not inter["counters_own"]
+    # the review's situation: the namespace's counter grew by more than this load made
+    assert inter["recycled"] - inter["recycled_expected"] > made, inter
+    # its own takeovers, from its own sockets: no more than its own walk can revisit (conftest)
+    # plus the 2 % an RST ends or the sampler misses (test_plateau_counts_its_own_sockets...)
+    own = inter["own_taken"]
+    assert own is not None and own <= own_recycle_ceiling(made, 200) + 0.02 * made + 2, inter
+    assert "which counts every program on the machine" in note, note
+    for shortfall in re.findall(r"up to ([\d,]+) below the model", note):
+        assert int(shortfall.replace(",", "")) <= own <= made, note
 
 
 def test_expected_reuse_counts_only_revisits_within_one_time_wait():

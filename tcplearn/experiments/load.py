@@ -303,6 +303,7 @@ class LoadRun:
 
     def _interference(self, samples, after: dict, made: int, elapsed: float) -> Interference:
         m = self._machine or Machine(None, None, None, None, [])
+        within_one_time_wait = time.monotonic() - self._t0 < 60.0  # TIME-WAIT is never shorter (notebook 02)
         own_now = count_states(port=self.target[1])
         own_tw_now = own_now[TcpState.TIME_WAIT] + own_now[TcpState.FIN_WAIT_2]
         machine_end = sockstat_tw() or 0
@@ -316,13 +317,21 @@ class LoadRun:
             own_peak = max(own_peak, int(samples["TIME_WAIT"].max()))
         before = m.time_wait or 0
         delta = after.get("TCPTimeWaitOverflow", 0) - self._before.get("TCPTimeWaitOverflow", 0)
+        # How many of its own TIME-WAIT sockets its later connects took over, from its own sockets
+        # (TWRecycled counts the whole namespace): within one TIME-WAIT none has expired, so every
+        # connection of a client-closes load still holds one, unless a later connect took its port
+        # over (or an RST ended it, or the full table gave it none: this is an upper bound).
+        own_taken = None
+        if self._reuse_possible() and within_one_time_wait:
+            own_taken = max(0, made - max(own_tw_now, own_peak) - max(0, delta))
         return Interference(port=self.target[1], tw_cap=m.tw_cap, foreign_tw_before=before,
                             foreign_tw_max=max(before, *foreign), machine_tw_max=max(machine_max, before),
                             ports=m.ports, ports_in_use_before=m.ports_in_use,
                             other_loads=sorted(self._other_loads), overflow=max(0, delta), own_peak=own_peak,
                             recycled=max(0, after.get("TWRecycled", 0) - self._before.get("TWRecycled", 0)),
                             recycled_expected=self._expected_recycles(made, elapsed),
-                            reuse_possible=self._reuse_possible(), counters_own=in_lab())
+                            reuse_possible=self._reuse_possible(), counters_own=in_lab(), made=made,
+                            own_taken=own_taken)
 
     def _cleanup(self) -> None:
         self._stop.set()

@@ -92,7 +92,13 @@ def machine_now() -> Machine:
 
 
 class HostShareError(ValueError):
-    """A load too big to share this machine with others (see ``SHARE``)."""
+    """A load too big to share this machine with others (see ``SHARE``).  ``held`` is the
+    sentence that says what it would hold, for a caller (the command line) that names its
+    own way to a private lab."""
+
+    def __init__(self, message: str, held: str = ""):
+        super().__init__(message)
+        self.held = held
 
 
 def _need(settings: dict, ports: int) -> tuple[float, float]:
@@ -131,11 +137,12 @@ def host_share_check(settings: dict, machine: Machine | None = None) -> Machine:
                         f"{machine.free_ports:,} free ones (ip_local_port_range {low}-{high}, "
                         f"{machine.ports_in_use:,} in use now)")
     if problems:
+        held = ("This load would hold " + " and ".join(problems) + ". Other programs and other learners share "
+                f"this machine's table and ports, so a load here takes at most {SHARE:.0%} of what is free.")
         raise HostShareError(
-            "This load would hold " + " and ".join(problems) + ". Other programs and other learners share this "
-            f"machine's table and ports, so a load here takes at most {SHARE:.0%} of what is free. Run it in a "
-            "private lab (run_load(..., lab=lab) inside `with tcplearn.PrivateLab() as lab:`, or watch_plateau, "
-            "which moves there by itself when a lab can start), or lower the rate or the duration.")
+            held + " Run it in a private lab (run_load(..., lab=lab) inside `with tcplearn.PrivateLab() as lab:`, "
+            "or watch_plateau, which moves there by itself when a lab can start), or lower the rate or the "
+            "duration.", held)
     return machine
 
 
@@ -173,6 +180,9 @@ class Interference:
     recycled_expected: int | None = 0  # ... as many as the model's port search expects (None: not known)
     reuse_possible: bool = False       # the load's client closes first and tcp_tw_reuse lets it reuse
     counters_own: bool = False         # in a lab the kernel's counters are the learner's own
+    made: int = 0                      # the load's connections (0: not recorded)
+    own_taken: int | None = None       # at most this many of them took over one of its own TIME-WAIT ports,
+    #                                    from its own sockets: made - its TIME-WAIT (None: not known)
 
     def to_record(self) -> dict:
         from dataclasses import asdict
@@ -187,6 +197,47 @@ class Interference:
     @property
     def at_cap(self) -> bool:
         return self.tw_cap is not None and self.machine_tw_max >= 0.98 * self.tw_cap
+
+    def own_recycled(self) -> int | None:
+        """How many of the load's own connects took over one of its TIME-WAIT ports, at most:
+        in a lab TcpExt TWRecycled is the load's own (the namespace is); on the machine it
+        counts every program, so no more of it than the load's own sockets show is the
+        load's; never more than the load made.  ``None`` where it cannot be told."""
+        if self.counters_own:
+            own = self.recycled
+        elif self.own_taken is not None:
+            own = min(self.recycled, self.own_taken)
+        else:
+            return None
+        return min(own, self.made) if self.made else own
+
+    def _taken_over(self) -> list[str]:
+        """The sentence on TIME-WAIT ports taken over beyond the model's port search, if any."""
+        if not self.reuse_possible or self.recycled_expected is None:
+            return []
+        expected = self.recycled_expected
+        noticeable = max(5, 0.02 * max(self.own_peak, 1))
+        own = self.own_recycled()
+        if own is not None and own - expected > noticeable:
+            # measured (Linux 6.18): the port search may jump once by thousands of ports and,
+            # a thousand connections later, meet the load's own ports still in TIME-WAIT
+            extra = own - expected
+            if self.counters_own:
+                many, how = f"{own:,}", "counted by TcpExt TWRecycled in your lab, whose counters are yours"
+            else:
+                many, how = f"up to {own:,}", (
+                    f"its own sockets show it: {self.made:,} connections made, at most {own:,} of their TIME-WAIT "
+                    f"sockets gone; TcpExt TWRecycled, which counts every program on the machine, rose by "
+                    f"{self.recycled:,}")
+            return [f"{many} of this load's connections took over a port it had used, still in TIME-WAIT "
+                    f"(tcp_tw_reuse; {how}), {extra:,} more than the model's port search expects; each ended "
+                    f"that TIME-WAIT early, so this load's count can sit up to {extra:,} below the model"]
+        if not self.counters_own and self.recycled - expected > noticeable:
+            mine = "" if own is None else "; its own sockets show that none of them was this load's" if not own \
+                else f"; its own sockets show that at most {own:,} of them were this load's"
+            return [f"TcpExt TWRecycled, which counts every program on the machine, rose by {self.recycled:,} "
+                    f"(connections taking over a port still in TIME-WAIT, tcp_tw_reuse){mine}"]
+        return []
 
     def sentence(self) -> str:
         """One sentence a learner understands, or "" when nothing else mattered."""
@@ -206,16 +257,7 @@ class Interference:
                          "which are not counted here")
         if self.ports and self.ports_in_use_before is not None and self.ports_in_use_before >= 0.5 * self.ports:
             parts.append(f"{self.ports_in_use_before:,} of the {self.ports:,} ephemeral ports were already in use")
-        extra = None if self.recycled_expected is None else self.recycled - self.recycled_expected
-        if self.reuse_possible and extra is not None and extra > max(5, 0.02 * max(self.own_peak, 1)):
-            # measured (Linux 6.18): the port search may jump once by thousands of ports and,
-            # a thousand connections later, meet the load's own ports still in TIME-WAIT
-            where = "in your lab" if self.counters_own else "across the whole machine"
-            others = ", so other programs' reuse may be in it" if not self.counters_own and self.other_loads else ""
-            parts.append(f"the kernel let {self.recycled:,} new connections take over a port still in TIME-WAIT "
-                         f"(tcp_tw_reuse, counted by TcpExt TWRecycled {where}{others}), {extra:,} more than the "
-                         f"model's port search expects; each ended that TIME-WAIT early, so this load's count can "
-                         f"sit up to {extra:,} below the model")
+        parts += self._taken_over()
         if self.other_loads:
             n = len(self.other_loads)
             parts.append(f"{n} other tcplearn load{'s' if n > 1 else ''} ran at the same time (server port"

@@ -1,6 +1,7 @@
 """Tells a running IPython how to show each experiment's result, without importing the view.
 
-``register()`` names the result types and the ``tcplearn.view.show`` function for each;
+``register()`` names the result types and the ``tcplearn.view.show`` function for each, and
+the functions that draw every table (a DataFrame) whole;
 IPython imports nothing until a result is shown, so ``import tcplearn`` stays fast (no
 matplotlib until the first figure)."""
 
@@ -12,7 +13,7 @@ from collections.abc import Callable
 
 from ..base.experiment import _ON_REGISTER, REGISTRY, Experiment
 
-__all__ = ["register", "shown", "OTHERS"]
+__all__ = ["register", "shown", "OTHERS", "TABLES"]
 
 #: Values no experiment returns (the load generator's, a TIME-WAIT socket's cost): (module,
 #: class) -> the ``tcplearn.view.show`` function that displays it, or ``"module:function"``
@@ -49,6 +50,20 @@ def _lazy(name: str) -> Callable[[object], None]:
     return show
 
 
+#: (module, class) -> the ``tcplearn.view.show`` functions that draw it as ``text/html`` and
+#: ``text/plain``: every table a notebook shows, whole (none of its cells cut at 50 characters).
+#: (pandas 3 names the class's module "pandas", older pandas "pandas.core.frame": both are named.)
+TABLES = {("pandas", "DataFrame"): ("table_html", "table_text"),
+          ("pandas.core.frame", "DataFrame"): ("table_html", "table_text")}
+
+
+def _lazy_format(function: str) -> Callable[..., object]:
+    def format(*args: object) -> object:
+        return getattr(importlib.import_module("tcplearn.view.show"), function)(*args)
+
+    return format
+
+
 def register() -> None:
     """Register the display functions with the running IPython shell, if there is one
     (IPython is never imported here: outside a notebook there is nothing to register)."""
@@ -67,3 +82,7 @@ def register() -> None:
 
     if not any(getattr(h, "__qualname__", "").startswith("register.") for h in _ON_REGISTER):
         _ON_REGISTER.append(later)
+    formatters = shell.display_formatter.formatters
+    for (module, cls), (html, text) in TABLES.items():
+        formatters["text/html"].for_type_by_name(module, cls, _lazy_format(html))
+        formatters["text/plain"].for_type_by_name(module, cls, _lazy_format(text))

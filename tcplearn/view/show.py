@@ -7,6 +7,8 @@ functions serve tests and anyone's own layout.
 
 from __future__ import annotations
 
+import re
+
 from ..base.states import TcpState
 from ..experiments.close import CloseRun
 from ..experiments.connect import ConnectTimeoutResult
@@ -21,7 +23,47 @@ from . import plots
 __all__ = ["show_close_run", "show_load", "plateau_figure", "show_plateau", "show_myth",
            "show_comparison", "comparison_figure", "show_captured", "show_connect_timeout",
            "show_dead_peer", "dead_peer_table", "dead_peer_summary", "load_summary", "show_sources_remedy",
-           "time_wait_cost_text", "show_time_wait_cost"]
+           "time_wait_cost_text", "show_time_wait_cost", "table_html", "table_text"]
+
+
+# ---------------------------------------------------------------- every table, whole
+#
+# pandas cuts a cell's text at ``display.max_colwidth`` (50 characters) with "...", and the
+# series' tables carry sentences a notebook tells the learner to read (02's sources, 01's
+# "Linux differs", 06's "what"): IPython shows every DataFrame through these two, so no cell
+# is cut.  Rows are still elided past ``display.max_rows``, as pandas does.
+
+#: A cell longer than this is a sentence: it wraps, left-aligned, in a column wide enough to read.
+LONG_CELL = 40
+_CELL = re.compile(r"<(td|th)>([^<]*)</(?:td|th)>")
+_LONG_STYLE = "text-align: left; white-space: normal; overflow-wrap: anywhere"
+
+
+def table_html(frame) -> str | None:
+    """``frame``'s HTML as pandas draws it, with no cell cut, and every cell longer than
+    ``LONG_CELL`` characters wrapping, left-aligned, by an inline style (so it holds in
+    JupyterLab, in a static HTML export and wherever a page's own style sheet is missing).
+    ``None`` where pandas would draw no HTML (``display.notebook_repr_html`` off)."""
+    import pandas as pd
+
+    with pd.option_context("display.max_colwidth", None):
+        html = frame._repr_html_()
+    if html is None:
+        return None
+
+    def wrap(m: re.Match) -> str:
+        tag, text = m.group(1), m.group(2)
+        return f'<{tag} style="{_LONG_STYLE}">{text}</{tag}>' if len(text) > LONG_CELL else m.group(0)
+
+    return _CELL.sub(wrap, html)
+
+
+def table_text(frame, printer, cycle: bool) -> None:
+    """``frame`` as plain text (a terminal, a text export) with no cell cut."""
+    import pandas as pd
+
+    with pd.option_context("display.max_colwidth", None):
+        printer.text(repr(frame))
 
 
 def _display(*objs) -> None:
@@ -166,8 +208,11 @@ def load_summary(result: LoadResult) -> str:
         first = max(result.errors, key=result.errors.get)
         rate = (f"{result.rate:.0f}/s over the whole run; **{until:.0f}/s until the first {first}**, by "
                 f"{result.first_error_at():.1f} s (within the 0.1 s before)")
+    # TcpExt counters are per network namespace: a lab's are the load's own, the machine's count every program
+    own = (result.interference or {}).get("counters_own")
+    whose = "" if own is None else " (your lab's, this load's own)" if own else " (the machine's, every program's)"
     return (f"**{result.connections}** connections in {result.elapsed:.1f} s ({rate}); errors: {errors}; "
-            f"kernel counters: {delta}.")
+            f"kernel counters{whose}: {delta}.")
 
 
 def show_sources_remedy(remedy: SourcesRemedy) -> None:
