@@ -16,7 +16,7 @@ import time
 import pytest
 
 import tcplearn
-from tcplearn import PrivateLab
+from tcplearn import PrivateLab, run_load
 from tcplearn.base.lab import hosts
 
 from .conftest import needs_linux
@@ -212,3 +212,40 @@ def test_namespaces_link_and_workers_vanish_with_the_lab(two_hosts_ok, how):
     assert all(not os.path.exists(f"/proc/{pid}") for pid in seen["pids"].values())
     assert _pids_with_netns(seen["inodes"]) == []
     assert not any(a in hosts.NETWORK for a in map(ipaddress.ip_address, _machine_addresses()))
+
+
+# ---------------------------------------------------------------- nowhere but the lab
+
+def _routes() -> list[str]:
+    """This namespace's IPv4 routes, as "destination/mask-bits dev" (from /proc/net/route)."""
+    out = []
+    with open("/proc/net/route") as f:
+        for line in f.readlines()[1:]:
+            dev, dest, _, _, _, _, _, mask = line.split()[:8]
+            as_ip = socket.inet_ntoa(int(dest, 16).to_bytes(4, "little"))
+            out.append(f"{as_ip}/{bin(int(mask, 16)).count('1')} {dev}")
+    return out
+
+
+def test_a_load_goes_to_loopback_or_the_labs_hosts_only(two_hosts_ok):
+    # the machine's own addresses, TEST-NET-1 (RFC 5737), a public address, and two that are
+    # no lab host's: a free address on the lab's own link, and a name
+    outside = sorted(_machine_addresses() - {"127.0.0.1"}) + ["192.0.2.1", "8.8.8.8"]
+    with PrivateLab(hosts=2) as lab:
+        for host in [*outside, "198.18.0.3", "example.org"]:
+            with pytest.raises(ValueError, match=rf"target {host!r} refused: load goes to loopback only.*"
+                                                 r"this lab's hosts \(198\.18\.0\.1, 198\.18\.0\.2\)"):
+                run_load(count=1, target=(host, 80), lab=lab, progress=False)
+        with pytest.raises(ValueError, match="between_hosts=True starts its own server"):
+            run_load(count=1, target=(lab.address("server"), 80), lab=lab, between_hosts=True, progress=False)
+        # a lab's host address is no target without that lab
+        with pytest.raises(ValueError, match=r"target '198\.18\.0\.2' refused: load goes to loopback only"):
+            run_load(count=1, target=("198.18.0.2", 80), progress=False)
+        with pytest.raises(ValueError, match=r"between_hosts=True needs lab=PrivateLab\(hosts=2\)"):
+            run_load(count=1, between_hosts=True, progress=False)
+        # and the kernel agrees: each host's one route (beside its loopback's) is the link's, so
+        # even code that skipped the refusal could not leave the lab
+        for host in lab.hosts:
+            assert lab.run(_routes, host=host) == ["198.18.0.0/24 eth0"]
+            for address in outside:
+                assert lab.run(_connect_to, address, host=host) == "Network is unreachable"
