@@ -16,10 +16,10 @@ import time
 import pytest
 
 import tcplearn
-from tcplearn import PrivateLab, run_load
+from tcplearn import PrivateLab, TcpState, run_load
 from tcplearn.base.lab import hosts
 
-from .conftest import needs_linux
+from .conftest import needs_linux, wait_for
 
 pytestmark = needs_linux
 
@@ -80,6 +80,28 @@ def _netns_inode() -> int:
 
 def _sleep(seconds: float) -> None:
     time.sleep(seconds)
+
+
+_ends: dict[str, socket.socket] = {}  # a connection's end, kept in a host between calls
+
+
+def _open_end(address: str, port: int) -> int:
+    _ends["client"] = socket.create_connection((address, port), timeout=2)
+    return _ends["client"].getsockname()[1]
+
+
+def _accept_end() -> None:
+    _ends["server"], _ = _kept[-1].accept()
+
+
+def _close_end(name: str) -> None:
+    _ends.pop(name).close()
+
+
+def _states(port: int) -> list[tuple[str, str]]:
+    """This host's sockets on ``port`` (either end) as (local address, state), listener aside."""
+    return sorted((s.local_address, s.state.name) for s in tcplearn.sockets(port=port)
+                  if s.state is not TcpState.LISTEN)
 
 
 # ---------------------------------------------------------------- the machine's side
@@ -249,3 +271,85 @@ def test_a_load_goes_to_loopback_or_the_labs_hosts_only(two_hosts_ok):
             assert lab.run(_routes, host=host) == ["198.18.0.0/24 eth0"]
             for address in outside:
                 assert lab.run(_connect_to, address, host=host) == "Network is unreachable"
+
+
+# ---------------------------------------------------------------- what differs between hosts
+
+PORTS = (60000, 60199)  # 200 ephemeral ports: __inet_hash_connect walks every one (even, then odd)
+RATE, DURATION = 400, 1.8  # the issue's loop: the ports run out at 0.5 s, well inside the run
+
+
+def _exhaust(lab, between_hosts: bool):
+    lab.sysctl(host="client", ip_local_port_range=PORTS)
+    delay = lab.read_sysctl("tcp_tw_reuse_delay", host="client")  # None before Linux 6.14
+    reuse = lab.read_sysctl("tcp_tw_reuse", host="client")
+    result = run_load(rate=RATE, duration=DURATION, lab=lab, between_hosts=between_hosts, progress=False)
+    port = result.target[1]
+    # the last connections' closes may still be crossing: each ends once the client's end is
+    # in TIME-WAIT (it got the server's FIN) and the server's end is gone (it got the last ACK)
+    def settled():
+        ends = {h: lab.count_states(h, port=port) for h in lab.hosts}
+        busy = sum(n for h, c in ends.items() for s, n in c.items()
+                   if s not in (TcpState.TIME_WAIT, TcpState.LISTEN))
+        return None if busy else ends
+    return result, wait_for(settled, timeout=5, what="the load's closes to finish"), delay, reuse
+
+
+@pytest.mark.slow
+def test_between_hosts_the_ports_run_out_and_only_the_client_holds_time_wait(two_hosts_ok):
+    with PrivateLab(hosts=2) as lab:
+        result, ends, _, reuse = _exhaust(lab, between_hosts=True)
+    ports = PORTS[1] - PORTS[0] + 1
+    assert reuse == 2  # the kernel's default: reuse for loopback only (tcp_sk_init), so not here
+    # no TIME-WAIT port is reused between hosts, so exactly one connection per port, then
+    # every further connect() fails with EADDRNOTAVAIL (__inet_hash_connect found no port)
+    assert result.connections == ports
+    assert set(result.errors) == {"EADDRNOTAVAIL"} and result.errors["EADDRNOTAVAIL"] > 0
+    assert result.netstat_delta("TWRecycled")["TWRecycled"] == 0
+    # the client closed first: it holds every TIME-WAIT, in its own table; the server none
+    assert ends["client"][TcpState.TIME_WAIT] == ports
+    assert ends["server"][TcpState.TIME_WAIT] == 0
+
+
+@pytest.mark.slow
+def test_on_one_loopback_the_same_loop_reuses_time_wait_ports(two_hosts_ok):
+    with PrivateLab(hosts=2) as lab:  # the same client host, its own loopback this time
+        result, ends, delay, reuse = _exhaust(lab, between_hosts=False)
+    assert reuse == 2 and result.target[0] == "127.0.0.1"
+    # here the load's server listens on the client host too, on a port bind() took from the same
+    # range, and connect() skips ports that bind() holds (__inet_hash_connect): one port fewer
+    ports = PORTS[1] - PORTS[0] + 1 - (PORTS[0] <= result.target[1] <= PORTS[1])
+    delay_s = (delay if delay is not None else 1000) / 1000  # 1 s before the setting existed
+    assert DURATION > ports / RATE + delay_s  # the run outlasts exhaustion plus the reuse delay...
+    # ...so connects after the delay take over TIME-WAIT ports (tcp_twsk_unique): more than one
+    # connection per port; each success beyond the first walk over the ports is one such reuse
+    recycled = result.netstat_delta("TWRecycled")["TWRecycled"]
+    assert result.connections > ports
+    assert recycled == result.connections - ports
+    # and no more than twice over: a port reused at or after `delay` (the first TIME-WAIT's
+    # age) can be reused again only `delay` later, 2 s, after the run's 1.8 s
+    assert result.connections <= ports * (1 + int(DURATION // delay_s))
+    # a takeover replaces the port's TIME-WAIT with the new connection's: one per port remains
+    assert ends["client"][TcpState.TIME_WAIT] == ports
+
+
+def test_each_host_sees_only_its_own_end_of_a_four_way_close(two_hosts_ok):
+    with PrivateLab(hosts=2) as lab:
+        client, server = lab.address("client"), lab.address("server")
+        port = lab.run(_listen, server, host="server")
+        lab.run(_open_end, server, port, host="client")
+        lab.run(_accept_end, host="server")
+
+        def step(expected: dict[str, list[tuple[str, str]]]) -> None:
+            # a host's table must hold exactly its own end (its own address, its own state) and
+            # not the other's; each state is reached once a segment has crossed: poll for it
+            for h in lab.hosts:
+                wait_for(lambda h=h: lab.run(_states, port, host=h) == expected[h],
+                         timeout=5, what=f"{h}'s table to show exactly {expected[h]}")
+
+        step({"client": [(client, "ESTABLISHED")], "server": [(server, "ESTABLISHED")]})
+        lab.run(_close_end, "client", host="client")   # the client closes first...
+        step({"client": [(client, "FIN_WAIT_2")], "server": [(server, "CLOSE_WAIT")]})
+        lab.run(_close_end, "server", host="server")   # ...then the server
+        # the server's LAST_ACK lasts until the client's ACK arrives, then its end is gone
+        step({"client": [(client, "TIME_WAIT")], "server": []})
