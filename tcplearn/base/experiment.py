@@ -56,6 +56,7 @@ class Need(Enum):
     CAPTURE = "packet capture"
     NODE = "Node.js"
     LAB = "a private lab (root on this machine will not do)"
+    HOSTS = "a private lab with two hosts (a client and a server joined by a link)"
 
 
 # What cannot be done without a lab or root, as the end of a sentence.
@@ -163,6 +164,7 @@ class Plan:
     capture: bool = False
     rule: Rule | None = field(default=None, compare=False)
     reason: str = ""
+    hosts: int = 1  # the lab's hosts: 2 where the call needs two (``Need.HOSTS``)
 
 
 class Place:
@@ -302,9 +304,11 @@ class Experiment:
         """Where this call would run here now, and why not better: the ladder, decided
         once, before the body runs (``arguments``: the call's bound arguments; without
         them, the experiment's own needs only)."""
-        from .lab import lab_available  # looked up at each call: a test may turn the lab off
+        from . import lab as _lab  # looked up at each call: a test may turn the lab off
 
         needs, wants, matched = self.needs_of(arguments)
+        if Need.HOSTS in needs:
+            needs = needs | {Need.LAB}
         unrecorded = Where.RECORDED if self.recorded else Where.MODEL
         if Need.KERNEL in needs:
             why = kernel.why_not_live()
@@ -318,7 +322,13 @@ class Experiment:
             return Plan(Where.LIVE)
         rule = next((r for r, _ in matched if Need.LAB in r.needs), None)
         reason = next((why for r, why in matched if r is rule), "")
-        ok, lab_why = lab_available()
+        ok, lab_why = _lab.lab_available()
+        if ok and Need.HOSTS in needs:
+            ok, hosts_why = _lab.two_host_lab_available()
+            if not ok:  # one host is no stand-in for two: the recording, else a notice
+                reasons = "; ".join(r for _, r in matched if r)
+                return Plan(unrecorded, f"{hosts_why}; {reasons}" if reasons else hosts_why)
+            return Plan(Where.LAB, capture=True, rule=rule, reason=reason, hosts=2)
         if ok:
             return Plan(Where.LAB, capture=True, rule=rule, reason=reason)
         why = lab_why
@@ -355,13 +365,15 @@ class Experiment:
         arguments = self.arguments(*args, **kwargs)
         note = None
         if plan.where is Where.LAB:
-            with PrivateLab() as lab:
+            with PrivateLab(hosts=plan.hosts) as lab:
                 mirrored = {}
                 if plan.rule is not None and plan.rule.mirror:
                     machine = {k: sysctl.read(k) for k in plan.rule.mirror}
                     mirrored = lab.sysctl(**{k: v for k, v in machine.items() if v is not None})
                 if plan.rule is not None and plan.rule.note is not None:
                     note = plan.rule.note(plan.reason, mirrored)
+                elif plan.hosts == 2:  # where it ran, and what the link between the hosts is
+                    note = f"Ran between the two hosts of your private lab: {lab.link_note}."
                 value = self.body(Place(Where.LAB, lab), *args, **kwargs)
         else:
             value = self.body(Place(plan.where, capture=plan.capture), *args, **kwargs)

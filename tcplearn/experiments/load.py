@@ -29,7 +29,7 @@ from ..base.observe import count_states
 from ..base.observe.netlink import sockstat_tw
 from ..base.observe.sampler import StateSampler
 from ..base.states import TcpState
-from ..base.util import loopback_host
+from ..base.util import is_loopback, loopback_host
 from .sharing import (
     SHARE,
     HostShareError,
@@ -269,11 +269,13 @@ class LoadRun:
 
     def _reuse_possible(self) -> bool:
         """Whether a later connect() of this load may take over one of its TIME-WAIT ports: its
-        client closes first and ``tcp_tw_reuse`` applies to plain connects on loopback."""
+        client closes first and ``tcp_tw_reuse`` applies to its plain connects (on loopback, or
+        to another host of a lab, where 2 does not apply)."""
         s = self.settings
         tw_reuse = sysctl.read("tcp_tw_reuse")
         return s["closer"] == "client" and tw_reuse is not None and \
-            model.reuse_applies(tw_reuse, bind_before_connect=s["bind_before_connect"])
+            model.reuse_applies(tw_reuse, loopback=is_loopback(self.target[0]),
+                                bind_before_connect=s["bind_before_connect"])
 
     def _expected_recycles(self, made: int, elapsed: float) -> int | None:
         """How many of ``made`` connects the model's port search expects to take over a port still

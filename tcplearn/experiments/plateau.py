@@ -1,5 +1,9 @@
 """Where TIME-WAIT piles up under load (notebook 04): which side holds it, and the plateau
-during and after a steady load beside the model."""
+during and after a steady load beside the model.
+
+Both run on one loopback by default, or with ``between_hosts=True`` from the client to the
+server of a two-host private lab, where each host counts its own sockets and loopback's
+exemption (``tcp_tw_reuse=2`` reuses TIME-WAIT ports for loopback only) is gone."""
 
 from __future__ import annotations
 
@@ -19,6 +23,17 @@ from .sharing import Interference, exceeds_share
 __all__ = ["time_wait_by_side", "time_wait_by_closer", "PlateauRun", "watch_plateau"]
 
 
+def _check_between_hosts(between_hosts: object) -> None:
+    if between_hosts is not True and between_hosts is not False:
+        raise ValueError(f"between_hosts must be True or False; got {between_hosts!r}")
+
+
+#: A load between hosts runs between a two-host lab's hosts: nowhere else (else its recording).
+BETWEEN_HOSTS = Rule({"between_hosts": (True,)}, needs=(Need.HOSTS,),
+                     why="a load between hosts runs only between a private lab's two hosts "
+                         "(tcplearn sends load to loopback or to its lab's hosts, nowhere else)")
+
+
 def time_wait_by_side(result: LoadResult) -> dict[str, int]:
     """TIME-WAIT sockets now held by each side of a load's connections: the server side
     (local port = the target's port) and the client side."""
@@ -29,17 +44,34 @@ def time_wait_by_side(result: LoadResult) -> dict[str, int]:
     return sides
 
 
+def _check_closer(rate: float = 300, duration: float = 1.0, between_hosts: bool = False) -> None:
+    LoadRun(rate=rate, duration=duration)
+    _check_between_hosts(between_hosts)
+
+
 @experiment(notebook="04", title="who holds TIME-WAIT: client-closes and server-closes loads",
-            needs=[Need.KERNEL],
+            needs=[Need.KERNEL], check=_check_closer, rules=[BETWEEN_HOSTS],
             calls=[Call((), {"rate": 300, "duration": 1.0},
                         "two 1 s loads at 300 connections/s, client closing first, then server closing first, "
-                        "and where their TIME-WAIT sockets were")])
-def time_wait_by_closer(place: Place, rate: float = 300, duration: float = 1.0) -> dict[str, dict[str, int]]:
+                        "and where their TIME-WAIT sockets were"),
+                   Call((), {"rate": 300, "duration": 1.0, "between_hosts": True},
+                        "two 1 s loads at 300 connections/s from a private lab's client host to its server host, "
+                        "client closing first, then server closing first, each host counting its own TIME-WAIT")])
+def time_wait_by_closer(place: Place, rate: float = 300, duration: float = 1.0,
+                        between_hosts: bool = False) -> dict[str, dict[str, int]]:
     """Two short loads, one where the client closes first and one where the server does,
-    each followed by ``time_wait_by_side``: which side holds the TIME-WAIT sockets."""
-    runs = {name: run_load(rate=rate, duration=duration, closer=closer, progress=False)
+    each followed by ``time_wait_by_side``: which side holds the TIME-WAIT sockets.
+
+    ``between_hosts=True`` runs them from a two-host lab's client to its server, and each
+    side is what that host's own table holds ("client side": the client host's)."""
+    runs = {name: run_load(rate=rate, duration=duration, closer=closer, progress=False,
+                           lab=place.lab if between_hosts else None, between_hosts=between_hosts)
             for name, closer in (("client closes first", "client"), ("server closes first", "server"))}
-    return {name: time_wait_by_side(result) for name, result in runs.items()}
+    if not between_hosts:
+        return {name: time_wait_by_side(result) for name, result in runs.items()}
+    lab = place.lab
+    return {name: {f"{host} side": lab.count_states(host, port=result.target[1])[TcpState.TIME_WAIT]
+                   for host in ("server", "client")} for name, result in runs.items()}
 
 
 class PlateauRun:
@@ -87,8 +119,10 @@ class PlateauRun:
                    record.get("interference") or {}, record.get("model_cap"))
 
 
-def _check_plateau(rate: float = 200, duration: float | None = None, drain: float | None = None) -> None:
+def _check_plateau(rate: float = 200, duration: float | None = None, drain: float | None = None,
+                   between_hosts: bool = False) -> None:
     LoadRun(rate=rate, duration=duration or 1.0)
+    _check_between_hosts(between_hosts)
     if drain is not None and not 0 <= drain <= MAX_DURATION:
         raise ValueError(f"drain must be seconds in [0, {MAX_DURATION:g}]; got {drain!r}")
 
@@ -140,18 +174,19 @@ def _moved_note(reason: str, mirrored: dict) -> str:
 
 
 #: A load too big to share this machine goes to a private lab set like it (else its recording).
-TOO_BIG_FOR_THE_MACHINE = Rule(lambda arguments: exceeds_share(_plateau_load(arguments)), needs=(Need.LAB,),
+TOO_BIG_FOR_THE_MACHINE = Rule(lambda arguments: "" if arguments.get("between_hosts")  # in a lab anyway
+                               else exceeds_share(_plateau_load(arguments)), needs=(Need.LAB,),
                                mirror=MIRRORED, note=_moved_note)
 
 
 @experiment(notebook="04", title="TIME-WAIT during and after a steady load, beside the model",
-            needs=[Need.KERNEL], check=_check_plateau, concurrent=True, rules=[TOO_BIG_FOR_THE_MACHINE],
+            needs=[Need.KERNEL], check=_check_plateau, concurrent=True, rules=[TOO_BIG_FOR_THE_MACHINE, BETWEEN_HOSTS],
             remark=lambda run: run.note,
             calls=[Call((), {"rate": 200}, "a client-closes load at 200 connections/s for 70 s, then its drain, "
                                            "counted every second")],
             to_record=PlateauRun.to_record, from_record=PlateauRun.from_record)
 def watch_plateau(place: Place, rate: float = 200, duration: float | None = None, drain: float | None = None,
-                  *, progress: bool = True) -> PlateauRun:
+                  between_hosts: bool = False, *, progress: bool = True) -> PlateauRun:
     """Run a client-closes load at ``rate`` for ``duration`` s (default 70; 3 in fast mode),
     counting its own sockets (its server port at either end) every second, then keep
     counting for ``drain`` s (default 65; 2 in fast mode) while they expire.  A
@@ -162,7 +197,11 @@ def watch_plateau(place: Place, rate: float = 200, duration: float | None = None
     On the machine, a load bigger than ``SHARE`` of what is free runs in a private lab
     with the machine's port range and reuse settings (the note says so), else the same
     call recorded in a Linux lab is shown, else a one-line notice says why: the ladder
-    decides it before the body runs (``TOO_BIG_FOR_THE_MACHINE``)."""
+    decides it before the body runs (``TOO_BIG_FOR_THE_MACHINE``).
+
+    ``between_hosts=True`` runs the load from a two-host lab's client to its server: the
+    counts are the client's own, and the model's plateau is the one without TIME-WAIT reuse
+    (rate × TIME-WAIT, capped by the ports), since ``tcp_tw_reuse=2`` exempts loopback only."""
     import numpy as np
     import pandas as pd
 
@@ -171,10 +210,11 @@ def watch_plateau(place: Place, rate: float = 200, duration: float | None = None
     drain = (2.0 if fast else 65.0) if drain is None else drain
     interval = 0.25 if fast else 1.0
     lab = place.lab
-    call = runner(lab)
-    result = run_load(rate=rate, duration=duration, sample_interval=interval, progress=progress, lab=lab)
+    call = runner(lab, "client" if between_hosts else None)
+    result = run_load(rate=rate, duration=duration, sample_interval=interval, progress=progress, lab=lab,
+                      between_hosts=between_hosts)
     after = _drain(call, result.target[1], drain, interval, progress)
-    reuse, ports = call(_kernel_reuse)
+    reuse, ports = call(_kernel_reuse, not between_hosts)
     after["t"] += result.elapsed
     samples = pd.concat([result.samples, after], ignore_index=True)
     # TIME-WAIT lasts 60 s plus, on average, half a timer-wheel slot (notebook 02); whether
@@ -198,8 +238,9 @@ def watch_plateau(place: Place, rate: float = 200, duration: float | None = None
     return PlateauRun(result, samples, predicted, time_wait, reuse, interference.to_record(), model_cap)
 
 
-def _kernel_reuse() -> tuple[bool, int | None]:
-    """Whether connect() on loopback may reuse TIME-WAIT ports here, and the port count."""
+def _kernel_reuse(loopback: bool = True) -> tuple[bool, int | None]:
+    """Whether connect() (on loopback, or to another host) may reuse TIME-WAIT ports here,
+    and the port count."""
     tw_reuse, port_range = sysctl.read("tcp_tw_reuse"), sysctl.read("ip_local_port_range")
     ports = model.ports_in_range(port_range) if port_range else None
-    return (tw_reuse is not None and ports is not None and model.reuse_applies(tw_reuse, loopback=True)), ports
+    return (tw_reuse is not None and ports is not None and model.reuse_applies(tw_reuse, loopback=loopback)), ports
