@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import ipaddress
+import json
 import os
 import signal
 import socket
@@ -398,3 +399,44 @@ def test_a_between_hosts_call_needs_a_two_host_lab_or_replays(monkeypatch):
     assert run.value["client closes first"]["server side"] == 0
     with pytest.raises(ValueError, match="between_hosts must be True or False; got 'yes'"):
         tcplearn.time_wait_by_closer(between_hosts="yes")
+
+
+AS_NOBODY = '''
+import json, os, socket
+import tcplearn
+from tcplearn import PrivateLab
+
+kept = []
+
+def listen(address):
+    lst = socket.socket(); lst.bind((address, 0)); lst.listen(); kept.append(lst)
+    return lst.getsockname()[1]
+
+def connect(address, port):
+    kept.append(socket.create_connection((address, port), timeout=2))
+
+def table(port, until=None):
+    import time
+    deadline = time.monotonic() + 5
+    while True:  # until the final ACK has reached this host (it crosses the link after connect())
+        rows = sorted((s.local_address, s.state.name) for s in tcplearn.sockets(port=port))
+        if until is None or until in [state for _, state in rows] or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.01)
+
+with PrivateLab(hosts=2) as lab:
+    port = lab.run(listen, lab.address("server"), host="server")
+    lab.run(connect, lab.address("server"), port, host="client")
+    print(json.dumps({"uid": os.getuid(), "client": lab.run(table, port, host="client"),
+                      "server": lab.run(table, port, "ESTABLISHED", host="server"), "link": lab.link_note}))
+'''
+
+
+def test_an_ordinary_user_gets_two_hosts(nobody, two_hosts_ok):
+    out = nobody.python(AS_NOBODY, timeout=60)
+    assert out.returncode == 0, out.stderr[-3000:]
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["uid"] == 65534  # nobody: no root, no capabilities on the machine
+    # the connection's two ends, each in its own host's table, the server's beside its listener
+    assert seen["client"] == [["198.18.0.1", "ESTABLISHED"]]
+    assert seen["server"] == [["198.18.0.2", "ESTABLISHED"], ["198.18.0.2", "LISTEN"]]

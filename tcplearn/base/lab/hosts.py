@@ -1,8 +1,9 @@
 """A two-host lab's hosts, their addresses, and where tcplearn may send traffic.
 
-The hosts' addresses come from 198.18.0.0/15, which RFC 2544 (Appendix C.2.2) and RFC 5735
-(section 4) reserve for benchmarking network devices: no machine a learner uses should hold
-one, and the lab's own namespaces have no route anywhere but to each other.
+The hosts' addresses come from 198.18.0.0/15, which RFC 2544 (Appendix C.2.2) assigns to
+benchmarking network devices ("Benchmarking" in RFC 6890's table of special-purpose addresses):
+no machine a learner uses should hold one, and the lab's namespaces have no route anywhere
+but to each other.
 
 Every load, inside a lab or out, goes only to loopback or to the lab's own hosts: ``check_target``
 is the one refusal, used by the load generator before anything is sent.
