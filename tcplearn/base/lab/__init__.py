@@ -22,7 +22,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import sysctl as _sysctl
 from ..util import per_process
@@ -35,6 +35,10 @@ from .worker import LabError, host_name, in_lab, recv, send, worker_main
 
 __all__ = ["PrivateLab", "LabUnavailable", "LabError", "lab_available", "two_host_lab_available", "in_lab",
            "host_name", "runner", "Segment", "parse_frame", "relative", "write_pcap"]
+
+if TYPE_CHECKING:  # only named in annotations: the lab imports the observers when asked
+    from ..observe import TcpSocket
+    from ..states import TcpState
 
 T = TypeVar("T")
 START_TIMEOUT = 10.0
@@ -271,18 +275,20 @@ class PrivateLab:
         """A known setting's value as the lab's (or ``host``'s) kernel reports it (``None`` if absent there)."""
         return self.run(_sysctl.read, _sysctl.setting(name).short, host=host)
 
-    def sockets(self, host: str | None = None, **filters: Any) -> list:
+    def sockets(self, host: str | None = None, **filters: Any) -> list[TcpSocket]:
         """``tcplearn.sockets(**filters)`` read inside the lab, or on ``host``: that host's own
         socket table, so only its own end of each connection."""
         from ..observe import sockets
 
-        return self.run(sockets, host=host, **filters)
+        rows: list[TcpSocket] = self.run(sockets, host=host, **filters)
+        return rows
 
-    def count_states(self, host: str | None = None, **filters: Any) -> dict:
+    def count_states(self, host: str | None = None, **filters: Any) -> dict[TcpState, int]:
         """``tcplearn.count_states(**filters)`` inside the lab, or on ``host`` (its own sockets only)."""
         from ..observe import count_states
 
-        return self.run(count_states, host=host, **filters)
+        counts: dict[TcpState, int] = self.run(count_states, host=host, **filters)
+        return counts
 
 
 @per_process

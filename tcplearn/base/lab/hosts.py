@@ -32,7 +32,7 @@ def check_hosts(hosts: object) -> int:
     if isinstance(hosts, bool) or hosts not in (1, 2):
         raise ValueError(f"hosts={hosts!r} refused: a lab has 1 host (the default, its own loopback) "
                          f"or 2 ({' and '.join(map(repr, HOSTS))}, joined by one link)")
-    return int(hosts)  # type: ignore[call-overload]
+    return 1 if hosts == 1 else 2
 
 
 def check_host(host: object, hosts: int) -> str:
