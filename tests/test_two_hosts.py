@@ -440,3 +440,40 @@ def test_an_ordinary_user_gets_two_hosts(nobody, two_hosts_ok):
     # the connection's two ends, each in its own host's table, the server's beside its listener
     assert seen["client"] == [["198.18.0.1", "ESTABLISHED"]]
     assert seen["server"] == [["198.18.0.2", "ESTABLISHED"], ["198.18.0.2", "LISTEN"]]
+
+
+KILLED = '''
+import json, os, sys, time
+from tcplearn import PrivateLab
+
+def inode():
+    return os.stat("/proc/self/ns/net").st_ino
+
+def busy():
+    os.write(1, b"busy\\n")  # straight to the test's pipe: the worker's own stdout is captured
+    time.sleep(60)
+
+lab = PrivateLab(hosts=2).__enter__()
+print(json.dumps({"pids": list(lab.pids.values()), "inodes": [lab.run(inode, host=h) for h in lab.hosts]}), flush=True)
+lab.run(busy, host="server")  # killed meanwhile: the server's worker is busy, not listening
+'''
+
+
+def test_a_killed_caller_leaves_no_host_behind(two_hosts_ok):
+    import subprocess
+    import sys
+
+    caller = subprocess.Popen([sys.executable, "-c", KILLED], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    try:
+        seen = json.loads(caller.stdout.readline())
+        assert caller.stdout.readline() == "busy\n"
+    finally:
+        caller.kill()  # SIGKILL: no __exit__, no finally, as when a notebook's kernel dies
+        caller.wait()
+        caller.stdout.close()
+    # the idle client's worker sees its channel close; the busy server's cannot, but each worker
+    # asked the kernel for SIGKILL when its parent dies (PR_SET_PDEATHSIG): once both have
+    # exited, nothing holds either namespace, and the link goes with them
+    wait_for(lambda: _pids_with_netns(set(seen["inodes"])) == [], timeout=5, what="the hosts' namespaces to go")
+    assert len(seen["pids"]) == 2 and len(set(seen["inodes"])) == 2

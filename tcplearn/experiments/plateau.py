@@ -183,7 +183,10 @@ TOO_BIG_FOR_THE_MACHINE = Rule(lambda arguments: "" if arguments.get("between_ho
             needs=[Need.KERNEL], check=_check_plateau, concurrent=True, rules=[TOO_BIG_FOR_THE_MACHINE, BETWEEN_HOSTS],
             remark=lambda run: run.note,
             calls=[Call((), {"rate": 200}, "a client-closes load at 200 connections/s for 70 s, then its drain, "
-                                           "counted every second")],
+                                           "counted every second"),
+                   Call((), {"rate": 200, "between_hosts": True},
+                        "a client-closes load at 200 connections/s for 70 s from a private lab's client host to its "
+                        "server host, then its drain, counted every second on the client")],
             to_record=PlateauRun.to_record, from_record=PlateauRun.from_record)
 def watch_plateau(place: Place, rate: float = 200, duration: float | None = None, drain: float | None = None,
                   between_hosts: bool = False, *, progress: bool = True) -> PlateauRun:
