@@ -184,7 +184,7 @@ def live_table() -> list[tuple[str, str, str]]:
                 why = f"{why} ({_first_sentence(plan.reason)})"
             if len(plans) > 1:
                 calls = [c for c, p in zip(exp.calls, _plans(exp), strict=True) if p == plan]
-                why = f"{', '.join(c.args[0] if c.args else exp.name for c in calls)}: {why}"
+                why = f"{', '.join(dict.fromkeys(_label(exp, c) for c in calls))}: {why}"
             wheres.append(plan.where.value)
             whys.append(why)
         why = "; ".join(whys)
@@ -192,6 +192,14 @@ def live_table() -> list[tuple[str, str, str]]:
             why += "; no Node.js here, so its Python emulation stands in"
         rows.append((f"{exp.notebook} {exp.title}", " / ".join(dict.fromkeys(wheres)), why))
     return sorted(rows, key=lambda row: row[0][:2])
+
+
+def _label(exp, call) -> str:
+    """How a row names one of its calls: its method (``dead_peer("retransmissions")``'s first
+    argument), else the experiment, marked when it runs between hosts."""
+    if call.args and isinstance(call.args[0], str):
+        return call.args[0]
+    return f"{exp.name}(between_hosts=True)" if call.kwargs.get("between_hosts") else exp.name
 
 
 def _first_sentence(text: str) -> str:

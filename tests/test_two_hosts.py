@@ -169,12 +169,12 @@ def test_a_two_host_lab_starts_fast_with_one_link_and_its_own_addresses(two_host
 
 def test_each_host_has_its_own_settings(two_hosts_ok):
     machine = tcplearn.sysctl.read("tcp_fin_timeout")
-    other = 7 if machine != 7 else 9
     with PrivateLab(hosts=2) as lab:
+        before = lab.read_sysctl("tcp_fin_timeout", host="server")
+        other = before + 1
         assert lab.sysctl(host="client", tcp_fin_timeout=other) == {"tcp_fin_timeout": other}
         assert lab.read_sysctl("tcp_fin_timeout", host="client") == other
-        # a fresh namespace starts from the kernel's default, not from the client's change
-        assert lab.read_sysctl("tcp_fin_timeout", host="server") != other
+        assert lab.read_sysctl("tcp_fin_timeout", host="server") == before  # the client's change only
         lab.sysctl(tcp_syn_retries=3)  # no host: every host
         assert [lab.read_sysctl("tcp_syn_retries", host=h) for h in lab.hosts] == [3, 3]
     assert tcplearn.sysctl.read("tcp_fin_timeout") == machine
@@ -365,7 +365,7 @@ def test_each_host_sees_only_its_own_end_of_a_four_way_close(two_hosts_ok):
 @pytest.mark.slow
 def test_time_wait_by_closer_between_hosts_each_host_counts_its_own(two_hosts_ok):
     run = tcplearn.time_wait_by_closer(rate=300, duration=1.0, between_hosts=True)
-    assert run.where is Where.LAB and run.note.startswith("Ran between the two hosts of your private lab")
+    assert run.where is Where.LAB and "Between its two hosts: client 198.18.0.1 and server 198.18.0.2" in run.note
     made = 300 * 1.0  # the load never exceeds its rate, and no TIME-WAIT expires within 60 s
     client_first, server_first = run.value["client closes first"], run.value["server closes first"]
     # whoever closes first holds TIME-WAIT, in its own host's table; the other host holds none
@@ -376,7 +376,7 @@ def test_time_wait_by_closer_between_hosts_each_host_counts_its_own(two_hosts_ok
 @pytest.mark.slow
 def test_watch_plateau_between_hosts_keeps_every_time_wait(two_hosts_ok):
     run = tcplearn.watch_plateau(rate=200, duration=1.5, drain=1.0, between_hosts=True, progress=False)
-    assert run.where is Where.LAB and run.note.startswith("Ran between the two hosts of your private lab")
+    assert run.where is Where.LAB and "Between its two hosts: client 198.18.0.1 and server 198.18.0.2" in run.note
     # tcp_tw_reuse=2 exempts loopback only: between hosts no port is reused, and nothing the
     # load made can expire within its 2.5 s (TIME-WAIT lasts 60 s), so the peak is every one
     assert run.reuse is False and run.result.target[0] == "198.18.0.2"
@@ -399,6 +399,13 @@ def test_a_between_hosts_call_needs_a_two_host_lab_or_replays(monkeypatch):
     assert run.value["client closes first"]["server side"] == 0
     with pytest.raises(ValueError, match="between_hosts must be True or False; got 'yes'"):
         tcplearn.time_wait_by_closer(between_hosts="yes")
+    # a load under changed settings between hosts: the small port range runs out at its size
+    narrow = tcplearn.with_settings({"ip_local_port_range": (40000, 40199)}, rate=100, duration=4,
+                                    between_hosts=True, progress=False)
+    assert narrow.where is Where.RECORDED and narrow.target[0] == "198.18.0.2"
+    assert narrow.connections == 200 and set(narrow.errors) == {"EADDRNOTAVAIL"}
+    with pytest.raises(ValueError, match="between_hosts must be True or False; got 1"):
+        tcplearn.with_settings({"tcp_tw_reuse": 0}, rate=10, duration=1, between_hosts=1)
 
 
 AS_NOBODY = '''

@@ -29,7 +29,7 @@ from typing import Any, Generic, TypeVar
 
 from . import kernel, recordings, sysctl
 
-__all__ = ["Where", "Need", "Rule", "Call", "Result", "Plan", "Place", "Experiment", "experiment", "REGISTRY",
+__all__ = ["Where", "Need", "Rule", "BETWEEN_HOSTS", "Call", "Result", "Plan", "Place", "Experiment", "experiment", "REGISTRY",
            "node_executable", "capture_works"]
 
 T = TypeVar("T")
@@ -363,7 +363,7 @@ class Experiment:
         from .lab import PrivateLab
 
         arguments = self.arguments(*args, **kwargs)
-        note = None
+        note, link = None, ""
         if plan.where is Where.LAB:
             with PrivateLab(hosts=plan.hosts) as lab:
                 mirrored = {}
@@ -372,15 +372,15 @@ class Experiment:
                     mirrored = lab.sysctl(**{k: v for k, v in machine.items() if v is not None})
                 if plan.rule is not None and plan.rule.note is not None:
                     note = plan.rule.note(plan.reason, mirrored)
-                elif plan.hosts == 2:  # where it ran, and what the link between the hosts is
-                    note = f"Ran between the two hosts of your private lab: {lab.link_note}."
+                link = lab.link_note  # what joins a two-host lab's hosts ("" for one host)
                 value = self.body(Place(Where.LAB, lab), *args, **kwargs)
         else:
             value = self.body(Place(plan.where, capture=plan.capture), *args, **kwargs)
         if note is None:
             note = self._note(plan.where, plan.why, arguments)
+        link = f"Between its two hosts: {link}." if link else ""
         extra = self.remark(value) if self.remark is not None else ""
-        return Result(value, plan.where, " ".join(t for t in (note, extra) if t), self.name)
+        return Result(value, plan.where, " ".join(t for t in (note, link, extra) if t), self.name)
 
     def _note(self, where: Where, why: str, arguments: dict) -> str:
         # every run that is not plainly live here says where it ran, in one line
@@ -414,6 +414,11 @@ class Experiment:
 
         return "; ".join(spell(c) for c in self.calls)
 
+
+#: The row for an experiment's ``between_hosts=True`` calls: they need a lab with two hosts.
+BETWEEN_HOSTS = Rule({"between_hosts": (True,)}, needs=(Need.HOSTS,),
+                     why="a load between hosts runs only between a private lab's two hosts "
+                         "(tcplearn sends load to loopback or to its lab's hosts, nowhere else)")
 
 #: Every experiment of the series, by name, in registration order.
 REGISTRY: dict[str, Experiment] = {}

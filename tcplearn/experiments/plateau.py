@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from ..base import model, sysctl
-from ..base.experiment import Call, Need, Place, Rule, experiment
+from ..base.experiment import BETWEEN_HOSTS, Call, Need, Place, Rule, experiment
 from ..base.kernel import fast_mode, timer_slack
 from ..base.lab import runner
 from ..base.observe import sockets
@@ -26,12 +26,6 @@ __all__ = ["time_wait_by_side", "time_wait_by_closer", "PlateauRun", "watch_plat
 def _check_between_hosts(between_hosts: object) -> None:
     if between_hosts is not True and between_hosts is not False:
         raise ValueError(f"between_hosts must be True or False; got {between_hosts!r}")
-
-
-#: A load between hosts runs between a two-host lab's hosts: nowhere else (else its recording).
-BETWEEN_HOSTS = Rule({"between_hosts": (True,)}, needs=(Need.HOSTS,),
-                     why="a load between hosts runs only between a private lab's two hosts "
-                         "(tcplearn sends load to loopback or to its lab's hosts, nowhere else)")
 
 
 def time_wait_by_side(result: LoadResult) -> dict[str, int]:
