@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from . import experiments  # noqa: F401 - importing the experiments registers them
 from .base import observe, sysctl
 from .base.experiment import REGISTRY, Need, Where, node_executable
-from .base.lab import lab_available
+from .base.lab import lab_available, two_host_lab_available
 
 __all__ = ["doctor", "Report", "Check", "on_binder", "node_executable", "live_table"]
 
@@ -138,6 +138,9 @@ def doctor() -> Report:
     binder = on_binder()
     r.checks.append(Check("Binder", None, "this is a Binder session" if binder else "not Binder"))
     r.checks.append(Check("private network lab", lab_ok, lab_why))
+    if lab_ok:  # two hosts need one lab first; else the line above says why there is none
+        hosts_ok, hosts_why = two_host_lab_available()
+        r.checks.append(Check("two-host lab", hosts_ok, hosts_why))
     r.live = live_table()
     return r
 
@@ -171,6 +174,8 @@ def live_table() -> list[tuple[str, str, str]]:
         wheres, whys = [], []
         for plan in plans:
             why = plan.why or _WHY.get(plan.where, "")
+            if plan.where is Where.LAB and plan.hosts == 2:
+                why = "between the two hosts of a private lab: no root, the machine untouched"
             if plan.where is Where.LIVE and plan.why:
                 why = f"live, without {', '.join(n.value for n in exp.wants - exp.needs)}: {plan.why}"
             elif plan.where is Where.RECORDED:
@@ -179,7 +184,7 @@ def live_table() -> list[tuple[str, str, str]]:
                 why = f"{why} ({_first_sentence(plan.reason)})"
             if len(plans) > 1:
                 calls = [c for c, p in zip(exp.calls, _plans(exp), strict=True) if p == plan]
-                why = f"{', '.join(c.args[0] if c.args else exp.name for c in calls)}: {why}"
+                why = f"{', '.join(dict.fromkeys(_label(exp, c) for c in calls))}: {why}"
             wheres.append(plan.where.value)
             whys.append(why)
         why = "; ".join(whys)
@@ -187,6 +192,14 @@ def live_table() -> list[tuple[str, str, str]]:
             why += "; no Node.js here, so its Python emulation stands in"
         rows.append((f"{exp.notebook} {exp.title}", " / ".join(dict.fromkeys(wheres)), why))
     return sorted(rows, key=lambda row: row[0][:2])
+
+
+def _label(exp, call) -> str:
+    """How a row names one of its calls: its method (``dead_peer("retransmissions")``'s first
+    argument), else the experiment, marked when it runs between hosts."""
+    if call.args and isinstance(call.args[0], str):
+        return call.args[0]
+    return f"{exp.name}(between_hosts=True)" if call.kwargs.get("between_hosts") else exp.name
 
 
 def _first_sentence(text: str) -> str:

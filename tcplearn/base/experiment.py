@@ -28,7 +28,7 @@ from typing import Any
 from . import kernel, recordings, sysctl
 from .place import _CANNOT, Call, Need, Place, Plan, Result, Rule, Where, capture_works, node_executable
 
-__all__ = ["Where", "Need", "Rule", "Call", "Result", "Plan", "Place", "Experiment", "experiment", "REGISTRY",
+__all__ = ["Where", "Need", "Rule", "BETWEEN_HOSTS", "Call", "Result", "Plan", "Place", "Experiment", "experiment", "REGISTRY",
            "node_executable", "capture_works"]
 
 _DEFAULT_NOTES = {Where.LAB: "Ran in your private lab (this machine's own settings untouched).",
@@ -122,9 +122,11 @@ class Experiment:
         """Where this call would run here now, and why not better: the ladder, decided
         once, before the body runs (``arguments``: the call's bound arguments; without
         them, the experiment's own needs only)."""
-        from .lab import lab_available  # looked up at each call: a test may turn the lab off
+        from . import lab as _lab  # looked up at each call: a test may turn the lab off
 
         needs, wants, matched = self.needs_of(arguments)
+        if Need.HOSTS in needs:
+            needs = needs | {Need.LAB}
         unrecorded = Where.RECORDED if self.recorded else Where.MODEL
         if Need.KERNEL in needs:
             why = kernel.why_not_live()
@@ -138,7 +140,13 @@ class Experiment:
             return Plan(Where.LIVE)
         rule = next((r for r, _ in matched if Need.LAB in r.needs), None)
         reason = next((why for r, why in matched if r is rule), "")
-        ok, lab_why = lab_available()
+        ok, lab_why = _lab.lab_available()
+        if ok and Need.HOSTS in needs:
+            ok, hosts_why = _lab.two_host_lab_available()
+            if not ok:  # one host is no stand-in for two: the recording, else a notice
+                reasons = "; ".join(r for _, r in matched if r)
+                return Plan(unrecorded, f"{hosts_why}; {reasons}" if reasons else hosts_why)
+            return Plan(Where.LAB, capture=True, rule=rule, reason=reason, hosts=2)
         if ok:
             return Plan(Where.LAB, capture=True, rule=rule, reason=reason)
         why = lab_why
@@ -178,24 +186,26 @@ class Experiment:
         from .lab import PrivateLab
 
         arguments = self.arguments(*args, **kwargs)
-        note = None
+        note, link = None, ""
         if lab is not None:
             value = self.body(Place(Where.LAB, lab), *args, **kwargs)
         elif plan.where is Where.LAB:
-            with PrivateLab() as lab:
+            with PrivateLab(hosts=plan.hosts) as lab:
                 mirrored = {}
                 if plan.rule is not None and plan.rule.mirror:
                     machine = {k: sysctl.read(k) for k in plan.rule.mirror}
                     mirrored = lab.sysctl(**{k: v for k, v in machine.items() if v is not None})
                 if plan.rule is not None and plan.rule.note is not None:
                     note = plan.rule.note(plan.reason, mirrored)
+                link = lab.link_note  # what joins a two-host lab's hosts ("" for one host)
                 value = self.body(Place(Where.LAB, lab), *args, **kwargs)
         else:
             value = self.body(Place(plan.where, capture=plan.capture), *args, **kwargs)
         if note is None:
             note = self._note(plan.where, plan.why, arguments)
+        link = f"Between its two hosts: {link}." if link else ""
         extra = self.remark(value) if self.remark is not None else ""
-        return Result(value, plan.where, " ".join(t for t in (note, extra) if t), self.name)
+        return Result(value, plan.where, " ".join(t for t in (note, link, extra) if t), self.name)
 
     def _note(self, where: Where, why: str, arguments: dict) -> str:
         # every run that is not plainly live here says where it ran, in one line
@@ -229,6 +239,11 @@ class Experiment:
 
         return "; ".join(spell(c) for c in self.calls)
 
+
+#: The row for an experiment's ``between_hosts=True`` calls: they need a lab with two hosts.
+BETWEEN_HOSTS = Rule({"between_hosts": (True,)}, needs=(Need.HOSTS,),
+                     why="a load between hosts runs only between a private lab's two hosts "
+                         "(tcplearn sends load to loopback or to its lab's hosts, nowhere else)")
 
 #: Every experiment of the series, by name, in registration order.
 REGISTRY: dict[str, Experiment] = {}

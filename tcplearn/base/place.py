@@ -40,6 +40,7 @@ class Need(Enum):
     CAPTURE = "packet capture"
     NODE = "Node.js"
     LAB = "a private lab (root on this machine will not do)"
+    HOSTS = "a private lab with two hosts (a client and a server joined by a link)"
 
 
 # What cannot be done without a lab or root, as the end of a sentence.
@@ -147,21 +148,23 @@ class Plan:
     capture: bool = False
     rule: Rule | None = field(default=None, compare=False)
     reason: str = ""
+    hosts: int = 1  # the lab's hosts: 2 where the call needs two (``Need.HOSTS``)
 
 
 class Place:
     """What an experiment's body is handed: ``where`` it runs, the ``lab`` (or ``None``),
     and the means to act there, the same code for every rung."""
 
-    def __init__(self, where: Where, lab: Any = None, *, capture: bool | None = None):
-        self.where, self.lab = where, lab
+    def __init__(self, where: Where, lab: Any = None, *, capture: bool | None = None,
+                 host: str | None = None):
+        self.where, self.lab, self.host = where, lab, host  # host: one host of a two-host lab
         self._capture = where in (Where.LAB, Where.ROOT) if capture is None else capture
 
     @classmethod
-    def of(cls, lab: Any = None) -> Place:
+    def of(cls, lab: Any = None, host: str | None = None) -> Place:
         """The place a tool is handed when its caller holds ``lab`` (a ``PrivateLab``):
-        inside it, or right here (live) when ``lab`` is ``None``."""
-        return cls(Where.LAB, lab) if lab is not None else cls(Where.LIVE)
+        inside it (on ``host`` of a two-host lab), or right here (live) when ``lab`` is ``None``."""
+        return cls(Where.LAB, lab, host=host) if lab is not None else cls(Where.LIVE)
 
     @property
     def can_capture(self) -> bool:
@@ -177,7 +180,8 @@ class Place:
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``fn(*args, **kwargs)`` inside the lab, or right here."""
         if self.lab is not None:
-            result: T = self.lab.run(fn, *args, **kwargs)
+            on = {"host": self.host} if self.host is not None else {}
+            result: T = self.lab.run(fn, *args, **on, **kwargs)
             return result
         return fn(*args, **kwargs)
 

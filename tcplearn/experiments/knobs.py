@@ -4,7 +4,7 @@ private lab, or as root restored afterwards, or the run recorded in a Linux lab.
 from __future__ import annotations
 
 from ..base import sysctl
-from ..base.experiment import Call, Need, Place, Rule, Where, experiment
+from ..base.experiment import BETWEEN_HOSTS, Call, Need, Place, Rule, Where, experiment
 from .load import LoadResult, LoadRun, run_load
 from .sharing import exceeds_share
 
@@ -16,7 +16,10 @@ def _check_with_settings(sysctls: dict, **load_kwargs) -> None:
         raise ValueError(f"sysctls must be a non-empty dict of settings, e.g. {{'tcp_tw_reuse': 0}}; got {sysctls!r}")
     for name, value in sysctls.items():
         sysctl.validate(name, value)
-    LoadRun(**{k: v for k, v in load_kwargs.items() if k not in ("progress", "lab")})
+    LoadRun(**{k: v for k, v in load_kwargs.items() if k not in ("progress", "lab", "between_hosts")})
+    between = load_kwargs.get("between_hosts", False)
+    if not isinstance(between, bool):
+        raise ValueError(f"between_hosts must be True or False; got {between!r}")
 
 
 #: The loads notebook 04 runs with changed settings, as ``with_settings(sysctls, **kwargs)``.
@@ -33,16 +36,23 @@ NOTEBOOK_LOADS = (
     needs=[Need.KERNEL, Need.SETTINGS], check=_check_with_settings,
     calls=[Call((sysctls,), kwargs, f"a load ({', '.join(f'{k}={v}' for k, v in kwargs.items())}) in a private "
                                     f"lab with {sysctl.describe(sysctls)}")
-           for sysctls, kwargs in NOTEBOOK_LOADS],
+           for sysctls, kwargs in NOTEBOOK_LOADS]
+          + [Call(({"ip_local_port_range": (40000, 40199)},), dict(rate=100, duration=4, between_hosts=True),
+                  "a load (rate=100, duration=4) from a private lab's client host to its server host, both with "
+                  "ip_local_port_range=(40000, 40199)")],
+    rules=[BETWEEN_HOSTS],
     notes={Where.LAB: lambda why, a: f"Ran in your private lab with {sysctl.describe(a['sysctls'])} (this machine's "
                                      "settings untouched).",
            Where.ROOT: lambda why, a: f"No private lab ({why}); ran on this machine as root with "
                                       f"{sysctl.describe(a['sysctls'])}, then restored it."},
-            show="show_load")
+    show="show_load")
 def with_settings(place: Place, sysctls: dict, **load_kwargs) -> LoadResult:
     """Run a load (``run_load``'s keywords) with kernel settings changed for it: in a private
     lab (no root, machine untouched), else as root with ``sysctl.apply`` (restored
-    afterwards), else the same call recorded in a Linux lab.  A ``LoadResult``."""
+    afterwards), else the same call recorded in a Linux lab.  A ``LoadResult``.
+
+    ``between_hosts=True`` runs it from a two-host lab's client to its server, both hosts
+    with ``sysctls``: no loopback exemption, so a small port range runs out at ports per 60 s."""
     with place.settings(**sysctls):
         return run_load(lab=place.lab, **load_kwargs)
 

@@ -1,12 +1,14 @@
 """``run_load``: a bounded loopback load generator that churns short TCP connections.
 
-Safe by construction: targets must be loopback (127.0.0.0/8 or ::1); rate, count and
+Safe by construction: targets must be loopback (127.0.0.0/8 or ::1) or a host of the lab the
+load runs in (``lab.hosts.check_target``); rate, count and
 duration are capped (``MAX_RATE``, ``MAX_COUNT``, ``MAX_DURATION``); concurrency is
 capped by the free file descriptors (RLIMIT_NOFILE); every thread, socket and the
 server process it starts are cleaned up, also on errors and KeyboardInterrupt.
 
 A run is ``LoadRun.start()`` / ``poll()`` / ``finish()``, so a caller can watch it with a
-progress bar, in this process or inside a private lab's worker (``run_load(lab=...)``).
+progress bar, in this process or inside a private lab's worker (``run_load(lab=...)``), or from
+a two-host lab's client to a server on its server host (``run_load(lab=..., between_hosts=True)``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from dataclasses import dataclass, field
 from ..base import model, sysctl
 from ..base.experiment import Place
 from ..base.kernel import fd_headroom, netstat
-from ..base.lab import in_lab
+from ..base.lab import PrivateLab, in_lab
+from ..base.lab.hosts import check_target
 from ..base.observe import count_states
 from ..base.observe.netlink import sockstat_tw
 from ..base.observe.sampler import StateSampler
@@ -135,7 +138,7 @@ class LoadRun:
 
     def __init__(self, *, rate=None, duration=5.0, count=None, closer="client", concurrency=None,
                  sources=1, bind_before_connect=False, family=socket.AF_INET, target=None,
-                 sample_interval=None):
+                 sample_interval=None, lab=None):
         if sample_interval is not None and not 0.01 <= sample_interval <= 10:
             raise ValueError(f"sample_interval must be 0.01-10 s or None; got {sample_interval!r}")
         self.sample_interval = sample_interval
@@ -158,8 +161,7 @@ class LoadRun:
             raise ValueError("several sources need IPv4 (127.0.0.x); IPv6 has only one loopback address, ::1")
         if target is not None:
             host, port = target
-            if not is_loopback(host):
-                raise ValueError(f"target {host!r} refused: load goes to loopback only (127.0.0.0/8 or ::1)")
+            check_target(host, lab)  # loopback, or a host of the lab it runs in: nowhere else
             if not isinstance(port, int) or not 1 <= port <= 65535:
                 raise ValueError(f"target port must be 1-65535; got {port!r}")
         headroom = fd_headroom()
@@ -198,13 +200,8 @@ class LoadRun:
         try:
             if s["target"] is None:
                 host = loopback_host(s["family"])
-                self._server = subprocess.Popen(
-                    [sys.executable, "-m", "tcplearn.experiments.loadserver", "--host", host, "--closer", s["closer"]],
-                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-                line = self._server.stdout.readline()
-                if not line.startswith("PORT "):
-                    raise RuntimeError(f"the load's server did not start: {line!r}")
-                self.target = (host, int(line.split()[1]))
+                self._server, port = _start_server(host, s["closer"])
+                self.target = (host, port)
             else:
                 self.target = tuple(s["target"])
             self._machine = machine_now()
@@ -282,11 +279,13 @@ class LoadRun:
 
     def _reuse_possible(self) -> bool:
         """Whether a later connect() of this load may take over one of its TIME-WAIT ports: its
-        client closes first and ``tcp_tw_reuse`` applies to plain connects on loopback."""
+        client closes first and ``tcp_tw_reuse`` applies to its plain connects (on loopback, or
+        to another host of a lab, where 2 does not apply)."""
         s = self.settings
         tw_reuse = sysctl.read("tcp_tw_reuse")
         return s["closer"] == "client" and tw_reuse is not None and \
-            model.reuse_applies(tw_reuse, bind_before_connect=s["bind_before_connect"])
+            model.reuse_applies(tw_reuse, loopback=is_loopback(self.target[0]),
+                                bind_before_connect=s["bind_before_connect"])
 
     def _expected_recycles(self, made: int, elapsed: float) -> int | None:
         """How many of ``made`` connects the model's port search expects to take over a port still
@@ -344,14 +343,7 @@ class LoadRun:
             self._sampler.__exit__(None, None, None)
         if self._server is not None:
             server, self._server = self._server, None
-            try:
-                server.stdin.close()
-                server.wait(timeout=3)
-            except (OSError, subprocess.TimeoutExpired):
-                server.kill()
-                server.wait()
-            finally:
-                server.stdout.close()
+            _stop_server(server)
 
     # -- the client threads
 
@@ -416,6 +408,32 @@ class LoadRun:
         self._finished_at = max(self._finished_at, time.monotonic())
 
 
+def _start_server(host: str, closer: str) -> tuple[subprocess.Popen, int]:
+    """The load's own server (``loadserver``, a child process) listening on ``host``, and its port."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tcplearn.experiments.loadserver", "--host", host, "--closer", closer],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        line = server.stdout.readline()
+        if not line.startswith("PORT "):
+            raise RuntimeError(f"the load's server did not start: {line!r}")
+    except BaseException:
+        _stop_server(server)
+        raise
+    return server, int(line.split()[1])
+
+
+def _stop_server(server: subprocess.Popen) -> None:
+    try:
+        server.stdin.close()  # the server stops when its stdin closes
+        server.wait(timeout=3)
+    except (OSError, subprocess.TimeoutExpired):
+        server.kill()
+        server.wait()
+    finally:
+        server.stdout.close()
+
+
 # ---------------------------------------------------------------- the public call
 
 _runs: dict[int, LoadRun] = {}
@@ -439,11 +457,26 @@ def _finish_remote(ident: int) -> LoadResult:
     return _runs.pop(ident).finish()
 
 
+_servers: dict[int, subprocess.Popen] = {}  # a two-host lab's server host: its load servers by port
+
+
+def _serve_remote(host: str, closer: str) -> int:
+    server, port = _start_server(host, closer)
+    _servers[port] = server
+    return port
+
+
+def _unserve_remote(port: int) -> None:
+    server = _servers.pop(port, None)
+    if server is not None:
+        _stop_server(server)
+
+
 def run_load(*, rate: float | None = None, duration: float = 5.0, count: int | None = None,
              closer: str = "client", concurrency: int | None = None, sources: int = 1,
              bind_before_connect: bool = False, family: int = socket.AF_INET,
              target: tuple[str, int] | None = None, progress: bool = True, lab=None,
-             sample_interval: float | None = None) -> LoadResult:
+             sample_interval: float | None = None, between_hosts: bool = False) -> LoadResult:
     """Churn short loopback connections for ``duration`` seconds (or ``count`` connections).
 
     ``rate=None`` means as fast as it can; ``target=None`` starts a server of its own (in a
@@ -455,19 +488,45 @@ def run_load(*, rate: float | None = None, duration: float = 5.0, count: int | N
     (``LoadResult.samples``).  Returns a ``LoadResult``; its ``note`` names what else the
     machine held (``Interference``).  Ctrl-C stops the run cleanly and re-raises.
 
+    ``between_hosts=True`` needs ``lab`` to be a ``PrivateLab(hosts=2)``: the server runs on
+    its server host, the load on its client host, across the link, so that none of
+    loopback's exemptions (``tcp_tw_reuse=2``) apply; ``samples`` and the counters are then
+    the client's.  Targets are loopback or that lab's hosts, and nothing else.
+
     On the machine itself (no lab) a load may hold at most ``SHARE`` of the free TIME-WAIT
     slots and free ephemeral ports; a bigger one is refused with ``HostShareError`` (a
     ``ValueError``) naming the numbers.
     """
-    from ..base.progress import Progress
 
     settings = dict(rate=rate, duration=duration, count=count, closer=closer, concurrency=concurrency,
                     sources=sources, bind_before_connect=bind_before_connect, family=family, target=target,
                     sample_interval=sample_interval)
-    LoadRun(**settings)  # validate here, before anything starts (also for a lab run)
+    LoadRun(**settings, lab=lab)  # validate here, before anything starts (also for a lab run)
+    if between_hosts is not False and between_hosts is not True:
+        raise ValueError(f"between_hosts must be True or False; got {between_hosts!r}")
+    if between_hosts:
+        if not isinstance(lab, PrivateLab) or lab.host_count != 2:
+            raise ValueError(f"between_hosts=True needs lab=PrivateLab(hosts=2) (its client loads its server); "
+                             f"got lab={lab!r}")
+        if target is not None or family != socket.AF_INET or sources != 1:
+            raise ValueError("between_hosts=True starts its own server on the lab's server host over IPv4 "
+                             "from the client's one address: leave target, family and sources at their defaults")
+        port = lab.run(_serve_remote, lab.address("server"), closer, host="server")
+        try:
+            return _drive(Place.of(lab, "client").call, {**settings, "target": (lab.address("server"), port)},
+                          count, duration, progress)
+        finally:
+            if lab.pids:  # an interrupted call stops the lab's workers, and with them this server
+                lab.run(_unserve_remote, port, host="server")
     if lab is None and not in_lab():
         host_share_check(settings)  # a machine others share: bounded (a lab is the learner's own)
-    call = Place.of(lab).call
+    return _drive(Place.of(lab).call, settings, count, duration, progress)
+
+
+def _drive(call, settings: dict, count: int | None, duration: float, progress: bool) -> LoadResult:
+    """Start the run through ``call`` (here or in a lab's host), show its progress, finish it."""
+    from ..base.progress import Progress
+
     ident = call(_start_remote, settings)
     total = count if count is not None else duration
     bar = Progress(total, "load", unit="conn" if count else "s", enabled=progress)

@@ -1,5 +1,9 @@
 """Where TIME-WAIT piles up under load (notebook 04): which side holds it, and the plateau
-during and after a steady load beside the model."""
+during and after a steady load beside the model.
+
+Both run on one loopback by default, or with ``between_hosts=True`` from the client to the
+server of a two-host private lab, where each host counts its own sockets and loopback's
+exemption (``tcp_tw_reuse=2`` reuses TIME-WAIT ports for loopback only) is gone."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from ..base import model, sysctl
-from ..base.experiment import Call, Need, Place, Rule, experiment
+from ..base.experiment import BETWEEN_HOSTS, Call, Need, Place, Rule, experiment
 from ..base.kernel import fast_mode, timer_slack
 from ..base.observe import sockets
 from ..base.observe.sampler import StateSampler
@@ -18,6 +22,11 @@ from .load import MAX_DURATION, LoadResult, LoadRun, run_load
 from .sharing import Interference, exceeds_share
 
 __all__ = ["time_wait_by_side", "time_wait_by_closer", "PlateauRun", "watch_plateau"]
+
+
+def _check_between_hosts(between_hosts: object) -> None:
+    if between_hosts is not True and between_hosts is not False:
+        raise ValueError(f"between_hosts must be True or False; got {between_hosts!r}")
 
 
 def time_wait_by_side(result: LoadResult) -> dict[str, int]:
@@ -57,25 +66,30 @@ def _sides_settled(result: LoadResult) -> dict[str, int]:
 NARROW_RANGE = (40000, 40199)
 
 
-def _check_by_closer(rate: float = 300, duration: float = 1.0, port_range: tuple | None = None) -> None:
+def _check_by_closer(rate: float = 300, duration: float = 1.0, port_range: tuple | None = None,
+                     between_hosts: bool = False) -> None:
     LoadRun(rate=rate, duration=duration)
     if port_range is not None:
         sysctl.validate("ip_local_port_range", port_range)
+    _check_between_hosts(between_hosts)
 
 
 @experiment(notebook="04", title="who holds TIME-WAIT: client-closes and server-closes loads",
             needs=[Need.KERNEL], check=_check_by_closer,
             rules=[Rule(lambda a: "a narrowed ip_local_port_range would leave every other program on this machine "
                                   "short of ports, so tcplearn sets it only in a private lab"
-                        if a.get("port_range") is not None else "", needs=(Need.LAB,))],
+                        if a.get("port_range") is not None else "", needs=(Need.LAB,)), BETWEEN_HOSTS],
             calls=[Call((), {"rate": 300, "duration": 1.0},
                         "two 1 s loads at 300 connections/s, client closing first, then server closing first, "
                         "and where their TIME-WAIT sockets were"),
                    Call((), {"rate": 400, "duration": 1.0, "port_range": NARROW_RANGE},
                         "the same two loads at 400 connections/s in a private lab whose ip_local_port_range "
-                        "holds 200 ports")])
+                        "holds 200 ports"),
+                   Call((), {"rate": 300, "duration": 1.0, "between_hosts": True},
+                        "two 1 s loads at 300 connections/s from a private lab's client host to its server host, "
+                        "client closing first, then server closing first, each host counting its own TIME-WAIT")])
 def time_wait_by_closer(place: Place, rate: float = 300, duration: float = 1.0,
-                        port_range: tuple | None = None) -> dict[str, dict[str, int]]:
+                        port_range: tuple | None = None, between_hosts: bool = False) -> dict[str, dict[str, int]]:
     """Two short loads, one where the client closes first and one where the server does
     (with ``port_range``: in a private lab whose ``ip_local_port_range`` it is).  For each,
     once its connections have closed: ``connections made``, ``connects failed``,
@@ -83,16 +97,36 @@ def time_wait_by_closer(place: Place, rate: float = 300, duration: float = 1.0,
     again), and the TIME-WAIT sockets on the ``server side`` and the ``client side``.  One
     TIME-WAIT socket per four-tuple: a SYN that reuses a four-tuple whose server end is in
     TIME-WAIT takes that entry over (``tcp_timewait_state_process()``, RFC 6191), and a
-    client ``connect()`` reuses a client-side one only under ``tcp_tw_reuse``."""
+    client ``connect()`` reuses a client-side one only under ``tcp_tw_reuse``.
+
+    ``between_hosts=True`` runs them from a two-host lab's client to its server, and each
+    side is what that host's own table holds ("client side": the client host's)."""
     settings = {"ip_local_port_range": tuple(port_range)} if port_range is not None else {}
     sides = {}
     with place.settings(**settings) if settings else _nothing():
         # Each run is counted before the next starts, and by its own four-tuples: with one port
         # range for both, the second server may get the first one's port again.
         for name, closer in (("client closes first", "client"), ("server closes first", "server")):
-            result = run_load(rate=rate, duration=duration, closer=closer, progress=False, lab=place.lab)
-            sides[name] = place.call(_sides_settled, result)
+            result = run_load(rate=rate, duration=duration, closer=closer, progress=False, lab=place.lab,
+                              between_hosts=between_hosts)
+            sides[name] = _hosts_settled(place.lab, result) if between_hosts else place.call(_sides_settled, result)
     return sides
+
+
+def _hosts_settled(lab, result: LoadResult) -> dict[str, int]:
+    """Between hosts: the load's counts, then each host's own TIME-WAIT on the load's port
+    (each table holds only its own end), once the load's connections have closed."""
+    port, deadline = result.target[1], time.monotonic() + SETTLE_S
+    counts = {}
+    while time.monotonic() < deadline:
+        counts = {host: lab.count_states(host, port=port) for host in ("server", "client")}
+        if all(n == 0 for c in counts.values() for state, n in c.items()
+               if state not in (TcpState.TIME_WAIT, TcpState.LISTEN)):
+            break
+        time.sleep(0.02)
+    return {"connections made": result.connections, "connects failed": sum(result.errors.values()),
+            "four-tuples used": result.four_tuples,
+            **{f"{host} side": counts[host][TcpState.TIME_WAIT] for host in ("server", "client")}}
 
 
 @contextmanager
@@ -145,8 +179,10 @@ class PlateauRun:
                    record.get("interference") or {}, record.get("model_cap"))
 
 
-def _check_plateau(rate: float = 200, duration: float | None = None, drain: float | None = None) -> None:
+def _check_plateau(rate: float = 200, duration: float | None = None, drain: float | None = None,
+                   between_hosts: bool = False) -> None:
     LoadRun(rate=rate, duration=duration or 1.0)
+    _check_between_hosts(between_hosts)
     if drain is not None and not 0 <= drain <= MAX_DURATION:
         raise ValueError(f"drain must be seconds in [0, {MAX_DURATION:g}]; got {drain!r}")
 
@@ -198,18 +234,22 @@ def _moved_note(reason: str, mirrored: dict) -> str:
 
 
 #: A load too big to share this machine goes to a private lab set like it (else its recording).
-TOO_BIG_FOR_THE_MACHINE = Rule(lambda arguments: exceeds_share(_plateau_load(arguments)), needs=(Need.LAB,),
+TOO_BIG_FOR_THE_MACHINE = Rule(lambda arguments: "" if arguments.get("between_hosts")  # in a lab anyway
+                               else exceeds_share(_plateau_load(arguments)), needs=(Need.LAB,),
                                mirror=MIRRORED, note=_moved_note)
 
 
 @experiment(notebook="04", title="TIME-WAIT during and after a steady load, beside the model",
-            needs=[Need.KERNEL], check=_check_plateau, concurrent=True, rules=[TOO_BIG_FOR_THE_MACHINE],
+            needs=[Need.KERNEL], check=_check_plateau, concurrent=True, rules=[TOO_BIG_FOR_THE_MACHINE, BETWEEN_HOSTS],
             remark=lambda run: run.note,
             calls=[Call((), {"rate": 200}, "a client-closes load at 200 connections/s for 70 s, then its drain, "
-                                           "counted every second")],
+                                           "counted every second"),
+                   Call((), {"rate": 200, "between_hosts": True},
+                        "a client-closes load at 200 connections/s for 70 s from a private lab's client host to its "
+                        "server host, then its drain, counted every second on the client")],
             show="show_plateau")
 def watch_plateau(place: Place, rate: float = 200, duration: float | None = None, drain: float | None = None,
-                  *, progress: bool = True) -> PlateauRun:
+                  between_hosts: bool = False, *, progress: bool = True) -> PlateauRun:
     """Run a client-closes load at ``rate`` for ``duration`` s (default 70; 3 in fast mode),
     counting its own sockets (its server port at either end) every second, then keep
     counting for ``drain`` s (default 65; 2 in fast mode) while they expire.  A
@@ -220,7 +260,11 @@ def watch_plateau(place: Place, rate: float = 200, duration: float | None = None
     On the machine, a load bigger than ``SHARE`` of what is free runs in a private lab
     with the machine's port range and reuse settings (the note says so), else the same
     call recorded in a Linux lab is shown, else a one-line notice says why: the ladder
-    decides it before the body runs (``TOO_BIG_FOR_THE_MACHINE``)."""
+    decides it before the body runs (``TOO_BIG_FOR_THE_MACHINE``).
+
+    ``between_hosts=True`` runs the load from a two-host lab's client to its server: the
+    counts are the client's own, and the model's plateau is the one without TIME-WAIT reuse
+    (rate × TIME-WAIT, capped by the ports), since ``tcp_tw_reuse=2`` exempts loopback only."""
     import numpy as np
     import pandas as pd
 
@@ -228,10 +272,12 @@ def watch_plateau(place: Place, rate: float = 200, duration: float | None = None
     duration = _plateau_load({"rate": rate, "duration": duration})["duration"]
     drain = (2.0 if fast else 65.0) if drain is None else drain
     interval = 0.25 if fast else 1.0
-    call = place.call
-    result = run_load(rate=rate, duration=duration, sample_interval=interval, progress=progress, lab=place.lab)
+    lab = place.lab
+    call = Place.of(lab, "client" if between_hosts else None).call
+    result = run_load(rate=rate, duration=duration, sample_interval=interval, progress=progress, lab=lab,
+                      between_hosts=between_hosts)
     after = _drain(call, result.target[1], drain, interval, progress)
-    reuse, ports = call(_kernel_reuse)
+    reuse, ports = call(_kernel_reuse, not between_hosts)
     after["t"] += result.elapsed
     samples = pd.concat([result.samples, after], ignore_index=True)
     # TIME-WAIT lasts 60 s plus, on average, half a timer-wheel slot (notebook 02); whether
@@ -255,8 +301,9 @@ def watch_plateau(place: Place, rate: float = 200, duration: float | None = None
     return PlateauRun(result, samples, predicted, time_wait, reuse, interference.to_record(), model_cap)
 
 
-def _kernel_reuse() -> tuple[bool, int | None]:
-    """Whether connect() on loopback may reuse TIME-WAIT ports here, and the port count."""
+def _kernel_reuse(loopback: bool = True) -> tuple[bool, int | None]:
+    """Whether connect() (on loopback, or to another host) may reuse TIME-WAIT ports here,
+    and the port count."""
     tw_reuse, port_range = sysctl.read("tcp_tw_reuse"), sysctl.read("ip_local_port_range")
     ports = model.ports_in_range(port_range) if port_range else None
-    return (tw_reuse is not None and ports is not None and model.reuse_applies(tw_reuse, loopback=True)), ports
+    return (tw_reuse is not None and ports is not None and model.reuse_applies(tw_reuse, loopback=loopback)), ports

@@ -5,35 +5,42 @@ the per-namespace ``net.ipv4`` settings, packet capture on its ``lo``.  The mach
 real settings stay untouched and no root is needed.  The calling process (a Jupyter
 kernel, say) never changes namespace: a forked worker does, and runs the experiment
 functions you hand it.
+
+``PrivateLab(hosts=2)`` makes two hosts, "client" and "server": two network namespaces in
+the lab's user namespace, each with its own loopback, settings and socket table, joined by
+one veth link (``link``) with addresses from 198.18.0.0/15 (``hosts``).
 """
 
 from __future__ import annotations
 
-import io
 import os
 import pickle
 import select
 import signal
 import socket
-import struct
 import sys
 import time
-import traceback
 import warnings
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import sysctl as _sysctl
 from ..util import per_process
-from .namespace import NamespaceError, die_with_parent, enter, why_blocked
+from . import hosts as _hosts
+from .link import LINK
+from .namespace import why_blocked
 from .pcap import write_pcap
 from .segments import Segment, parse_frame, relative
+from .worker import LabError, host_name, in_lab, recv, send, worker_main
 
-__all__ = ["PrivateLab", "LabUnavailable", "lab_available", "in_lab", "Segment", "parse_frame", "relative",
-           "write_pcap"]
+__all__ = ["PrivateLab", "LabUnavailable", "LabError", "lab_available", "two_host_lab_available", "in_lab",
+           "host_name", "Segment", "parse_frame", "relative", "write_pcap"]
+
+if TYPE_CHECKING:  # only named in annotations: the lab imports the observers when asked
+    from ..observe import TcpSocket
+    from ..states import TcpState
 
 T = TypeVar("T")
-_LEN = struct.Struct("!Q")
 START_TIMEOUT = 10.0
 
 
@@ -41,140 +48,75 @@ class LabUnavailable(RuntimeError):
     """A private lab cannot start here; ``str()`` is the reason in one sentence."""
 
 
-class LabError(RuntimeError):
-    """An experiment raised inside the lab; the message carries its traceback."""
-
-
-def _send(sock: socket.socket, obj: object) -> None:
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    sock.sendall(_LEN.pack(len(data)) + data)
-
-
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            raise EOFError("the lab worker went away")
-        buf += chunk
-    return bytes(buf)
-
-
-def _recv(sock: socket.socket) -> Any:
-    (n,) = _LEN.unpack(_recv_exact(sock, _LEN.size))
-    return pickle.loads(_recv_exact(sock, n))
-
-
-# ---------------------------------------------------------------- the worker side
-
-
-def _close_inherited(keep: int) -> None:
-    # A forked copy of a host socket would keep it open and swallow its FIN when the
-    # parent closes it: close every descriptor but stdio and our channel.
-    try:
-        fds = [int(name) for name in os.listdir("/proc/self/fd")]
-    except OSError:
-        fds = list(range(3, 1024))
-    for fd in fds:
-        if fd > 2 and fd != keep:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-
-
-_IN_LAB = False
-
-
-def in_lab() -> bool:
-    """True in a lab's worker process (inside its private namespaces)."""
-    return _IN_LAB
-
-
-def _worker_main(chan: socket.socket) -> None:
-    global _IN_LAB
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    die_with_parent()
-    _close_inherited(chan.fileno())
-    try:
-        enter()
-    except NamespaceError as exc:
-        _send(chan, ("failed", str(exc)))
-        return
-    _IN_LAB = True
-    _send(chan, ("ready", os.getpid()))
-    while True:
-        try:
-            msg = _recv(chan)
-        except EOFError:
-            return
-        except Exception as exc:  # noqa: BLE001 - e.g. a function the worker cannot find
-            _send(chan, ("err", LabError(
-                f"the lab could not load what was sent ({exc}). The lab is a copy of this "
-                "process made when it started: define lab functions before 'with PrivateLab()', "
-                "or import them from a module"), "", ""))
-            continue
-        if msg[0] == "stop":
-            return
-        out = io.StringIO()
-        sys.stdout = sys.stderr = out
-        reply: tuple[Any, ...]  # ("ok", value, output) or ("err", exception, output, traceback)
-        try:
-            if msg[0] == "run":
-                _, fn, args, kwargs, capture = msg
-                reply = ("ok", _run_in_lab(fn, args, kwargs, capture), out.getvalue())
-            elif msg[0] == "sysctl":
-                for short, value in msg[1]:
-                    _sysctl.write_raw(_sysctl.SETTINGS[short], value)
-                reply = ("ok", {short: _sysctl.read(short) for short, _ in msg[1]}, "")
-            else:
-                reply = ("err", RuntimeError(f"unknown lab message {msg[0]!r}"), "", "")
-        except BaseException as exc:  # noqa: BLE001 - everything goes back to the caller
-            reply = ("err", exc, out.getvalue(), traceback.format_exc())
-        finally:
-            sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
-        try:
-            _send(chan, reply)
-        except (pickle.PicklingError, TypeError, AttributeError) as exc:
-            _send(chan, ("err", LabError(f"the lab's result could not be sent back: {exc}"),
-                         out.getvalue(), ""))
-
-
-def _run_in_lab(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], capture: bool) -> Any:
-    if not capture:
-        return fn(*args, **kwargs)
-    from .capture import Capture
-
-    with Capture("lo") as cap:
-        result = fn(*args, **kwargs)
-        cap.settle()
-    return result, cap.segments
-
-
-# ---------------------------------------------------------------- the caller side
-
-
 class PrivateLab:
     """A private network lab: ``with tcplearn.PrivateLab() as lab: lab.run(fn)``.
 
-    Starting it raises ``LabUnavailable`` with the reason when user namespaces are
-    blocked here.  Leaving the ``with`` block kills the worker and, with it, the
-    namespace, also after an exception or KeyboardInterrupt.
+    ``hosts=2`` gives two hosts, "client" and "server", each its own network namespace,
+    joined by one link: ``lab.address(host)``, ``lab.run(fn, host=...)``,
+    ``lab.sysctl(host=..., ...)``, ``lab.sockets(host)``; ``lab.link_note`` says what the
+    link is (no delay where the kernel has no netem).  Starting it raises ``LabUnavailable``
+    with the reason when user namespaces (or, for two hosts, veth links) are blocked here.
+    Leaving the ``with`` block kills every worker and, with them, the namespaces and the
+    link, also after an exception or KeyboardInterrupt.
     """
 
-    def __init__(self) -> None:
-        self._pid: int | None = None
-        self._chan: socket.socket | None = None
-        self.settings: dict[str, object] = {}
+    def __init__(self, hosts: int = 1) -> None:
+        self.host_count = _hosts.check_hosts(hosts)
+        self._workers: dict[str, tuple[int, socket.socket]] = {}  # host -> (pid, channel)
+        self.settings: dict[str, object] = {}  # a single-host lab's settings as set
+        self.host_settings: dict[str, dict[str, object]] = {h: {} for h in self.hosts}
+        self.netem_missing = ""  # why the link has no delay ("" if netem works there)
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        """The hosts' names: ``("client", "server")`` in a two-host lab, ``()`` in a single-host one."""
+        return _hosts.HOSTS if self.host_count == 2 else ()
+
+    @property
+    def addresses(self) -> dict[str, str]:
+        """Each host's address on the link (empty for a single-host lab)."""
+        return {h: _hosts.ADDRESSES[h] for h in self.hosts}
+
+    def address(self, host: str) -> str:
+        """``host``'s address on the link, in 198.18.0.0/15 (never one of the machine's)."""
+        return _hosts.ADDRESSES[_hosts.check_host(host, self.host_count)]
+
+    @property
+    def link_note(self) -> str:
+        """One sentence on the link between the hosts ("" for a single-host lab)."""
+        if self.host_count == 1:
+            return ""
+        first = (f"client {self.address('client')} and server {self.address('server')} are joined by "
+                 f"one link ({LINK} on each)")
+        return f"{first}; no delay on the link: {self.netem_missing}" if self.netem_missing else \
+            f"{first}; netem works on it here, so a delay or loss could be set"
 
     @property
     def pid(self) -> int | None:
-        """The worker's process id (its ``/proc/<pid>/net/tcp`` is the lab's table)."""
-        return self._pid
+        """The (first) worker's process id (its ``/proc/<pid>/net/tcp`` is the lab's table,
+        or the client's in a two-host lab)."""
+        return self._workers["client"][0] if "client" in self._workers else None
+
+    @property
+    def pids(self) -> dict[str, int]:
+        """Each running worker's process id, by host ("client" alone in a single-host lab)."""
+        return {h: pid for h, (pid, _) in self._workers.items()}
 
     def __enter__(self) -> PrivateLab:
         if not sys.platform.startswith("linux"):
             raise LabUnavailable(why_blocked())
+        addresses = frozenset(self.addresses.values())
+        try:
+            first = self._fork("client", None, addresses)
+            if self.host_count == 2:
+                self._fork("server", first, addresses)
+                self._link()
+        except BaseException:
+            self._shutdown()
+            raise
+        return self
+
+    def _fork(self, host: str, beside: int | None, addresses: frozenset[str]) -> int:
         parent, child = socket.socketpair()
         with warnings.catch_warnings():
             # Python 3.12+ warns about fork() in a threaded process; the child only runs
@@ -185,63 +127,72 @@ class PrivateLab:
             code = 0
             try:
                 parent.close()
-                _worker_main(child)
+                worker_main(child, host if self.host_count == 2 else None, beside, addresses)
             except BaseException:  # noqa: BLE001
                 code = 1
             finally:
                 os._exit(code)
         child.close()
-        self._pid, self._chan = pid, parent
-        try:
-            ready, _, _ = select.select([parent], [], [], START_TIMEOUT)
-            if not ready:
-                raise LabUnavailable(f"the lab worker did not start within {START_TIMEOUT:g} s")
-            status, detail = _recv(parent)
-        except BaseException:
-            self._shutdown()
-            raise
+        self._workers[host] = (pid, parent)
+        ready, _, _ = select.select([parent], [], [], START_TIMEOUT)
+        if not ready:
+            raise LabUnavailable(f"the lab worker did not start within {START_TIMEOUT:g} s")
+        status, detail = recv(parent)
         if status != "ready":
-            self._shutdown()
             raise LabUnavailable(detail)
-        return self
+        return pid
+
+    def _link(self) -> None:
+        try:
+            self._call("client", ("link", self._workers["server"][0]))
+            self.netem_missing = self._call("client", ("configure", self.address("client"), _hosts.PREFIX, True))
+            self._call("server", ("configure", self.address("server"), _hosts.PREFIX, False))
+        except OSError as exc:
+            raise LabUnavailable(f"a two-host lab cannot start here: {exc.strerror or exc}") from exc
 
     def __exit__(self, *exc_info: object) -> None:
         self._shutdown()
 
     def close(self) -> None:
-        """Stop the worker and discard the namespace (what leaving ``with`` does)."""
+        """Stop the workers and discard the namespaces and the link (what leaving ``with`` does)."""
         self._shutdown()
 
     def _shutdown(self, graceful: bool = True) -> None:
-        chan, pid = self._chan, self._pid
-        self._chan = self._pid = None
-        if chan is not None:
+        workers, self._workers = self._workers, {}
+        for _pid, chan in workers.values():
             if graceful:
                 try:
-                    _send(chan, ("stop",))
+                    send(chan, ("stop",))
                 except OSError:
                     graceful = False
             chan.close()
-        if pid is None:
-            return
-        deadline = time.monotonic() + (2.0 if graceful else 0.0)
-        while time.monotonic() < deadline:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-            if done:
-                return
-            time.sleep(0.005)
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        os.waitpid(pid, 0)
+        # The server's worker goes first: its namespace holds the link's far end.
+        for pid, _ in reversed(list(workers.values())):
+            deadline = time.monotonic() + (2.0 if graceful else 0.0)
+            while time.monotonic() < deadline:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    break
+                time.sleep(0.002)
+            else:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                os.waitpid(pid, 0)
 
-    def _call(self, msg: tuple[Any, ...]) -> Any:
-        if self._chan is None:
+    def _host(self, host: str | None) -> str:
+        """The worker that serves ``host``: a single-host lab's one worker for ``None``; the
+        client for ``None`` in a two-host lab."""
+        return "client" if host is None else _hosts.check_host(host, self.host_count)
+
+    def _call(self, host: str, msg: tuple[Any, ...]) -> Any:
+        if host not in self._workers:
             raise RuntimeError("this PrivateLab is not running: use it inside 'with PrivateLab() as lab:'")
+        chan = self._workers[host][1]
         try:
-            _send(self._chan, msg)
-            reply = _recv(self._chan)
+            send(chan, msg)
+            reply = recv(chan)
         except (pickle.PicklingError, AttributeError, TypeError) as exc:
             raise TypeError(
                 f"could not send this to the lab: {exc}. Lab functions and their arguments "
@@ -249,7 +200,7 @@ class PrivateLab:
             ) from exc
         except BaseException:
             # Interrupted or the worker died mid-call: the channel's state is unknown,
-            # and the experiment may still be running, so stop the worker at once.
+            # and the experiment may still be running, so stop the workers at once.
             self._shutdown(graceful=False)
             raise
         if reply[0] == "ok":
@@ -263,25 +214,46 @@ class PrivateLab:
             error.add_note(f"(raised inside the private lab)\n{tb}")
         raise error
 
-    def run(self, fn: Callable[..., T], *args: Any, capture: bool = False, **kwargs: Any) -> Any:
+    def run(self, fn: Callable[..., T], *args: Any, capture: bool | str = False, host: str | None = None,
+            **kwargs: Any) -> Any:
         """Run ``fn(*args, **kwargs)`` inside the lab and return its result.
 
-        With ``capture=True`` returns ``(result, segments)``: the TCP segments seen on
-        the lab's ``lo`` while ``fn`` ran, as ``Segment`` records with relative seq/ack
-        (each keeps its frame's bytes: ``write_pcap(segments, "x.pcap")`` saves them).
+        In a two-host lab ``host`` says where ("client" or "server"; the client when omitted).
+        With ``capture=True`` returns ``(result, segments)``: the TCP segments seen while ``fn``
+        ran, on the lab's ``lo`` (single host) or on that host's end of the link; a host's
+        name (``capture="server"``) captures on that host's end instead.  ``Segment`` records
+        have relative seq/ack and keep their frame's bytes (``write_pcap(segments, "x.pcap")``).
         ``fn`` and its result must be picklable.  Whatever ``fn`` prints is shown here.
         """
-        return self._call(("run", fn, args, kwargs, bool(capture)))
+        where = self._host(host)
+        if capture is False or capture is None:
+            return self._call(where, ("run", fn, args, kwargs, None))
+        if capture is True:
+            return self._call(where, ("run", fn, args, kwargs, "lo" if self.host_count == 1 else LINK))
+        if not isinstance(capture, str):
+            raise TypeError(f"capture={capture!r} refused: expected True, False or a host's name")
+        on = _hosts.check_host(capture, self.host_count)
+        if on == where:
+            return self._call(where, ("run", fn, args, kwargs, LINK))
+        self._call(on, ("capture_start", LINK))
+        try:
+            result = self._call(where, ("run", fn, args, kwargs, None))
+        finally:
+            if on in self._workers:
+                segments = self._call(on, ("capture_stop",))
+        return result, segments
 
-    def sysctl(self, **values: object) -> dict[str, object]:
+    def sysctl(self, host: str | None = None, **values: object) -> dict[str, object]:
         """Set per-namespace settings inside the lab, e.g. ``lab.sysctl(tcp_fin_timeout=5)``.
 
-        Validated with the same allow-list and ranges as ``tcplearn.sysctl``; a setting
-        that is global rather than per-namespace is refused.  The host is untouched.
-        Returns the values the lab's kernel now reports.
+        In a two-host lab each host has its own: ``host="client"`` sets the client's, no
+        ``host`` sets every host's.  Validated with the same allow-list and ranges as
+        ``tcplearn.sysctl``; a setting that is global rather than per-namespace is refused.
+        The machine is untouched.  Returns the values the (last) host's kernel now reports.
         """
         if not values:
             raise ValueError("lab.sysctl() needs at least one setting, e.g. tcp_fin_timeout=5")
+        targets = list(self.hosts) if host is None and self.host_count == 2 else [self._host(host)]
         checked = []
         for name, value in values.items():
             setting, norm = _sysctl.validate(name, value)
@@ -290,13 +262,33 @@ class PrivateLab:
                     f"{setting.name} is global, not per network namespace: a lab cannot change it"
                 )
             checked.append((setting.short, norm))
-        now: dict[str, object] = self._call(("sysctl", checked))
-        self.settings.update(now)
+        now: dict[str, object] = {}
+        for target in targets:
+            now = self._call(target, ("sysctl", checked))
+            if self.host_count == 2:
+                self.host_settings[target].update(now)
+            else:
+                self.settings.update(now)
         return now
 
-    def read_sysctl(self, name: str) -> object:
-        """A known setting's value as the lab's kernel reports it (``None`` if absent there)."""
-        return self.run(_sysctl.read, _sysctl.setting(name).short)
+    def read_sysctl(self, name: str, host: str | None = None) -> object:
+        """A known setting's value as the lab's (or ``host``'s) kernel reports it (``None`` if absent there)."""
+        return self.run(_sysctl.read, _sysctl.setting(name).short, host=host)
+
+    def sockets(self, host: str | None = None, **filters: Any) -> list[TcpSocket]:
+        """``tcplearn.sockets(**filters)`` read inside the lab, or on ``host``: that host's own
+        socket table, so only its own end of each connection."""
+        from ..observe import sockets
+
+        rows: list[TcpSocket] = self.run(sockets, host=host, **filters)
+        return rows
+
+    def count_states(self, host: str | None = None, **filters: Any) -> dict[TcpState, int]:
+        """``tcplearn.count_states(**filters)`` inside the lab, or on ``host`` (its own sockets only)."""
+        from ..observe import count_states
+
+        counts: dict[TcpState, int] = self.run(count_states, host=host, **filters)
+        return counts
 
 
 @per_process
@@ -312,3 +304,13 @@ def lab_available() -> tuple[bool, str]:
         return False, str(exc)
     return True, "user + network namespaces work here: real knobs and packets, no root"
 
+
+@per_process
+def two_host_lab_available() -> tuple[bool, str]:
+    """Whether a two-host lab can start here, and one sentence saying what its link is or
+    why it cannot start (e.g. no delay on the link where the kernel has no netem)."""
+    try:
+        with PrivateLab(hosts=2) as lab:
+            return True, f"two-host labs work here: {lab.link_note}"
+    except LabUnavailable as exc:
+        return False, str(exc)

@@ -2,7 +2,8 @@
 
 Every frame on ``lo`` is seen twice by a packet socket, once leaving (PACKET_OUTGOING)
 and once arriving (PACKET_HOST); only the outgoing copy is kept, so each segment
-appears once.  Timestamps are the kernel's (SO_TIMESTAMPNS).  Each ``Segment`` keeps
+appears once.  On one end of a two-host lab's link (``eth0``) a frame is seen once, leaving
+or arriving, so both kinds are kept there.  Timestamps are the kernel's (SO_TIMESTAMPNS).  Each ``Segment`` keeps
 its frame's bytes exactly as read and the kernel's timestamp in nanoseconds, so
 ``tcplearn.lab.pcap.write_pcap`` can save the real capture.
 """
@@ -21,6 +22,7 @@ from .segments import Segment, parse_frame, relative
 __all__ = ["Capture"]
 
 ETH_P_ALL = 0x0003
+PACKET_HOST = 0
 PACKET_OUTGOING = 4
 SO_TIMESTAMPNS = 35
 SOL_PACKET = 263
@@ -40,6 +42,8 @@ class Capture:
 
     def __init__(self, interface: str = "lo"):
         self.interface = interface
+        # lo: each frame leaves and arrives on the same interface, so keep one copy of it
+        self._keep = {PACKET_OUTGOING} if interface == "lo" else {PACKET_OUTGOING, PACKET_HOST}
         self._frames: list[tuple[int, bytes]] = []  # (kernel time in ns, the frame)
         self._overflow = 0
         self._stop = threading.Event()
@@ -85,7 +89,7 @@ class Capture:
                 if exc.errno == errno.ENETDOWN:
                     return  # the interface went down (an experiment's choice); it comes back
                 raise
-            if addr[2] != PACKET_OUTGOING:
+            if addr[2] not in self._keep:
                 continue
             self._last = time.monotonic()
             if len(self._frames) >= MAX_FRAMES:

@@ -18,7 +18,7 @@ import sys
 
 from ..util import system_name
 
-__all__ = ["enter", "why_blocked", "NamespaceError"]
+__all__ = ["enter", "enter_beside", "why_blocked", "NamespaceError"]
 
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
@@ -88,6 +88,33 @@ def enter() -> None:
         _write("/proc/self/gid_map", f"0 {gid} 1")
     except OSError as exc:
         raise NamespaceError(f"could not map this user into the lab's namespace: {exc.strerror}") from exc
+    _loopback_up()
+
+
+def enter_beside(pid: int) -> None:
+    """Move the calling (single-threaded) process into the user namespace of lab process
+    ``pid`` and a network namespace of its own there: a second host of the same lab, with
+    its own ``lo`` (up), settings and socket table.
+
+    Its creator, in the parent user namespace with the owner's uid, holds every capability
+    in that user namespace (user_namespaces(7), "Capabilities"), so ``setns`` needs no root."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    try:
+        fd = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY)
+    except OSError as exc:
+        raise NamespaceError(f"could not open the lab's user namespace: {exc.strerror}") from exc
+    try:
+        if libc.setns(fd, CLONE_NEWUSER) != 0:
+            raise NamespaceError(f"could not join the lab's user namespace ({os.strerror(ctypes.get_errno())})")
+    finally:
+        os.close(fd)
+    if libc.unshare(CLONE_NEWNET) != 0:
+        raise NamespaceError(f"could not create the second host's network namespace "
+                             f"({os.strerror(ctypes.get_errno())})")
+    _loopback_up()
+
+
+def _loopback_up() -> None:
     import fcntl  # POSIX only: imported here so that tcplearn still imports on Windows
 
     try:
