@@ -14,7 +14,9 @@ reached through ``tcplearn`` (``tcplearn.dead_peer``) or ``REGISTRY``; here a na
 import importlib
 import pkgutil
 
-__all__ = [m.name for m in pkgutil.iter_modules(__path__) if m.name != "tools"]
+# ``loadserver`` is a child process's entry point (``python -m``): importing it here first would
+# make runpy warn in every load server; it registers nothing.
+__all__ = [m.name for m in pkgutil.iter_modules(__path__) if m.name not in ("tools", "loadserver")]
 
 for _name in __all__:
     importlib.import_module(f"{__name__}.{_name}")
