@@ -150,7 +150,7 @@ EXPECTED_RECORDED = {
     "01-four-way-close": 8,
     "02-time-wait-and-2msl": 15,
     "03-timeouts-python-vs-node": 1,
-    "04-state-counts-under-load": 7,
+    "04-state-counts-under-load": 8,
     "05-sysctl-playground": 0,
     "06-dead-peer": 6,
 }
