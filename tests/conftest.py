@@ -248,9 +248,10 @@ class ExecutedSeries:
                          for c in nb.cells for o in c.get("outputs", []))
 
 
-def copy_series_for(env: Unprivileged) -> Path:
-    """The notebooks copied where ``env``'s nobody may write (its kernels write beside them)."""
-    dest = env.dir / "notebooks"
+def copy_series_for(env: Unprivileged, folder: str = "notebooks") -> Path:
+    """The notebooks copied where ``env``'s nobody may write (its kernels write beside them),
+    into ``env.dir / folder``."""
+    dest = env.dir / folder
     shutil.copytree(ROOT / "notebooks", dest, dirs_exist_ok=True)
     for p in [dest, *dest.rglob("*")]:
         p.chmod(0o777 if p.is_dir() else 0o666)
@@ -299,6 +300,115 @@ def executed_series(request, tmp_path_factory) -> ExecutedSeries:
     reported = json.loads(out.stdout.strip().splitlines()[-1])
     results = {k.removeprefix("notebooks/"): v for k, v in reported.items()}
     return ExecutedSeries(saved, results, foreign, "nobody" if drop else "this user")
+
+
+# ------------------------------------------------------------------ series in the background
+#
+# Two executions of the whole series need nothing of this machine's TCP beyond what their
+# notebooks own: the simulated Mac's (every kernel experiment replays) and the one where user
+# namespaces are blocked (fallbacks, bounded loads on loopback).  Each takes minutes, mostly
+# waiting on kernels, so both start with the session, beside the other tests, and their tests
+# collect the results.  Only the run with a lab at hand amid a foreign churn (executed_series)
+# stays on its own: its churn would fill the machine's table under every other test.
+
+
+#: The background children's pids: the tests that count their own child processes skip them.
+BACKGROUND_PIDS: set[int] = set()
+
+
+def own_children(recursive: bool = True) -> list:
+    """This process's children (``psutil.Process``, running), without the series running in
+    the background and theirs: what a test's own code started and left."""
+    import psutil
+
+    found = []
+    for child in psutil.Process().children(recursive=recursive):
+        try:
+            if child.pid in BACKGROUND_PIDS or any(a.pid in BACKGROUND_PIDS for a in child.parents()):
+                continue
+            if child.is_running():
+                found.append(child)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+class Background:
+    """A child started now whose outcome a test collects later (``result()``): its output
+    goes to files, so a chatty child never blocks on a full pipe."""
+
+    def __init__(self, cmd: list[str], **popen) -> None:
+        self._out = tempfile.TemporaryFile("w+")
+        self._err = tempfile.TemporaryFile("w+")
+        self.proc = subprocess.Popen(cmd, stdout=self._out, stderr=self._err, text=True, **popen)
+        BACKGROUND_PIDS.add(self.proc.pid)
+
+    def result(self, timeout: float) -> subprocess.CompletedProcess:
+        """Wait for the child (killed after ``timeout`` seconds, which then raises) and return
+        what it printed."""
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise
+        texts = []
+        for f in (self._out, self._err):
+            f.seek(0)
+            texts.append(f.read())
+        return subprocess.CompletedProcess(self.proc.args, self.proc.returncode, *texts)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+SIMULATED_MAC_TEST = "test_every_notebook_runs_on_a_simulated_mac"
+BLOCKED_TEST = "test_notebooks_fall_back_where_user_namespaces_are_blocked"
+#: What blocks the creation of user namespaces for the series (inside a user namespace of its own).
+BLOCKED = ("unshare", "--user", "--map-root-user", "sh", "-c",
+           'echo 0 > /proc/sys/user/max_user_namespaces && exec "$0" "$@"')
+
+
+def start_simulated_mac(where: Path) -> tuple[Background, Path, list[str]]:
+    """The series executed as if on a Mac (an IPython startup file makes the kernel look like
+    macOS), in a copy of the notebooks under ``where``; returns the run, the folder the
+    executed notebooks are saved in, and the notebooks' names."""
+    startup = where / "ipython" / "profile_default" / "startup"
+    startup.mkdir(parents=True)
+    (startup / "00-macos.py").write_text((ROOT / "tests" / "simulated" / "macos.py").read_text())
+    saved, copy = where / "executed", where / "notebooks"
+    saved.mkdir()
+    shutil.copytree(ROOT / "notebooks", copy, ignore=shutil.ignore_patterns("*.pcap", ".ipynb_checkpoints"))
+    names = sorted(p.name for p in copy.glob("[0-9][0-9]-*.ipynb"))
+    env = {**os.environ, "IPYTHONDIR": str(where / "ipython"), "TCPLEARN_FAST": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env.pop("TCPLEARN_BACKEND", None)
+    run = Background([sys.executable, str(ROOT / "tests" / "unprivileged" / "run_notebooks.py"),
+                      "--save", str(saved), *names], cwd=copy, env=env)
+    return run, saved, names
+
+
+@pytest.fixture(scope="session", autouse=True)
+def series_in_background(request, tmp_path_factory):
+    """Starts, with the session, the series executions whose tests this session will run
+    (``{"mac": (run, saved, names), "blocked": (run, names)}``), and stops what is left of
+    them at its end."""
+    selected = {item.originalname for item in request.session.items}
+    runs: dict = {}
+    try:
+        if SIMULATED_MAC_TEST in selected:
+            runs["mac"] = start_simulated_mac(tmp_path_factory.mktemp("simulated-mac"))
+        if BLOCKED_TEST in selected and can_drop_privileges()[0]:
+            env = request.getfixturevalue("nobody_with_packages")
+            dest = copy_series_for(env, "notebooks-blocked")
+            names = [f"{dest.name}/{p.name}" for p in sorted(dest.glob("[0-9][0-9]-*.ipynb"))]
+            runs["blocked"] = (Background(env.command(["run_notebooks.py", *names], wrap=BLOCKED),
+                                          env=env.env, cwd=env.dir), names)
+        yield runs
+    finally:
+        for value in runs.values():
+            value[0].stop()
 
 
 # ------------------------------------------------------------------ running as nobody

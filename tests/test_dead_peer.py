@@ -29,7 +29,7 @@ from tcplearn.experiments.dead_peer import (
     retransmission_schedule,
 )
 
-from .conftest import can_drop_privileges, needs_linux, wait_for
+from .conftest import can_drop_privileges, needs_linux, own_children, wait_for
 
 pytestmark = needs_linux
 
@@ -341,16 +341,7 @@ def test_lab_runs_as_nobody(nobody_result):
 
 
 def _children() -> list[int]:
-    me = os.getpid()
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                if int(f.read().rsplit(")", 1)[1].split()[1]) == me:
-                    found.append(int(pid))
-        except (OSError, ValueError, IndexError):
-            pass
-    return found
+    return [p.pid for p in own_children(recursive=False)]  # not the series in the background
 
 
 def _node_clients() -> list[int]:

@@ -6,7 +6,6 @@ the kernel's timers) in this process, and running every notebook in a kernel mad
 like a Mac (tests/simulated/macos.py)."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -165,19 +164,12 @@ def _texts(nb) -> list[str]:
     return out
 
 
-def test_every_notebook_runs_on_a_simulated_mac(tmp_path):
-    startup = tmp_path / "ipython" / "profile_default" / "startup"
-    startup.mkdir(parents=True)
-    (startup / "00-macos.py").write_text((ROOT / "tests" / "simulated" / "macos.py").read_text())
-    saved = tmp_path / "executed"
-    saved.mkdir()
-    names = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb"))
+def test_every_notebook_runs_on_a_simulated_mac(series_in_background):
+    """The series on a simulated Mac (started with the session, tests/conftest.py): each
+    notebook ok, and each kernel experiment replayed under its one-line note."""
+    run, saved, names = series_in_background["mac"]
     assert [n.removesuffix(".ipynb") for n in names] == list(EXPECTED_RECORDED)
-    env = {**os.environ, "IPYTHONDIR": str(tmp_path / "ipython"), "TCPLEARN_FAST": "1"}
-    env.pop("TCPLEARN_BACKEND", None)
-    result = subprocess.run([sys.executable, str(ROOT / "tests" / "unprivileged" / "run_notebooks.py"),
-                             "--save", str(saved), *names], cwd=ROOT / "notebooks", env=env,
-                            capture_output=True, text=True, timeout=900)
+    result = run.result(timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == dict.fromkeys(names, "ok")
     for name in names:

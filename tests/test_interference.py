@@ -17,7 +17,7 @@ from tcplearn.experiments.plateau import watch_plateau
 from tcplearn.experiments.sharing import SHARE, HostShareError, host_share_check, running_loads
 
 from .churn import start_churn, stop_churn, wait_tw
-from .conftest import needs_linux, needs_ss, own_recycle_ceiling, wait_for
+from .conftest import needs_linux, needs_ss, own_children, own_recycle_ceiling, wait_for
 
 pytestmark = needs_linux
 
@@ -133,9 +133,7 @@ def test_two_learners_at_once_each_see_their_own_count():
 
 
 def _children():
-    import psutil
-
-    return [p for p in psutil.Process(os.getpid()).children(recursive=True) if p.is_running()]
+    return own_children()  # the series running in the background are not this test's
 
 
 def test_a_load_too_big_to_share_the_machine_is_refused_with_the_numbers():

@@ -23,7 +23,7 @@ from tcplearn.experiments.remedy import sources_remedy
 from tcplearn.view.plots import load_plot, sources_remedy_plot  # noqa: E402
 from tcplearn.view.show import load_summary, plateau_figure, time_wait_cost_text  # noqa: E402
 
-from .conftest import needs_linux, needs_ss, own_recycle_ceiling  # noqa: E402
+from .conftest import needs_linux, needs_ss, own_children, own_recycle_ceiling  # noqa: E402
 
 pytestmark = needs_linux
 
@@ -35,9 +35,7 @@ def lab_or_skip():
 
 
 def _children():
-    import psutil
-
-    return [p for p in psutil.Process(os.getpid()).children(recursive=True) if p.is_running()]
+    return own_children()  # the series running in the background are not this test's
 
 
 def _tcp_mib() -> dict[str, int]:

