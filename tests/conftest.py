@@ -304,12 +304,12 @@ def executed_series(request, tmp_path_factory) -> ExecutedSeries:
 
 # ------------------------------------------------------------------ series in the background
 #
-# Two executions of the whole series need nothing of this machine's TCP beyond what their
-# notebooks own: the simulated Mac's (every kernel experiment replays) and the one where user
-# namespaces are blocked (fallbacks, bounded loads on loopback).  Each takes minutes, mostly
-# waiting on kernels, so both start with the session, beside the other tests, and their tests
-# collect the results.  Only the run with a lab at hand amid a foreign churn (executed_series)
-# stays on its own: its churn would fill the machine's table under every other test.
+# One execution of the whole series needs nothing of this machine's TCP: the simulated Mac's,
+# where every kernel experiment replays.  It takes a minute or two, mostly waiting on its
+# kernels, so it starts with the session, beside the other tests, and its test collects it.
+# The others stay on their own: the run amid a foreign churn (executed_series) would fill the
+# machine's table under every other test, and the one with user namespaces blocked runs live
+# loads on this machine's loopback beside tests that measure it.
 
 
 #: The background children's pids: the tests that count their own child processes skip them.
@@ -364,7 +364,6 @@ class Background:
 
 
 SIMULATED_MAC_TEST = "test_every_notebook_runs_on_a_simulated_mac"
-BLOCKED_TEST = "test_notebooks_fall_back_where_user_namespaces_are_blocked"
 #: What blocks the creation of user namespaces for the series (inside a user namespace of its own).
 BLOCKED = ("unshare", "--user", "--map-root-user", "sh", "-c",
            'echo 0 > /proc/sys/user/max_user_namespaces && exec "$0" "$@"')
@@ -392,19 +391,13 @@ def start_simulated_mac(where: Path) -> tuple[Background, Path, list[str]]:
 @pytest.fixture(scope="session", autouse=True)
 def series_in_background(request, tmp_path_factory):
     """Starts, with the session, the series executions whose tests this session will run
-    (``{"mac": (run, saved, names), "blocked": (run, names)}``), and stops what is left of
+    (``{"mac": (run, saved, names)}``), and stops what is left of
     them at its end."""
     selected = {item.originalname for item in request.session.items}
     runs: dict = {}
     try:
         if SIMULATED_MAC_TEST in selected:
             runs["mac"] = start_simulated_mac(tmp_path_factory.mktemp("simulated-mac"))
-        if BLOCKED_TEST in selected and can_drop_privileges()[0]:
-            env = request.getfixturevalue("nobody_with_packages")
-            dest = copy_series_for(env, "notebooks-blocked")
-            names = [f"{dest.name}/{p.name}" for p in sorted(dest.glob("[0-9][0-9]-*.ipynb"))]
-            runs["blocked"] = (Background(env.command(["run_notebooks.py", *names], wrap=BLOCKED),
-                                          env=env.env, cwd=env.dir), names)
         yield runs
     finally:
         for value in runs.values():

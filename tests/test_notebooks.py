@@ -116,17 +116,10 @@ def test_notebooks_run_as_an_unprivileged_user(nobody_with_packages, executed_se
 
 
 @pytest.mark.slow
-def test_notebooks_fall_back_where_user_namespaces_are_blocked(nobody_with_packages, series_in_background):
+def test_notebooks_fall_back_where_user_namespaces_are_blocked(nobody_with_packages):
     """As nobody inside a user namespace that may not create more (no lab, no root over the
-    machine): every notebook still runs, on the fallbacks (model, RFC arrows, notices).  The
-    run started with the session (tests/conftest.py); here it is collected."""
-    if "blocked" not in series_in_background:  # not root: nobody cannot be reached
-        _run_as_nobody(nobody_with_packages, wrap=BLOCKED)
-        return
-    run, names = series_in_background["blocked"]
-    result = run.result(timeout=SERIES_TIMEOUT)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == {n: "ok" for n in names}
+    machine): every notebook still runs, on the fallbacks (model, RFC arrows, notices)."""
+    _run_as_nobody(nobody_with_packages, wrap=BLOCKED)
 
 
 def _explains_after_predictions(nb) -> list[tuple[str, str, str]]:
