@@ -89,8 +89,9 @@ def _open_hint(directory: str) -> str:
     start = Path(directory) / "00-start-here.ipynb"
     if importlib.util.find_spec("jupyterlab") is not None:
         return f"Open the series with:\n  jupyter lab {start}"
-    return ("JupyterLab, which opens them, is not installed for this Python. Install it with tcplearn's notebook\n"
-            f"extra, then open the series:\n  pip install 'tcplearn[notebooks]'\n  jupyter lab {start}")
+    return ("JupyterLab, which opens them, is not installed for this Python. Install it with tcplearn's "
+            "notebook\nextra, then open the series:\n  pip install 'tcplearn[notebooks]'\n  jupyter lab "
+            f"{start}")
 
 
 def _lab_load():
@@ -121,8 +122,8 @@ def _load(parser: argparse.ArgumentParser, args: argparse.Namespace, prog: str) 
 
     if args.lab and args.target is not None:
         parser.error("--lab runs the load and its own server inside the lab, whose loopback is its own: "
-                     f"--target {args.target[0]}:{args.target[1]} (a server on this machine) cannot be reached "
-                     "from there; drop one of the two")
+                     f"--target {args.target[0]}:{args.target[1]} (a server on this machine) cannot be "
+                     "reached from there; drop one of the two")
     settings = dict(rate=args.rate, duration=args.duration, count=args.count, closer=args.closer,
                     concurrency=args.concurrency, sources=args.sources,
                     bind_before_connect=args.bind_before_connect,
@@ -148,7 +149,8 @@ def _load(parser: argparse.ArgumentParser, args: argparse.Namespace, prog: str) 
         print("interrupted: the load was stopped and cleaned up")
         return 130
     errors = ", ".join(f"{k} {v}" for k, v in sorted(result.errors.items())) or "none"
-    print(f"{result.connections} connections in {result.elapsed:.2f} s: {result.rate:.0f}/s; errors: {errors}")
+    print(f"{result.connections} connections in {result.elapsed:.2f} s: {result.rate:.0f}/s; "
+          f"errors: {errors}")
     own = result.interference or {}
     if "own_peak" in own and result.target:
         print(f"its own sockets (server port {result.target[1]} at either end): a TIME-WAIT peak of "
@@ -173,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     nb.add_argument("dir", metavar="DIR", help="where to copy the series (created if missing)")
     nb.add_argument("--overwrite", action="store_true", help="replace copies you have edited")
     ld = sub.add_parser("load", help="a bounded loopback load (connections churned, TIME-WAIT made)")
-    ld.add_argument("--rate", type=_positive("--rate"), help="connections per second (default: as fast as possible)")
+    ld.add_argument("--rate", type=_positive("--rate"),
+                    help="connections per second (default: as fast as possible)")
     ld.add_argument("--duration", type=_positive("--duration"), default=5.0, help="seconds (default 5)")
     ld.add_argument("--count", type=int, help="stop after this many connections")
     ld.add_argument("--closer", choices=("client", "server"), default="client")
@@ -212,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     clear = "\033[H\033[2J" if sys.stdout.isatty() else ""
     try:
         while True:
-            print(f"{clear}every {args.watch:g}s — {time.strftime('%H:%M:%S')}\n{_table(args.port)}", flush=True)
+            print(f"{clear}every {args.watch:g}s — {time.strftime('%H:%M:%S')}\n{_table(args.port)}",
+                  flush=True)
             time.sleep(args.watch)
     except KeyboardInterrupt:
         return 0

@@ -66,7 +66,8 @@ class Report:
         return str(self)
 
     def _repr_html_(self) -> str:
-        # The word beside each sign: a browser without an emoji font, or a screen reader, still tells them apart.
+        # The word beside each sign: a browser without an emoji font, or a screen reader, still tells them
+        # apart.
         icon = {True: "✅ yes", False: "❌ no", None: "ℹ️ info"}
         rows = "".join(
             f"<tr><td>{icon[c.ok]}</td><td>{html.escape(c.name)}</td>"
@@ -131,10 +132,12 @@ def doctor() -> Report:
         detail += f"; absent: {', '.join(missing)}"
     r.checks.append(Check("teardown sysctls", bool(readable) if linux else None, detail))
     if values.get("tcp_fin_timeout") is not None:
-        r.checks.append(Check("tcp_fin_timeout", None, f"{values['tcp_fin_timeout']} s (orphaned FIN-WAIT-2 only)"))
+        r.checks.append(Check("tcp_fin_timeout", None,
+                              f"{values['tcp_fin_timeout']} s (orphaned FIN-WAIT-2 only)"))
     node = node_executable()
     r.checks.append(Check("Node.js", node is not None,
-                          f"{_node_version(node)} at {node}" if node else "not found (notebook 03 shows the emulation only)"))
+                          f"{_node_version(node)} at {node}" if node
+                          else "not found (notebook 03 shows the emulation only)"))
     binder = on_binder()
     r.checks.append(Check("Binder", None, "this is a Binder session" if binder else "not Binder"))
     r.checks.append(Check("private network lab", lab_ok, lab_why))
@@ -145,14 +148,16 @@ def doctor() -> Report:
     return r
 
 
-#: The root line when not root: informational, since the series never needs root, only says what root would add.
+#: The root line when not root: informational, since the series never needs root, only says what root would
+#: add.
 _NOT_ROOT = {
     True: "not root (not needed: the private lab changes settings and captures packets without it)",
-    False: "not root (not needed: with no private lab here, the parts that change settings show runs recorded in a "
-           "Linux lab; as root they would run live)",
+    False: "not root (not needed: with no private lab here, the parts that change settings show runs "
+           "recorded in a Linux lab; as root they would run live)",
 }
 
-_WHY = {Where.LIVE: "on this machine, read from its kernel", Where.LAB: "in a private lab: no root, the machine untouched",
+_WHY = {Where.LIVE: "on this machine, read from its kernel",
+        Where.LAB: "in a private lab: no root, the machine untouched",
         Where.ROOT: "on this machine as root (settings restored afterwards)"}
 
 

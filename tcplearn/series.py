@@ -39,7 +39,8 @@ LINKED_PAGES = ("glossary.md", "references.md")
 
 
 def pages() -> list[Path]:
-    """Everything a learner's copy needs: the notebooks, then the pages they link to (glossary, references)."""
+    """Everything a learner's copy needs: the notebooks, then the pages they link to \
+(glossary, references)."""
     folder = _folder()
     return notebooks() + [folder / name for name in LINKED_PAGES if (folder / name).exists()]
 
@@ -57,8 +58,8 @@ def copy_series(directory: str | Path, *, overwrite: bool = False) -> list[Path]
               if (dest / src.name).exists() and (dest / src.name).read_bytes() != src.read_bytes()]
     if edited and not overwrite:
         raise SeriesError(f"{len(edited)} file(s) of the series in {dest} differ from the shipped ones (your "
-                          f"edits?): {', '.join(p.name for p in edited)}; nothing was copied. Copy into another "
-                          "folder, or pass --overwrite (overwrite=True) to replace them")
+                          f"edits?): {', '.join(p.name for p in edited)}; nothing was copied. Copy into "
+                          "another folder, or pass --overwrite (overwrite=True) to replace them")
     dest.mkdir(parents=True, exist_ok=True)
     copied = []
     for src in sources:

@@ -45,7 +45,8 @@ def record_experiment(exp: Experiment, directory: str | Path) -> Path:
         arguments = exp.arguments(*c.args, **c.kwargs)
         plan = exp.plan(arguments)  # the call's own needs (a Rule may send it to a lab)
         if plan.where not in (Where.LAB, Where.LIVE):
-            raise RuntimeError(f"{exp.name} is recorded in a private lab or live, not {plan.where}: {plan.why}")
+            raise RuntimeError(f"{exp.name} is recorded in a private lab or live, not {plan.where}: "
+                               f"{plan.why}")
         result = exp.run_at(plan, *c.args, **{**c.kwargs, **_quiet(exp)})
         data = exp.to_record(result.value) if exp.to_record else result.value
         runs[recordings.key(exp.name, arguments)] = {"what": c.what, "result": data}

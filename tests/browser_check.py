@@ -46,7 +46,8 @@ LAYOUT_PROBLEMS = """() => {
   if (!pg) return ['no playground'];
   if (![...pg.querySelectorAll('.widget-readout')].some(e => e.getBoundingClientRect().width > 0))
     return ['no readout laid out'];
-  const right = Math.min(window.innerWidth, document.querySelector('.jp-NotebookPanel').getBoundingClientRect().right);
+  const right = Math.min(window.innerWidth, \
+document.querySelector('.jp-NotebookPanel').getBoundingClientRect().right);
   for (const el of pg.querySelectorAll('.widget-readout, button, .widget-checkbox label, .widget-checkbox')) {
     const r = el.getBoundingClientRect();
     if (r.width === 0) continue;
@@ -105,8 +106,9 @@ def stop_lab(lab: subprocess.Popen) -> None:
 
 
 def run_in_kernel(page, code: str) -> None:
-    page.evaluate("async (code) => { const k = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;"
-                  " await k.requestExecute({code, store_history: false}).done; }", code)
+    page.evaluate("async (code) => { const k = "
+                  "window.jupyterapp.shell.currentWidget.sessionContext.session.kernel; await "
+                  "k.requestExecute({code, store_history: false}).done; }", code)
 
 
 def port_limited_run(page) -> dict:
@@ -121,9 +123,11 @@ def port_limited_run(page) -> dict:
                                  timeout=60_000)
     seen = page.eval_on_selector(".tcplearn-progress", "el => el.innerText")
     page.wait_for_selector(".tcplearn-playground .tcplearn-agreement", timeout=120_000)
-    status = page.eval_on_selector(".tcplearn-playground .tcplearn-agreement", "el => el.parentElement.innerText")
+    status = page.eval_on_selector(".tcplearn-playground .tcplearn-agreement",
+                                   "el => el.parentElement.innerText")
     found = AGREEMENT.search(status)
-    numbers = dict(zip(("measured", "measured_by", "model", "model_by"), map(float, found.groups()), strict=True)) \
+    numbers = dict(zip(("measured", "measured_by", "model", "model_by"), map(float, found.groups()),
+                       strict=True)) \
         if found else {}
     return {"progress_seen": bool(bar), "progress_text": seen, "status": status, **numbers}
 

@@ -511,7 +511,8 @@ class Unprivileged:
         assert made.returncode == 0, f"nobody could not make a venv: {made.stderr[-2000:]}"
         self.interpreter = str(self.venv / "bin" / "python")
         purelib = subprocess.run([*_AS_NOBODY, self.interpreter, "-c",
-                                  "import sysconfig; print(sysconfig.get_path('purelib'))"], capture_output=True,
+                                  "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                                 capture_output=True,
                                  text=True, env={"PATH": LEARNER_PATH, **base.env}, timeout=60,
                                  check=True).stdout.strip()
         # what pip install would have put there: tcplearn (and the packages), on the venv's path

@@ -50,7 +50,8 @@ def test_the_layers_point_down():
 
 
 def test_the_promised_names_import_from_tcplearn():
-    for name in ("ConnectionPair", "TrickleServer", "run_load", "LoadResult", "sample_states", "watch_plateau",
+    for name in ("ConnectionPair", "TrickleServer", "run_load", "LoadResult", "sample_states",
+                 "watch_plateau",
                  "run_scenario", "with_settings", "myth_demo", "sample_countdown", "capture_one_connection",
                  "first_look", "lab_side_by_side", "doctor", "PrivateLab", "count_states", "plots",
                  "sysctl_playground"):
@@ -61,7 +62,8 @@ def test_the_promised_names_import_from_tcplearn():
 def test_import_stays_light():
     """``import tcplearn`` loads no plotting or widget library: the view comes on first use."""
     out = subprocess.run([sys.executable, "-c", "import sys, tcplearn; "
-                          "print(sorted(m for m in ('matplotlib', 'ipywidgets', 'IPython') if m in sys.modules))"],
+                          "print(sorted(m for m in ('matplotlib', 'ipywidgets', 'IPython') if m in "
+                          "sys.modules))"],
                          capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "[]", out.stderr
 
@@ -80,7 +82,8 @@ def test_every_experiment_that_may_replay_has_every_notebook_call_recorded():
         for c in exp.calls:
             run = recordings.find(exp.name, exp.name, exp.arguments(*c.args, **c.kwargs))
             assert run is not None, f"{exp.name}{c.args}{c.kwargs} is not recorded"
-            value = exp.from_record(run.result, exp.arguments(*c.args, **c.kwargs)) if exp.from_record else run.result
+            value = (exp.from_record(run.result, exp.arguments(*c.args, **c.kwargs)) if exp.from_record
+                     else run.result)
             assert value is not None
     assert {e.name for e in traces.recordable()} == set(recordings.names())
 
@@ -112,7 +115,8 @@ def test_the_wheel_carries_the_series(tmp_path):
     out = subprocess.run([sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "-w",
                           str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "deprecat" not in (out.stdout + out.stderr).lower(), "setuptools warns about the project's metadata"
+    assert "deprecat" not in (out.stdout + out.stderr).lower(), \
+        "setuptools warns about the project's metadata"
     (wheel,) = tmp_path.glob("tcplearn-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     shipped = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb"))
@@ -181,7 +185,8 @@ def test_registering_an_experiment_is_all_it_takes(monkeypatch, tmp_path):
     import tcplearn.view.display as display
     from tcplearn.base.experiment import Call, experiment
 
-    monkeypatch.setattr(ThrowawayValue, "__module__", "tcplearn.throwaway_values")  # a class of tcplearn's own
+    # a class of tcplearn's own
+    monkeypatch.setattr(ThrowawayValue, "__module__", "tcplearn.throwaway_values")
     try:
         @experiment(notebook="99", title="a throwaway registered by a test", needs=[Need.KERNEL],
                     calls=[Call((), {"mode": "deep"}, "a throwaway call, recorded by the test")],
@@ -193,7 +198,8 @@ def test_registering_an_experiment_is_all_it_takes(monkeypatch, tmp_path):
 
         assert tcplearn.throwaway is throwaway and tcplearn.ThrowawayValue is ThrowawayValue
         assert "lab" in str(throwaway.__signature__) and "place" not in str(throwaway.__signature__)
-        assert display.shown()[("tcplearn.throwaway_values", "ThrowawayValue")] == "tcplearn.view.why:show_old_duplicate"
+        assert (display.shown()[("tcplearn.throwaway_values", "ThrowawayValue")]
+                == "tcplearn.view.why:show_old_duplicate")
         assert "99 a throwaway registered by a test" in [part for part, _, _ in tcplearn.doctor().live]
         assert throwaway in traces.recordable()
         if kernel.why_not_live():

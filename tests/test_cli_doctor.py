@@ -128,7 +128,8 @@ def test_a_load_too_big_for_the_machine_is_refused_and_names_lab():
 
 def test_lab_and_a_target_on_this_machine_are_refused_together():
     out = cli("load", "--lab", "--target", "127.0.0.1:8080")
-    assert out.returncode == 2 and "--target 127.0.0.1:8080 (a server on this machine) cannot be reached" in out.stderr
+    assert (out.returncode == 2
+            and "--target 127.0.0.1:8080 (a server on this machine) cannot be reached" in out.stderr)
 
 
 @needs_linux
@@ -146,7 +147,8 @@ def test_a_lab_load_runs_in_the_lab_and_reports_its_own_sockets():
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.startswith("Ran in your private lab (--lab)") and "ip_local_port_range=" in out.stdout
     made = int(re.search(r"^(\d+) connections in [\d.]+ s", out.stdout, re.M)[1])
-    port, peak = re.search(r"server port (\d+) at either end\): a TIME-WAIT peak of ([\d,]+)", out.stdout).groups()
+    port, peak = re.search(r"server port (\d+) at either end\): a TIME-WAIT peak of ([\d,]+)",
+                           out.stdout).groups()
     port, peak = int(port), int(peak.replace(",", ""))
     assert abs(made - 300) <= 0.15 * 300, out.stdout
     # every connection left one TIME-WAIT socket (the client closes first), less those a later

@@ -68,7 +68,8 @@ def nobody_run(host_before, request):
     out = tempfile.NamedTemporaryFile("w+", prefix="dead-peer-nobody-", delete=False)
     err = tempfile.NamedTemporaryFile("w+", prefix="dead-peer-nobody-", delete=False)
     with out, err:
-        proc = subprocess.Popen(env.command(["dead_peer_checks.py"]), env=env.env, cwd=env.dir, stdout=out, stderr=err,
+        proc = subprocess.Popen(env.command(["dead_peer_checks.py"]), env=env.env, cwd=env.dir, stdout=out,
+                                stderr=err,
                                 stdin=subprocess.DEVNULL)
     state = {"proc": proc, "out": out.name, "err": err.name}
     yield state
@@ -114,7 +115,8 @@ def host_run():
     if not sysctl.is_root():
         pytest.skip("on the machine itself the socket filter needs root (CAP_NET_ADMIN)")
     # the ladder would choose the lab here: run the root rung as it runs where no lab can start
-    return REGISTRY["dead_peer"].run_at(Plan(Where.ROOT, "a test asks for root", capture=True), "user_timeout",
+    return REGISTRY["dead_peer"].run_at(Plan(Where.ROOT, "a test asks for root", capture=True),
+                                        "user_timeout",
                                         user_timeout_ms=1500)
 
 

@@ -67,12 +67,14 @@ def test_time_wait_experiments_replay(no_live):
     fw2 = timewait.fin_wait_2_vs_setting()
     assert isinstance(fw2, Result) and fw2.where is Where.RECORDED and fw2.note.startswith(RECORDED)
     orphan = fw2.value.iloc[0]
-    assert orphan["state"] == "FIN_WAIT_2" and abs(orphan["timer starts at (s)"] - orphan["tcp_fin_timeout (s)"]) < 1
+    assert (orphan["state"] == "FIN_WAIT_2"
+            and abs(orphan["timer starts at (s)"] - orphan["tcp_fin_timeout (s)"]) < 1)
 
     myth = timewait.myth_demo(fin_timeout=5)
     assert myth.where == "recorded" and myth.note.startswith(RECORDED)
     first = myth.first_timers()
-    assert first["orphaned FIN-WAIT-2"] <= 5 and first["TIME-WAIT"] >= 59, "the myth is refuted by the recording"
+    assert first["orphaned FIN-WAIT-2"] <= 5 and first["TIME-WAIT"] >= 59, \
+        "the myth is refuted by the recording"
     unrecorded = timewait.myth_demo(fin_timeout=7)
     assert unrecorded.value is None and unrecorded.where is Where.MODEL
     assert "myth_demo(fin_timeout=7, watch=None) was not recorded" in unrecorded.note
@@ -95,10 +97,13 @@ def test_capture_replays_one_recorded_connection(no_live):
 def test_loads_replay_the_recorded_runs(no_live):
     sides = plateau.time_wait_by_closer()
     assert sides.note.startswith(RECORDED)
-    assert sides["client closes first"]["client side"] >= 290 and sides["client closes first"]["server side"] == 0
-    assert sides["server closes first"]["server side"] >= 290 and sides["server closes first"]["client side"] == 0
+    assert (sides["client closes first"]["client side"] >= 290
+            and sides["client closes first"]["server side"] == 0)
+    assert (sides["server closes first"]["server side"] >= 290
+            and sides["server closes first"]["client side"] == 0)
 
-    results = [knobs.with_settings(sysctls, progress=False, **kwargs) for sysctls, kwargs in knobs.NOTEBOOK_LOADS]
+    results = [knobs.with_settings(sysctls, progress=False, **kwargs)
+               for sysctls, kwargs in knobs.NOTEBOOK_LOADS]
     for result in results:
         assert isinstance(result.value, load.LoadResult) and result.note.startswith(RECORDED)
     no_reuse, reuse, bind_first, capped = results
@@ -111,7 +116,8 @@ def test_loads_replay_the_recorded_runs(no_live):
     assert capped.netstat_delta()["TCPTimeWaitOverflow"] > 0 and capped.samples["TIME_WAIT"].max() <= 100
 
     unrecorded = knobs.with_settings({"tcp_tw_reuse": 0}, rate=10, duration=1, progress=False)
-    assert unrecorded.value is None and unrecorded.where is Where.MODEL and "was not recorded" in unrecorded.note
+    assert (unrecorded.value is None and unrecorded.where is Where.MODEL
+            and "was not recorded" in unrecorded.note)
 
 
 def test_playground_shows_the_recorded_run(no_live):

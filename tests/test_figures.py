@@ -245,8 +245,10 @@ def test_old_duplicate_figure_shows_msl_isns_and_one_long_arrow(msl):
     ax = fig.axes[0]
     texts = _texts(fig)
     assert f"MSL = {msl:g} s" in texts["msl"] and f"MSL = {msl:g} s" in texts["note:model"]
-    assert "ISN 1000" in texts["isn:1"] and "ISN 900" in texts["isn:2"] and "expects seq 1001" in texts["isn:2"]
-    assert "ACK 5001" in texts["isn:1"] and "accepts ACK 5001" in texts["isn:2"]  # the ACK field is checked too
+    assert ("ISN 1000" in texts["isn:1"] and "ISN 900" in texts["isn:2"]
+            and "expects seq 1001" in texts["isn:2"])
+    # the ACK field is checked too
+    assert "ACK 5001" in texts["isn:1"] and "accepts ACK 5001" in texts["isn:2"]
     assert "read as new data" in texts["note:arrival"]
     copies = [p for p in ax.patches
               if (p.get_gid() or "").startswith("segment:") and "old copy" in p.get_gid()]

@@ -205,7 +205,8 @@ def test_time_wait_reused_beyond_the_port_search_is_named():
     # takeovers is not blamed for them, and no shortfall larger than the load is ever named
     review = Interference(port=4242, own_peak=600, recycled=1002, reuse_possible=True, made=600,
                           own_taken=0).sentence()
-    assert "rose by 1,002" in review and "none of them was this load's" in review and "below the model" not in review
+    assert ("rose by 1,002" in review and "none of them was this load's" in review
+            and "below the model" not in review)
     huge = Interference(port=4242, own_peak=0, recycled=5000, reuse_possible=True, counters_own=True,
                         made=600).sentence()
     assert "600 of this load's connections" in huge and "up to 600 below" in huge and "5,000" not in huge

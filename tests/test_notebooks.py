@@ -146,7 +146,8 @@ _ANSWER_STATED = {"05-sysctl-playground": "87efa40d"}
 
 
 @pytest.mark.parametrize("path", [
-    pytest.param(p, marks=pytest.mark.xfail(strict=True, reason=f"Explain {_ANSWER_STATED[p.stem]} of {p.stem}"))
+    pytest.param(p, marks=pytest.mark.xfail(strict=True, reason=f"Explain {_ANSWER_STATED[p.stem]} of "
+                                                                f"{p.stem}"))
     if p.stem in _ANSWER_STATED else p for p in NOTEBOOKS], ids=IDS)
 def test_the_answer_to_a_prediction_is_collapsed(path):
     """Review 23, item 8: every cell of a notebook is visible before it runs, so the answer to a
@@ -165,9 +166,11 @@ def test_the_answer_to_a_prediction_is_collapsed(path):
 _CONTRADICTED = {
     "01-four-way-close": ["a few milliseconds after the client's FIN", "waited only a few milliseconds",
                           "the server's orderly close ends in an error"],
-    "02-time-wait-and-2msl": ["two seconds in", "delivered to the new\nconnection, as", "orderly close became an error"],
+    "02-time-wait-and-2msl": ["two seconds in", "delivered to the new\nconnection, as",
+                              "orderly close became an error"],
     "03-timeouts-python-vs-node": ["at about 1.4 s, 1.9 s and 2.4 s", "about 7 s. The figure"],
-    "04-state-counts-under-load": ["About one port fewer than 200 was usable", "After about two seconds every port"],
+    "04-state-counts-under-load": ["About one port fewer than 200 was usable", "After about two seconds "
+                                                                               "every port"],
     "06-dead-peer": ["about 1.9 s", "about 6.8 s", "~4.1 s", "0.21, 0.42, 0.83, 1.66"],
 }
 

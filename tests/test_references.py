@@ -55,7 +55,8 @@ def test_the_pattern_catches_what_it_must_and_spares_the_rest():
     for cited in ("(facts L5)", "facts K4", "tcplearn facts P4", "facts N3-N5", "facts S1/L8",
                   "(facts, misconception 6)", "`tcp-facts.md` L20", "(L5)", "(K1, K3)", "(N3-N5)"):
         assert SHEET.search(cited), cited
-    for fine in ("RFC 9293 §3.6.1 (MUST-13)", "SHLD-3", "compiled-in facts", "(section 3)", "`tcp_max_tw_buckets`",
+    for fine in ("RFC 9293 §3.6.1 (MUST-13)", "SHLD-3", "compiled-in facts", "(section 3)",
+                 "`tcp_max_tw_buckets`",
                  "IPv6", "(notebook 04)", "facts that the kernel reports"):
         assert not SHEET.search(fine), fine
 
@@ -105,7 +106,8 @@ def test_every_link_to_the_references_lands_on_an_entry():
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_every_notebook_links_the_references(path):
-    assert re.search(r"\]\(references\.md\)", _notebook_text(path)), f"{path.name} does not link references.md"
+    assert re.search(r"\]\(references\.md\)", _notebook_text(path)), \
+        f"{path.name} does not link references.md"
 
 
 def test_the_glossary_links_the_references():
@@ -113,9 +115,11 @@ def test_the_glossary_links_the_references():
 
 
 def test_the_seed_is_cited_where_it_is_first_quoted():
-    """Notebook 02 quotes the seed first: there it is named by title, site and date, and the entry holds its URL."""
+    """Notebook 02 quotes the seed first: there it is named by title, site and date, \
+and the entry holds its URL."""
     seed = _entries()["seed"]
-    assert "TCP 协议的 time_wait 超时时间" in seed and "2024" in seed and "blog.huangque888.com/archives/41409" in seed
+    assert ("TCP 协议的 time_wait 超时时间" in seed and "2024" in seed
+            and "blog.huangque888.com/archives/41409" in seed)
     md = _notebook_text(ROOT / "notebooks" / "02-time-wait-and-2msl.ipynb")
     first = md.index("这在很多Linux版本中代表time_wait超时时间")
     before = md[:first]
@@ -136,10 +140,12 @@ BINDER = re.compile(r"https://mybinder\.org/v2/gh/([^/\s]+/[^/\s]+)/([^?\s]+)\?u
 
 
 def test_the_binder_links_open_a_file_of_the_repository():
-    """The badge (and teaching.md's launch link) open 00 in JupyterLab: the path after lab/tree/ exists here."""
+    """The badge (and teaching.md's launch link) open 00 in JupyterLab: \
+the path after lab/tree/ exists here."""
     readme = (ROOT / "README.md").read_text()
     links = [(where, m) for where, text in (("README.md", readme),
-                                             ("docs/teaching.md", (ROOT / "docs" / "teaching.md").read_text()))
+                                             ("docs/teaching.md",
+                                              (ROOT / "docs" / "teaching.md").read_text()))
              for m in BINDER.finditer(text)]
     assert "[![Binder]" in readme and any(where == "README.md" for where, _ in links), "the README's badge"
     for where, m in links:

@@ -22,8 +22,8 @@ from tcplearn.view.show import LONG_CELL, dead_peer_table
 # 06's user-timeout run replayed from their recordings, and a frame a notebook cell makes itself
 # with long row labels (as 03's socket options).  Each cell's last value is displayed by IPython.
 CELLS = [
-    "import tcplearn\nfrom tcplearn.base.experiment import REGISTRY\nfrom tcplearn.view.show import dead_peer_table\n"
-    "def replay(name, first):\n"
+    "import tcplearn\nfrom tcplearn.base.experiment import REGISTRY\nfrom tcplearn.view.show import "
+    "dead_peer_table\ndef replay(name, first):\n"
     "    exp = REGISTRY[name]\n"
     "    call = next(c for c in exp.calls if c.args[:1] == (first,))\n"
     "    return exp.replay(exp.arguments(*call.args, **call.kwargs), 'a recorded run, for the test').value",
@@ -101,8 +101,10 @@ def executed(tmp_path_factory):
 @pytest.mark.slow
 def test_no_table_cell_is_cut_in_jupyterlab_nor_in_a_static_export(executed):
     notebook, exported = executed
-    shown = [o["data"] for c in notebook.cells[1:] for o in c.outputs if o.get("output_type") == "execute_result"]
-    assert len(shown) == 4 and all("text/html" in d and "text/plain" in d for d in shown), json.dumps(shown)[:2000]
+    shown = [o["data"] for c in notebook.cells[1:] for o in c.outputs
+             if o.get("output_type") == "execute_result"]
+    assert len(shown) == 4 and all("text/html" in d and "text/plain" in d for d in shown), \
+        json.dumps(shown)[:2000]
     rendered = "\n".join(d["text/html"] for d in shown)
     plain = "\n".join(d["text/plain"] for d in shown)
     page = exported.read_text()
@@ -121,7 +123,7 @@ def test_no_table_cell_is_cut_in_jupyterlab_nor_in_a_static_export(executed):
     assert all(len(t) > LONG_CELL for t in long)
 
 
-MEASURE = r"""
+MEASURE = (r"""
 import json, sys
 from playwright.sync_api import sync_playwright
 with sync_playwright() as p:
@@ -130,9 +132,10 @@ with sync_playwright() as p:
     page.goto("file://" + sys.argv[2])
     print(json.dumps(page.evaluate('''() => [...document.querySelectorAll("table.dataframe")].map(t => {
         const area = t.closest(".jp-OutputArea-output");
-        return {table: t.getBoundingClientRect().width, area: area.clientWidth, scroll: area.scrollWidth}; })''')))
+        return {table: t.getBoundingClientRect().width, area: area.clientWidth, """
+           r"""scroll: area.scrollWidth}; })''')))
     browser.close()
-"""
+""")
 
 
 @pytest.mark.slow
@@ -142,7 +145,8 @@ def test_every_table_fits_a_900_px_window(executed):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip("Chromium is not installed (Debian: apt-get install chromium); .ci/run installs it")
-    pytest.importorskip("playwright", reason="playwright (Python) is not installed: pip install -e '.[browser]'")
+    pytest.importorskip("playwright", reason="playwright (Python) is not installed: pip install -e "
+                                             "'.[browser]'")
     out = subprocess.run([sys.executable, "-c", MEASURE, chromium, str(executed[1])], capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -163,7 +167,8 @@ def test_a_loads_counters_say_whose_they_are():
     recorded = exp.replay(exp.arguments(*call.args, **call.kwargs), "test").value
     assert recorded.interference["counters_own"] is False
     assert "kernel counters (the machine's, every program's): TW +" in load_summary(recorded)
-    in_a_lab = LoadResult(**{**vars(recorded), "interference": {**recorded.interference, "counters_own": True}})
+    in_a_lab = LoadResult(**{**vars(recorded), "interference": {**recorded.interference,
+                                                                "counters_own": True}})
     assert "kernel counters (your lab's, this load's own): TW +" in load_summary(in_a_lab)
     # an older recording that does not say: no claim either way
     unknown = LoadResult(**{**vars(recorded), "interference": {}})

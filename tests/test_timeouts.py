@@ -408,8 +408,10 @@ def test_notebook_03_numbers_its_table_as_its_text_does():
 
     table = T.demo_python_cases()
     assert list(table.index) == [1, 2, 3, 4, 5, 6] and table.index.name == "row"
-    assert "SO_RCVTIMEO" in table.loc[6, "what was done"] and "BlockingIOError" in table.loc[6, "what happened"]
-    nb = nbformat.read(Path(__file__).resolve().parent.parent / "notebooks" / "03-timeouts-python-vs-node.ipynb",
+    assert ("SO_RCVTIMEO" in table.loc[6, "what was done"]
+            and "BlockingIOError" in table.loc[6, "what happened"])
+    nb = nbformat.read(Path(__file__).resolve().parent.parent / "notebooks"
+                       / "03-timeouts-python-vs-node.ipynb",
                        as_version=4)
     rule = next(c.source for c in nb.cells if c.cell_type == "code" and "syn_schedule" in c.source)
     assert "print(" in rule and "join" in rule

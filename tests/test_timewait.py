@@ -148,17 +148,20 @@ def test_old_duplicate_model():
     # delivered only because both numbers fit: seq 1001 is the next byte after connection 2's
     # 100 bytes, and ACK 5001 is its server's snd_una (as tcplearn.old_duplicate(ack="fitted"))
     facts = model.old_duplicate(False).facts
-    assert (facts["rcv_nxt"], facts["old_seq"], facts["old_ack"], facts["snd_una"]) == (1001, 1001, 5001, 5001)
+    assert (facts["rcv_nxt"], facts["old_seq"], facts["old_ack"], facts["snd_una"]) == \
+        (1001, 1001, 5001, 5001)
     # a copy past rcv_nxt is only queued out of order (RFC 9293 §3.10.7.4): nothing read yet
     early = model.old_duplicate(False, new_bytes=0)
-    assert early.data_delivered == [] and "queued out of order" in early.outcome and "after byte 901" in early.outcome
+    assert (early.data_delivered == [] and "queued out of order" in early.outcome
+            and "after byte 901" in early.outcome)
     # bytes connection 2 already received: a duplicate, dropped
     late = model.old_duplicate(False, new_bytes=200)
     assert late.data_delivered == [] and "already received" in late.outcome
     # an ACK behind snd_una (Linux, RFC 5961 §5.2) or beyond what was sent: dropped
     for server_isn_2, why in ((5100, "behind"), (4900, "never sent")):
         refused = model.old_duplicate(False, server_isn_2=server_isn_2)
-        assert refused.data_delivered == [] and why in refused.outcome and "nothing old was read" in refused.outcome
+        assert (refused.data_delivered == [] and why in refused.outcome
+                and "nothing old was read" in refused.outcome)
     with pytest.raises(ValueError, match="new_bytes=-1"):
         model.old_duplicate(False, new_bytes=-1)
     # A copy that outlives the MSL cannot exist: the model refuses it.
@@ -186,18 +189,23 @@ def test_notebook_02_quotes_the_seed_and_sources_the_2msl_argument():
     assert "in many Linux versions" in md  # its translation
     for source in ("§3.10.7.4", "§13.5.2", "TCP/IP Illustrated"):
         assert source in md, source
-    assert "MSL = 120 s" in md and "ISNs are 1000 and 900" in md  # the simulation's numbers, as the figure shows them
-    assert "ACK 5001" in md and "queued out of\norder" in md  # the ACK field, and a copy ahead of rcv_nxt (item 5)
+    # the simulation's numbers, as the figure shows them
+    assert "MSL = 120 s" in md and "ISNs are 1000 and 900" in md
+    # the ACK field, and a copy ahead of rcv_nxt (item 5)
+    assert "ACK 5001" in md and "queued out of\norder" in md
     assert "holds for Windows" in md and "does not\nhold for Linux" in md  # the seed's third claim
     hood = [c for c in nb.cells if c.cell_type == "code" and c.source.startswith("# Under the hood")]
     # the TIME-WAIT socket by hand; TIME-WAIT assassination in a lab; what a program may set for its own close
     assert len(hood) == 3
     # the setting is read from /proc/sys: a bare `sysctl` is not on an ordinary Debian user's PATH
-    for command in ("!ss -tano state time-wait", "!cat /proc/net/tcp", "!cat /proc/sys/net/ipv4/tcp_fin_timeout"):
+    for command in ("!ss -tano state time-wait", "!cat /proc/net/tcp",
+                    "!cat /proc/sys/net/ipv4/tcp_fin_timeout"):
         assert command in hood[0].source, command
     assert "!sysctl" not in hood[0].source
-    assert "TCP_LINGER2" in hood[-1].source and "SO_LINGER" in hood[-1].source  # the seed's "changed by a program"
-    assert "### Open measurement task" in md and md.index("### Open measurement task") < md.index("## Summary")
+    # the seed's "changed by a program"
+    assert "TCP_LINGER2" in hood[-1].source and "SO_LINGER" in hood[-1].source
+    assert ("### Open measurement task" in md
+            and md.index("### Open measurement task") < md.index("## Summary"))
     for anchor in ("time-wait", "2msl", "msl", "active-closer", "orphan-socket", "mini-socket", "four-tuple"):
         assert f"(glossary.md#{anchor})" in md, anchor
 
@@ -214,7 +222,8 @@ def test_an_experiment_runs_in_the_lab_its_caller_holds():
     with PrivateLab() as lab:
         result = timewait.sample_countdown(1.0, 0.5, progress=False, lab=lab)
         assert result.where is Where.LAB and "private lab" in result.note
-        assert set(result.value["state"]) <= {"TIME_WAIT", "CLOSED"} and "TIME_WAIT" in set(result.value["state"])
+        assert (set(result.value["state"]) <= {"TIME_WAIT", "CLOSED"}
+                and "TIME_WAIT" in set(result.value["state"]))
         in_lab = lab.run(tcplearn.count_states)
     assert in_lab[tcplearn.TcpState.TIME_WAIT] >= 1, "the lab's own table holds the TIME-WAIT socket"
     assert "lab" in str(timewait.sample_countdown.__signature__), "help() shows the lab= keyword"

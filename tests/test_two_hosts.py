@@ -73,7 +73,8 @@ def _connect_to(address: str) -> str:
         with socket.create_connection((address, 9), timeout=1):
             return "connected"
     except OSError as exc:
-        return "timeout" if isinstance(exc, TimeoutError) else os.strerror(exc.errno) if exc.errno else str(exc)
+        return ("timeout" if isinstance(exc, TimeoutError) else os.strerror(exc.errno) if exc.errno
+                else str(exc))
 
 
 def _netns_inode() -> int:
@@ -228,7 +229,8 @@ def test_namespaces_link_and_workers_vanish_with_the_lab(two_hosts_ok, how):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
-    assert seen.get("raised") == {"normally": None, "exception": "RuntimeError", "interrupt": "KeyboardInterrupt"}[how]
+    assert seen.get("raised") == {"normally": None, "exception": "RuntimeError",
+                                  "interrupt": "KeyboardInterrupt"}[how]
     assert len(seen["pids"]) == 2 and len(seen["inodes"]) == 2
     assert lab.pids == {}
     # both workers were reaped by the lab (so no zombie either), and no process is left in
@@ -304,7 +306,8 @@ def test_between_hosts_the_ports_run_out_and_only_the_client_holds_time_wait(two
     ports = PORTS[1] - PORTS[0] + 1
     assert reuse == 2  # the kernel's default: reuse for loopback only (tcp_sk_init), so not here
     tried = result.connections + sum(result.errors.values())
-    assert tried > ports, f"the loop tried only {tried} connects in {DURATION} s: too busy a machine to run out"
+    assert tried > ports, \
+        f"the loop tried only {tried} connects in {DURATION} s: too busy a machine to run out"
     # no TIME-WAIT port is reused between hosts, so exactly one connection per port, then
     # every further connect() fails with EADDRNOTAVAIL (__inet_hash_connect found no port)
     assert result.connections == ports, result
@@ -365,7 +368,8 @@ def test_each_host_sees_only_its_own_end_of_a_four_way_close(two_hosts_ok):
 @pytest.mark.slow
 def test_time_wait_by_closer_between_hosts_each_host_counts_its_own(two_hosts_ok):
     run = tcplearn.time_wait_by_closer(rate=300, duration=1.0, between_hosts=True)
-    assert run.where is Where.LAB and "Between its two hosts: client 198.18.0.1 and server 198.18.0.2" in run.note
+    assert (run.where is Where.LAB
+            and "Between its two hosts: client 198.18.0.1 and server 198.18.0.2" in run.note)
     made = 300 * 1.0  # the load never exceeds its rate, and no TIME-WAIT expires within 60 s
     client_first, server_first = run.value["client closes first"], run.value["server closes first"]
     # whoever closes first holds TIME-WAIT, in its own host's table; the other host holds none
@@ -376,7 +380,8 @@ def test_time_wait_by_closer_between_hosts_each_host_counts_its_own(two_hosts_ok
 @pytest.mark.slow
 def test_watch_plateau_between_hosts_keeps_every_time_wait(two_hosts_ok):
     run = tcplearn.watch_plateau(rate=200, duration=1.5, drain=1.0, between_hosts=True, progress=False)
-    assert run.where is Where.LAB and "Between its two hosts: client 198.18.0.1 and server 198.18.0.2" in run.note
+    assert (run.where is Where.LAB
+            and "Between its two hosts: client 198.18.0.1 and server 198.18.0.2" in run.note)
     # tcp_tw_reuse=2 exempts loopback only: between hosts no port is reused, and nothing the
     # load made can expire within its 2.5 s (TIME-WAIT lasts 60 s), so the peak is every one
     assert run.reuse is False and run.result.target[0] == "198.18.0.2"
@@ -461,7 +466,8 @@ def busy():
     time.sleep(60)
 
 lab = PrivateLab(hosts=2).__enter__()
-print(json.dumps({"pids": list(lab.pids.values()), "inodes": [lab.run(inode, host=h) for h in lab.hosts]}), flush=True)
+print(json.dumps({"pids": list(lab.pids.values()), "inodes": [lab.run(inode, host=h) for h in lab.hosts]}), \
+flush=True)
 lab.run(busy, host="server")  # killed meanwhile: the server's worker is busy, not listening
 '''
 
@@ -482,5 +488,6 @@ def test_a_killed_caller_leaves_no_host_behind(two_hosts_ok):
     # the idle client's worker sees its channel close; the busy server's cannot, but each worker
     # asked the kernel for SIGKILL when its parent dies (PR_SET_PDEATHSIG): once both have
     # exited, nothing holds either namespace, and the link goes with them
-    wait_for(lambda: _pids_with_netns(set(seen["inodes"])) == [], timeout=5, what="the hosts' namespaces to go")
+    wait_for(lambda: _pids_with_netns(set(seen["inodes"])) == [], timeout=5,
+             what="the hosts' namespaces to go")
     assert len(seen["pids"]) == 2 and len(set(seen["inodes"])) == 2

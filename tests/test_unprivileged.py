@@ -46,7 +46,8 @@ def test_nobody_has_a_learners_path(nobody):
 
 
 def test_nobody_with_packages_imports_this_environments_packages(nobody_with_packages):
-    code = "import pandas, matplotlib, nbclient, ipykernel, tcplearn, sys; print(sys.version); print(tcplearn.__file__)"
+    code = ("import pandas, matplotlib, nbclient, ipykernel, tcplearn, sys; print(sys.version); "
+            "print(tcplearn.__file__)")
     out = nobody_with_packages.python(code)
     assert out.returncode == 0, out.stderr[-2000:]
     version, where = out.stdout.strip().rsplit("\n", 1)

@@ -142,7 +142,8 @@ def test_the_isn_clock_runs_at_one_per_64_ns(duplicates):
     for run in duplicates.values():
         # within 2 ms of the clock over the gap: a busy VM may pause between the kernel's
         # choosing an ISN and the SYN's leaving (measured once: 0.8 ms over a 31 ms gap)
-        assert abs(run.isn_distance - ISN_HZ * run.isn_gap_s) < ISN_HZ * 0.002, (run.isn_distance, run.isn_gap_s)
+        assert abs(run.isn_distance - ISN_HZ * run.isn_gap_s) < ISN_HZ * 0.002, \
+            (run.isn_distance, run.isn_gap_s)
         assert run.isn_distance == (run.isn_new - run.isn_old) % 2**32
         # the capture's own SYNs carry those ISNs
         syns = [s for s in run.segments() if s.flags == "SYN"]
@@ -206,7 +207,8 @@ def test_rfc1337_1_keeps_time_wait(assassinations):
 
 
 def _tcpdump(path, *extra) -> list[str]:
-    out = subprocess.run(["tcpdump", "-nn", *extra, "-r", str(path)], capture_output=True, text=True, timeout=30)
+    out = subprocess.run(["tcpdump", "-nn", *extra, "-r", str(path)], capture_output=True, text=True,
+                         timeout=30)
     assert out.returncode == 0, out.stderr
     return out.stdout.splitlines()
 
@@ -272,7 +274,8 @@ def test_recorded_runs_replay_with_their_tables_and_diagrams(monkeypatch):
         for c in exp.calls:
             result = exp(*c.args, **c.kwargs)
             assert result.where is Where.RECORDED and "recorded run" in result.note, result.note
-            module, _, function = display.shown()[(type(result.value).__module__, type(result.value).__name__)] \
+            module, _, function = display.shown()[(type(result.value).__module__,
+                                                   type(result.value).__name__)] \
                 .rpartition(":")
             assert module == "tcplearn.view.why" and callable(getattr(why, function))
     dup = tcplearn.old_duplicate(ack="fitted").value
@@ -288,7 +291,8 @@ def test_recorded_runs_replay_with_their_tables_and_diagrams(monkeypatch):
     assert table["counter"][0] == "-" and "TCPChallengeACK" in table["counter"][1]
     lost = tcplearn.lost_last_ack(time_wait=False).value
     unheard, _ = why._lost_marks(lost)
-    assert len(unheard) == 3 and list(why.lost_last_ack_table(lost)["client answered"]) == ["ACK", "RST", "RST", "RST"]
+    assert len(unheard) == 3 and list(why.lost_last_ack_table(lost)["client answered"]) \
+        == ["ACK", "RST", "RST", "RST"]
 
 
 def test_the_host_is_untouched(host_before, with_tw, without_tw, duplicates, assassinations):

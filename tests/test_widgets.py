@@ -197,7 +197,8 @@ def test_apply_as_root_without_a_lab_restores_also_when_the_run_fails(monkeypatc
     assert sysctl.read_all() == before          # and restored after the failure
 
 
-# ---------------------------------------------------------------- issue 23, item 19: the model when ports run out
+# ---------------------------------------------------------------- issue 23, item 19:
+# the model when ports run out
 
 NARROW = dict(BASE, tcp_tw_reuse=0, ip_local_port_range=(40000, 40199), rate=100, duration=10)
 
@@ -226,7 +227,8 @@ def test_the_leak_holds_at_most_one_close_wait_per_port():
     assert leak["frame"]["CLOSE_WAIT"].max() <= 200 and leak["frame"]["FIN_WAIT_2"].max() <= 200
     assert any("EADDRNOTAVAIL" in n and "200 ports" in n for n in leak["notes"])
     one = predict(**{**NARROW, "ip_local_port_range": (40000, 40000)})
-    assert any("the only port runs out" in n for n in one["notes"]) and not any("1 ports" in n for n in one["notes"])
+    assert (any("the only port runs out" in n for n in one["notes"])
+            and not any("1 ports" in n for n in one["notes"]))
     # a wide range: the leak's CLOSE-WAIT climbs with the connections, as before
     wide = predict(**{**BASE, "closer": "leak", "rate": 10, "duration": 60})
     assert wide["frame"]["CLOSE_WAIT"].max() == pytest.approx(600, rel=0.02)

@@ -28,7 +28,8 @@ from typing import Any
 from . import kernel, recordings, sysctl
 from .place import _CANNOT, Call, Need, Place, Plan, Result, Rule, Where, capture_works, node_executable
 
-__all__ = ["Where", "Need", "Rule", "BETWEEN_HOSTS", "Call", "Result", "Plan", "Place", "Experiment", "experiment", "REGISTRY",
+__all__ = ["Where", "Need", "Rule", "BETWEEN_HOSTS", "Call", "Result", "Plan", "Place", "Experiment",
+           "experiment", "REGISTRY",
            "node_executable", "capture_works"]
 
 _DEFAULT_NOTES = {Where.LAB: "Ran in your private lab (this machine's own settings untouched).",
@@ -55,10 +56,12 @@ class Experiment:
     ignore: tuple = ("progress",)
     rules: tuple = ()          # needs per call (``Rule``), tested by the ladder before the body runs
     remark: Callable[[Any], str] | None = None  # one sentence the value adds to the note ("" if none)
-    show: str | None = None    # the view function that shows a value: "show_x" (view/show.py) or "module:function"
+    # the view function that shows a value: "show_x" (view/show.py) or "module:function"
+    show: str | None = None
 
     def __repr__(self) -> str:
-        return f"<tcplearn experiment {self.name}{self.public_signature} (notebook {self.notebook}): {self.title}>"
+        return (f"<tcplearn experiment {self.name}{self.public_signature} (notebook {self.notebook}): "
+                f"{self.title}>")
 
     @property
     def value_type(self) -> type | None:
@@ -253,7 +256,8 @@ _ON_REGISTER: list[Callable[[Experiment], None]] = []
 
 def experiment(*, notebook: str, title: str, needs=(), wants=(), calls=(), notes=None,
                to_record=None, from_record=None, model=None, check=None, concurrent=False,
-               ignore=("progress",), rules=(), remark=None, show=None) -> Callable[[Callable[..., Any]], Experiment]:
+               ignore=("progress",), rules=(), remark=None,
+               show=None) -> Callable[[Callable[..., Any]], Experiment]:
     """Register ``body(place, *args, **kwargs)`` as an experiment; the decorated name becomes
     the public call, which applies the ladder and returns a ``Result``.  Registration is all
     it takes: ``tcplearn`` exports the name and the class the body returns, a notebook shows
@@ -273,7 +277,8 @@ def experiment(*, notebook: str, title: str, needs=(), wants=(), calls=(), notes
             exp.from_record = kind.from_record
         known = REGISTRY.get(exp.name)
         if known is not None and known.body.__module__ != body.__module__:
-            raise ValueError(f"an experiment named {exp.name!r} is registered already, by {known.body.__module__}")
+            raise ValueError(f"an experiment named {exp.name!r} is registered already, by "
+                             f"{known.body.__module__}")
         # the same module again (importlib.reload in a notebook) replaces its own registration
         for c in exp.calls:
             exp.arguments(*c.args, **c.kwargs)  # a recorded call must fit the body

@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["SimStep", "Simulation", "lost_last_ack", "old_duplicate", "time_wait_plateau", "reuse_applies",
-           "sustainable_rate", "ports_in_range", "exhaustion_time", "predict_counts", "leak_counts", "predict_settings",
+           "sustainable_rate", "ports_in_range", "exhaustion_time", "predict_counts", "leak_counts",
+           "predict_settings",
            "distinct_ports", "WALK_ADVANCE"]
 
 
@@ -125,7 +126,8 @@ def old_duplicate(time_wait: bool = True, *, msl: float = 2.0, delay: float = 1.
     if not 0 < delay <= msl:
         raise ValueError(f"delay must be in (0, msl={msl}]: no segment outlives the MSL, got {delay}")
     if isinstance(new_bytes, bool) or not isinstance(new_bytes, int) or not 0 <= new_bytes <= window:
-        raise ValueError(f"new_bytes={new_bytes!r}: expected a whole number of bytes from 0 to the window, {window}")
+        raise ValueError(f"new_bytes={new_bytes!r}: expected a whole number of bytes from 0 to the window, "
+                         f"{window}")
     sim = Simulation("old duplicate", time_wait)
     E, CL = TcpState.ESTABLISHED, TcpState.CLOSED
     isn_1, server_isn_1 = 1000, 5000  # connection 1's ISNs; the client's first data byte is isn_1 + 1
@@ -161,7 +163,8 @@ def old_duplicate(time_wait: bool = True, *, msl: float = 2.0, delay: float = 1.
     sim.facts = {"msl": msl, "delay": delay, "sent_at": sent_at, "arrives": arrives, "expires": expires,
                  "close_at": close_at, "start_2": start_2, "time_wait_len": 2 * msl if time_wait else 0.0,
                  "isn_1": isn_1, "isn_2": isn_2, "old_seq": old_seq, "old_data": old_data, "window": window,
-                 "new_bytes": new_bytes, "rcv_nxt": rcv_nxt, "in_window": rcv_nxt <= old_seq < rcv_nxt + window,
+                 "new_bytes": new_bytes, "rcv_nxt": rcv_nxt,
+                 "in_window": rcv_nxt <= old_seq < rcv_nxt + window,
                  "seq_verdict": verdict, "server_isn_1": server_isn_1, "server_isn_2": server_isn_2,
                  "old_ack": old_ack, "snd_una": snd_una, "ack_ok": ack_ok,
                  "delivered": False}
@@ -171,8 +174,8 @@ def old_duplicate(time_wait: bool = True, *, msl: float = 2.0, delay: float = 1.
         sim.outcome = (f"The delayed copy could only live until t={expires:g} s (MSL); connection 2 began at "
                        f"t={start_2:g} s, so nothing old could reach it.")
         return sim
-    head = (f"Connection 2 began at t={start_2:g} s and the old copy arrived at t={arrives:g} s, with sequence "
-            f"number {old_seq} and ACK {old_ack}")
+    head = (f"Connection 2 began at t={start_2:g} s and the old copy arrived at t={arrives:g} s, with "
+            f"sequence number {old_seq} and ACK {old_ack}")
     if verdict in ("duplicate", "outside"):
         reply = f"ACK {rcv_nxt}"
         sim.outcome = (f"{head}: " + ("its bytes were ones connection 2 had already received"
@@ -186,18 +189,19 @@ def old_duplicate(time_wait: bool = True, *, msl: float = 2.0, delay: float = 1.
                        f"dropped it and answered with {reply}: nothing old was read.")
     elif verdict == "out of order":
         reply = f"ACK {rcv_nxt} (out of order)"
-        sim.outcome = (f"{head}: inside connection 2's window but after byte {rcv_nxt}, the next one its server "
-                       f"expects, so it was queued out of order and not yet read.  It reaches the program only "
-                       f"if connection 2's own bytes stop before {old_end}, and then in place of the client's own "
-                       f"(Linux keeps the bytes that arrive in order, tcp_ofo_queue()).")
+        sim.outcome = (f"{head}: inside connection 2's window but after byte {rcv_nxt}, the next one its "
+                       "server expects, so it was queued out of order and not yet read.  It reaches the "
+                       f"program only if connection 2's own bytes stop before {old_end}, and then in place "
+                       f"of the client's own (Linux keeps the bytes that arrive in order, tcp_ofo_queue()).")
     else:
         reply = f"ACK {old_end}"
         sim.data_delivered.append(old_data)
         sim.facts["delivered"] = True
         sim.outcome = (f"{head}: {old_seq} was the very byte connection 2's server expected next (after its "
-                       f"{new_bytes} bytes) and {old_ack} the very ACK it could accept, so '{old_data}' was read "
-                       f"by connection 2's program as its bytes {new_bytes + 1}–{new_bytes + len(old_data)}; "
-                       f"the client's own bytes for those numbers are dropped as duplicates when they come.")
+                       f"{new_bytes} bytes) and {old_ack} the very ACK it could accept, so '{old_data}' was "
+                       "read by connection 2's program as its bytes "
+                       f"{new_bytes + 1}–{new_bytes + len(old_data)}; the client's own bytes for those "
+                       "numbers are dropped as duplicates when they come.")
     sim.steps.append(SimStep("client", f"t={arrives:g} s: the delayed copy of '{old_data}' arrives",
                              (("client", f"data seq={old_seq} ack={old_ack} (old copy)"), ("server", reply)),
                              E, E))
@@ -232,7 +236,8 @@ def time_wait_plateau(rate: float, *, time_wait: float = 60.0, max_tw_buckets: i
 
 #: How far ``connect()``'s port search moves on after each success, in ports of the scanned
 #: parity, when its first candidate was free: ``table_perturb[index] += max(i, random(8) * 2) + 2``
-#: with ``i = 0`` (``__inet_hash_connect()`` in ``net/ipv4/inet_hashtables.c``), so 1 + a uniform 0..7 steps of 2 ports.
+#: with ``i = 0`` (``__inet_hash_connect()`` in ``net/ipv4/inet_hashtables.c``), so 1 + a uniform 0..7 steps
+#: of 2 ports.
 WALK_ADVANCE = 1 + 3.5
 
 
@@ -241,7 +246,8 @@ def distinct_ports(n: float, ports: int, *, walk: bool = True) -> float:
     that may each reuse a TIME-WAIT port (``tcp_tw_reuse``), with ``ports`` in the range.
 
     The search scans ports of one parity (``H = ports / 2`` of them).  ``walk=True`` follows
-    the kernel (``__inet_hash_connect()``, ``net/ipv4/inet_hashtables.c``): it starts where the last search ended and moves on by
+    the kernel (``__inet_hash_connect()``, ``net/ipv4/inet_hashtables.c``): it starts where the last search \
+ended and moves on by
     ``WALK_ADVANCE`` = 4.5 of those ports on average, so it sweeps the range in passes of
     ``H / 4.5`` connections, each pass touching a given port with probability ``p = 1/4.5``.
     After ``k`` whole passes and a fraction ``f`` of the next, a port is still untouched
@@ -393,7 +399,8 @@ def _ports_touched(made: float, held: float, ports: int) -> float:
 
 
 def leak_counts(rate: float, duration: float, times: list[float], *, fin_timeout: float,
-                max_tw_buckets: int | None = None, ports: int | None = None) -> tuple[list[float], list[float]]:
+                max_tw_buckets: int | None = None,
+                ports: int | None = None) -> tuple[list[float], list[float]]:
     """The CLOSE-WAIT leak: clients close at ``rate`` for ``duration`` s and the server never
     does.  Returns ``(FIN_WAIT_2, CLOSE_WAIT)`` counts at ``times``.
 
@@ -432,7 +439,8 @@ def predict_settings(*, tcp_fin_timeout: int, tcp_tw_reuse: int, tcp_max_tw_buck
     import pandas as pd
 
     for name, value in (("tcp_fin_timeout", tcp_fin_timeout), ("tcp_tw_reuse", tcp_tw_reuse),
-                        ("tcp_max_tw_buckets", tcp_max_tw_buckets), ("ip_local_port_range", ip_local_port_range)):
+                        ("tcp_max_tw_buckets", tcp_max_tw_buckets),
+                        ("ip_local_port_range", ip_local_port_range)):
         validate(name, value)
     if closer not in ("client", "server", "leak"):
         raise ValueError(f"closer must be client, server or leak; got {closer!r}")
@@ -454,12 +462,13 @@ def predict_settings(*, tcp_fin_timeout: int, tcp_tw_reuse: int, tcp_max_tw_buck
     frame = pd.DataFrame({"t": times})
     frame["TIME_WAIT"] = list(tw) if tw is not None else 0.0
     if closer == "leak":
-        frame["FIN_WAIT_2"], frame["CLOSE_WAIT"] = leak_counts(rate, duration, times, fin_timeout=tcp_fin_timeout,
+        frame["FIN_WAIT_2"], frame["CLOSE_WAIT"] = leak_counts(rate, duration, times,
+                                                               fin_timeout=tcp_fin_timeout,
                                                                max_tw_buckets=tcp_max_tw_buckets, ports=ports)
         notes.append(f"Orphaned FIN-WAIT-2 sockets live tcp_fin_timeout = {tcp_fin_timeout} s; the server's "
                      "CLOSE-WAIT sockets stay until the program closes them: here, never.")
-        notes.append(f"At most one CLOSE-WAIT per client port ({_ports(ports)}): a new connection from a port "
-                     "ends the CLOSE-WAIT the server still held for it.")
+        notes.append(f"At most one CLOSE-WAIT per client port ({_ports(ports)}): a new connection from a "
+                     "port ends the CLOSE-WAIT the server still held for it.")
         if rate * min(tcp_fin_timeout, duration) > ports:
             notes.append(f"At {rate:g}/s the orphaned FIN-WAIT-2 sockets hold all {_ports(ports)} after "
                          f"{ports / rate:.3g} s: connect() then fails with EADDRNOTAVAIL until one ends, "
@@ -470,7 +479,8 @@ def predict_settings(*, tcp_fin_timeout: int, tcp_tw_reuse: int, tcp_max_tw_buck
         notes.append(f"tcp_fin_timeout = {tcp_fin_timeout} s changes nothing here: no FIN-WAIT-2 is orphaned "
                      "in this workload, and TIME-WAIT stays 60 s whatever it is.")
     sustainable = sustainable_rate(ports, time_wait=time_wait, reuse=reuse)
-    exhaustion = exhaustion_time(rate, ports, time_wait=time_wait, reuse=reuse) if closer == "client" else None
+    exhaustion = (exhaustion_time(rate, ports, time_wait=time_wait, reuse=reuse) if closer == "client"
+                  else None)
     if closer == "client":
         if reuse:
             notes.append(f"tcp_tw_reuse = {tcp_tw_reuse} lets connect() reuse TIME-WAIT ports after 1 s here "
@@ -478,13 +488,15 @@ def predict_settings(*, tcp_fin_timeout: int, tcp_tw_reuse: int, tcp_max_tw_buck
         else:
             why = ("bind() before connect() picks the port first, so reuse never applies"
                    if bind_before_connect and tcp_tw_reuse else f"tcp_tw_reuse = {tcp_tw_reuse}: no reuse")
-            notes.append(f"{why}: one destination sustains about ports / 60 s = {sustainable:.3g} connections/s.")
+            notes.append(f"{why}: one destination sustains about ports / 60 s = {sustainable:.3g} "
+                         "connections/s.")
         if exhaustion is not None:
             runs_out = "the only port runs out" if ports == 1 else f"the {_ports(ports)} run out"
             notes.append(f"At {rate:g}/s {runs_out} after {exhaustion:.3g} s: connect() then "
-                         + ("fails with EADDRINUSE at bind()." if bind_before_connect else "fails with EADDRNOTAVAIL."))
+                         + ("fails with EADDRINUSE at bind()." if bind_before_connect
+                            else "fails with EADDRNOTAVAIL."))
     if frame["TIME_WAIT"].max() >= tcp_max_tw_buckets:
-        notes.append(f"TIME-WAIT is capped at tcp_max_tw_buckets = {tcp_max_tw_buckets}; further closes get no "
-                     "TIME-WAIT at all (TCPTimeWaitOverflow).")
+        notes.append(f"TIME-WAIT is capped at tcp_max_tw_buckets = {tcp_max_tw_buckets}; further closes get "
+                     "no TIME-WAIT at all (TCPTimeWaitOverflow).")
     return {"frame": frame, "plateau": float(frame["TIME_WAIT"].max()), "sustainable_rate": sustainable,
             "exhaustion_at": exhaustion, "reuse": reuse, "notes": notes}

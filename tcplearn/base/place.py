@@ -14,7 +14,8 @@ from typing import Any, Generic, TypeVar
 
 from . import sysctl
 
-__all__ = ["Where", "Need", "Rule", "Call", "Result", "Plan", "Place", "node_executable", "capture_works", "T"]
+__all__ = ["Where", "Need", "Rule", "Call", "Result", "Plan", "Place", "node_executable", "capture_works",
+           "T"]
 
 T = TypeVar("T")
 

@@ -89,6 +89,6 @@ def check_history(history: Iterable[Any]) -> list[str]:
                     problems.append(f"{end}: {a.label} -> {b.label} during {after.action!r}")
                 elif waited and (a, b) != (TcpState.TIME_WAIT, TcpState.CLOSED):
                     why = getattr(after, "differs", "")
-                    problems.append(f"{end}: {a.label} -> {b.label} during {after.action!r}, with nobody acting: "
-                                    f"RFC 9293 has no timer for this" + (f" ({why})" if why else ""))
+                    problems.append(f"{end}: {a.label} -> {b.label} during {after.action!r}, with nobody "
+                                    f"acting: RFC 9293 has no timer for this" + (f" ({why})" if why else ""))
     return problems

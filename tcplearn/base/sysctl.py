@@ -290,7 +290,8 @@ def table() -> pd.DataFrame:
                 return html
 
         def __repr__(self) -> str:
-            with pd.option_context("display.max_colwidth", None, "display.max_columns", None, "display.width", 250):
+            with pd.option_context("display.max_colwidth", None, "display.max_columns", None,
+                                   "display.width", 250):
                 return super().__repr__()
 
     values = read_all()

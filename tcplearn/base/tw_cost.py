@@ -27,7 +27,8 @@ SLAB_DIR = Path("/sys/kernel/slab")
 SLABINFO = Path("/proc/slabinfo")
 MEMINFO = Path("/proc/meminfo")
 
-#: The figure used where the kernel's own cannot be read (Vincent Bernat, "Coping with the TCP TIME-WAIT state on busy Linux servers", section "Memory").
+#: The figure used where the kernel's own cannot be read (Vincent Bernat, "Coping with the TCP TIME-WAIT state
+#: on busy Linux servers", section "Memory").
 SOURCED = {
     "object_size": 168,
     "slab_size": 256,
@@ -78,7 +79,8 @@ def time_wait_size(ipv6: bool = False) -> dict[str, Any]:
     directory = SLAB_DIR / cache
     object_size, slab_size = _int(directory / "object_size"), _int(directory / "slab_size")
     from_slabinfo = _from_slabinfo(cache)
-    out: dict[str, Any] = {"cache": cache, "object_size": None, "slab_size": None, "bytes": None, "source": "unknown",
+    out: dict[str, Any] = {"cache": cache, "object_size": None, "slab_size": None, "bytes": None,
+                           "source": "unknown",
            "where": None, "kernel": platform.release(), "merged": False, "slabinfo": from_slabinfo}
     if object_size is not None or slab_size is not None:
         out.update(object_size=object_size, slab_size=slab_size, source="sysfs", where=str(directory),

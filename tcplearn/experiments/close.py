@@ -20,7 +20,8 @@ from .tools.connection_pair import (
     Step,
 )
 
-__all__ = ["ConnectionPair", "Step", "predict", "check_history", "SCENARIOS", "CloseRun", "run_scenario", "save_pcap"]
+__all__ = ["ConnectionPair", "Step", "predict", "check_history", "SCENARIOS", "CloseRun", "run_scenario",
+           "save_pcap"]
 
 
 # ---------------------------------------------------------------- scenarios for notebook 01
@@ -33,7 +34,8 @@ SCENARIOS: dict[str, tuple[tuple, ...]] = {
                    ("client_recv",), ("server_close",), ("client_recv",), ("client_close",)),
     "simultaneous": (("simultaneous_close",),),
     "abort": (("client_abort",),),
-    "unread-data": (("client_send", b"a request the server never reads"), ("server_close",), ("client_recv",)),
+    "unread-data": (("client_send", b"a request the server never reads"), ("server_close",),
+                    ("client_recv",)),
     "server-closes-at-once": (("client_close_server_follows",),),
     "close-wait-leak": (("client_close",), ("wait_until", TcpState.CLOSED, None)),
 }
@@ -86,7 +88,8 @@ class CloseRun:
         its flags, and the step it belongs to."""
         import pandas as pd
 
-        rows = [(seg, i) for i, (step, segs) in enumerate(zip(self.history, self.segments_by_step or [], strict=False))
+        rows = [(seg, i)
+                for i, (step, segs) in enumerate(zip(self.history, self.segments_by_step or [], strict=False))
                 if step.action != "connect" for seg in segs]
         first = next((seg.t for seg, _ in rows if seg.has("FIN") or seg.has("RST")), None)
         since_step = self.capture_started is not None
@@ -109,7 +112,8 @@ class CloseRun:
         if end not in _ENDS:
             raise ValueError(f"end must be 'client' or 'server', got {end!r}")
         i = _ENDS.index(end)
-        states = [state for step in self.history for state in (*(pair[i] for pair in step.trail), step.states[i])]
+        states = [state for step in self.history
+                  for state in (*(pair[i] for pair in step.trail), step.states[i])]
         return [s for k, s in enumerate(states) if k == 0 or s is not states[k - 1]]
 
     def final_states(self) -> dict[TcpState, str]:
@@ -129,17 +133,20 @@ class CloseRun:
                      expected=[x.name for x in s.expected], trail=[[a.name, b.name] for a, b in s.trail])
             return d
 
-        return {"name": self.name, "history": [step(s) for s in self.history], "server_port": self.server_port,
+        return {"name": self.name, "history": [step(s) for s in self.history],
+                "server_port": self.server_port,
                 "capture_started": self.capture_started,
                 "segments_by_step":
-                None if self.segments_by_step is None else [[g.to_record() for g in gs] for gs in self.segments_by_step]}
+                None if self.segments_by_step is None
+                else [[g.to_record() for g in gs] for gs in self.segments_by_step]}
 
     @classmethod
     def from_record(cls, record: dict, arguments: dict | None = None) -> CloseRun:
         """A ``CloseRun`` from ``to_record()`` data."""
         def step(d: dict) -> Step:
             return Step(**{**d, "segments": tuple(tuple(x) for x in d["segments"]),
-                           "client_state": TcpState[d["client_state"]], "server_state": TcpState[d["server_state"]],
+                           "client_state": TcpState[d["client_state"]],
+                           "server_state": TcpState[d["server_state"]],
                            "expected": tuple(TcpState[x] for x in d["expected"]),
                            "trail": tuple((TcpState[a], TcpState[b]) for a, b in d["trail"])})
 
@@ -201,10 +208,11 @@ _NO_CAPTURE = ("No private lab ({why}) and no capture: states are live, the arro
 @experiment(
     notebook="01", title="the four-way close and its variants, with captured segments",
     needs=[Need.KERNEL], wants=[Need.CAPTURE], check=_check_scenario,
-    calls=[Call((name,), {}, f"the '{name}' scenario in a private lab{_LAB_SETTING.get(name, '')}, its segments "
-                             "captured on the lab's loopback") for name in SCENARIOS],
-    notes={Where.LAB: lambda why, arguments: (f"Ran in your private lab{_LAB_SETTING.get(arguments['name'], '')}: "
-                                              "the segments are real, captured on the lab's loopback."),
+    calls=[Call((name,), {}, f"the '{name}' scenario in a private lab{_LAB_SETTING.get(name, '')}, its "
+                             "segments captured on the lab's loopback") for name in SCENARIOS],
+    notes={Where.LAB: lambda why, arguments: ("Ran in your private "
+                                              f"lab{_LAB_SETTING.get(arguments['name'], '')}: the segments "
+                                              "are real, captured on the lab's loopback."),
            Where.ROOT: "No private lab ({why}); ran on this machine as root, capturing its loopback.",
            Where.LIVE: _NO_CAPTURE},
             show="show_close_run")

@@ -6,7 +6,8 @@ drop-all socket filter on the *listening* socket, so the kernel neither answers 
 SYN-ACK nor with RST), and beside it a plain blocking ``connect()`` with no timeout at all,
 which only the kernel ends: after ``net.ipv4.tcp_syn_retries`` retransmissions of the SYN,
 with ``ETIMEDOUT`` (the Python docs' ``socket.connect``: "the system network stack may
-also return a connection timeout error of its own"; ip-sysctl.rst ``tcp_syn_retries``).  Both raise ``TimeoutError`` in Python; the errno tells
+also return a connection timeout error of its own"; ip-sysctl.rst ``tcp_syn_retries``).  Both raise \
+``TimeoutError`` in Python; the errno tells
 them apart (``None`` for Python's own timeout, 110 ``ETIMEDOUT`` for the kernel's).
 
 ``tcp_syn_retries`` is per network namespace, so it is shortened inside a private lab
@@ -155,7 +156,8 @@ class ConnectTimeoutResult:
             err = "none" if a["errno"] is None else f"{a['errno']} ({errno.errorcode.get(a['errno'], '?')})"
             rows.append({"call": name, "raised": a["raised"], "errno": err, "message": a["message"],
                          "after (s)": round(a["after_s"], 2),
-                         "SYNs sent at (s)": ", ".join(f"{t:.2f}" for t in syns) if syns is not None else "not captured"})
+                         "SYNs sent at (s)": (", ".join(f"{t:.2f}" for t in syns) if syns is not None
+                                              else "not captured")})
         return pd.DataFrame(rows).set_index("call")
 
     def to_record(self) -> dict:
@@ -180,19 +182,21 @@ def _check(timeout: float = 2.0, *, syn_retries: int = 2) -> None:
         raise ValueError(f"timeout must be a number of seconds in (0, 30], got {timeout!r}")
     if isinstance(syn_retries, bool) or not isinstance(syn_retries, int) \
             or not 1 <= syn_retries <= MAX_SYN_RETRIES:
-        raise ValueError(f"syn_retries must be an int from 1 to {MAX_SYN_RETRIES} (tcplearn waits for the kernel "
-                         f"to give up; the kernel's default is 6, about two minutes), got {syn_retries!r}")
+        raise ValueError(f"syn_retries must be an int from 1 to {MAX_SYN_RETRIES} (tcplearn waits for the "
+                         "kernel to give up; the kernel's default is 6, about two minutes), got "
+                         f"{syn_retries!r}")
 
 
-@experiment(notebook="03", title="the seed's connect timeout, and the kernel's own limit, against a silent peer",
+@experiment(notebook="03",
+            title="the seed's connect timeout, and the kernel's own limit, against a silent peer",
             needs=[Need.KERNEL, Need.SETTINGS], wants=[Need.CAPTURE], check=_check,
-            calls=[Call((), {}, "create_connection with timeout=2 and without a timeout, to loopback listeners "
-                                "whose SYNs are dropped, tcp_syn_retries=2, in a private lab")],
+            calls=[Call((), {}, "create_connection with timeout=2 and without a timeout, to loopback "
+                                "listeners whose SYNs are dropped, tcp_syn_retries=2, in a private lab")],
             notes={Where.LAB: "Ran in your private lab: the listeners' SYNs were dropped by a socket filter, "
-                              "`tcp_syn_retries` was {syn_retries} there (the machine's own is untouched), and the "
-                              "SYNs were captured on the lab's loopback.",
-                   Where.ROOT: "No private lab ({why}): ran on this machine as root, `tcp_syn_retries` set to "
-                               "{syn_retries} meanwhile (the original value has been restored)."},
+                              "`tcp_syn_retries` was {syn_retries} there (the machine's own is untouched), "
+                              "and the SYNs were captured on the lab's loopback.",
+                   Where.ROOT: "No private lab ({why}): ran on this machine as root, `tcp_syn_retries` set "
+                               "to {syn_retries} meanwhile (the original value has been restored)."},
             show="show_connect_timeout")
 def connect_timeout(place: Place, timeout: float = 2.0, *, syn_retries: int = 2,
                     progress: bool = True) -> ConnectTimeoutResult:

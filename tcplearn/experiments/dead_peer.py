@@ -62,7 +62,8 @@ class DeadPeerResult:
     ``detected_after`` is seconds from the start of the silence until the local end saw
     an error (None: it never noticed); ``error`` that error's errno name (``"ETIMEDOUT"``);
     where it ran is the ``Result``'s to say, not the value's.  ``how`` says in one sentence
-    what made it notice; ``timeline`` (a pandas DataFrame built from ``timeline_rows``) the local end's ``/proc/net/tcp`` row over
+    what made it notice; ``timeline`` (a pandas DataFrame built from ``timeline_rows``) the local end's \
+``/proc/net/tcp`` row over
     time: ``t``, ``state``, timer code ``tr`` and its name, ``when_s`` left on it,
     ``retrnsmt``, ``timeout`` (unanswered probes); ``segments`` the capture (each with
     ``t`` on the same axis, ``from`` "local" or "peer" and a ``kind``), or None without
@@ -190,9 +191,11 @@ RULES = (
 
 @experiment(notebook="06", title="a peer that vanishes silently: which timeout notices, and when",
             needs=[Need.KERNEL, Need.CAPTURE], check=_check, model=_model, rules=RULES,
-            calls=[Call(("none",), {"duration": 3}, "a silent peer that nothing notices, watched 3 s in a private lab"),
+            calls=[Call(("none",), {"duration": 3},
+                        "a silent peer that nothing notices, watched 3 s in a private lab"),
                    Call(("keepalive",), {"keepalive_time": 2, "keepalive_intvl": 1, "keepalive_probes": 2},
-                        "keepalive (2 s idle, 1 s interval, 2 probes) against a silent peer in a private lab"),
+                        "keepalive (2 s idle, 1 s interval, 2 probes) against a silent peer in a "
+                        "private lab"),
                    Call(("user_timeout",), {"user_timeout_ms": 1500},
                         "TCP_USER_TIMEOUT 1500 ms with unacknowledged data, silent peer, private lab"),
                    Call(("retransmissions",), {"tcp_retries2": 3},
@@ -201,9 +204,10 @@ RULES = (
                         "Python's settimeout(1.0) and recv() against a silent peer in a private lab"),
                    Call(("node_idle",), {"timeout_ms": 1000},
                         "real Node's socket.setTimeout(1000) against a silent peer in a private lab")],
-            notes={Where.LAB: "Ran in your private lab: the peer was silenced with a drop-all socket filter and "
-                              "the segments were captured on the lab's loopback.",
-                   Where.ROOT: "No private lab ({why}); ran on this machine as root, capturing its loopback."},
+            notes={Where.LAB: "Ran in your private lab: the peer was silenced with a drop-all socket filter "
+                              "and the segments were captured on the lab's loopback.",
+                   Where.ROOT: "No private lab ({why}); ran on this machine as root, capturing its "
+                               "loopback."},
             show="show_dead_peer")
 def dead_peer(place: Place, method: str, *, progress: bool = True, **params: Any) -> DeadPeerResult:
     """Open a loopback connection, make the peer vanish silently, and watch the local end.
@@ -225,7 +229,8 @@ def dead_peer(place: Place, method: str, *, progress: bool = True, **params: Any
                                                                                            place.can_capture))
     with place.settings(**({"tcp_retries2": p["tcp_retries2"]} if method == "retransmissions" else {})):
         out = _waiting(lambda: place.call(run, *args), method, p, progress)
-    if method == "node_keepalive" and {"TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT"} <= set(out["measured"]):
+    if (method == "node_keepalive"
+            and {"TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT"} <= set(out["measured"])):
         m = out["measured"]
         predicted = {"detected_after": m["TCP_KEEPIDLE"] + m["TCP_KEEPCNT"] * m["TCP_KEEPINTVL"],
                      "probes": [m["TCP_KEEPIDLE"] + k * m["TCP_KEEPINTVL"] for k in range(m["TCP_KEEPCNT"])],

@@ -44,7 +44,8 @@ PARAMS: dict[str, dict[str, float]] = {
 }
 METHODS = tuple(PARAMS)
 
-NODE_KEEPCNT, NODE_KEEPINTVL = 10, 1  # Node's lib/net.js setKeepAlive (PR #32204); measured from Node's socket on every run
+# Node's lib/net.js setKeepAlive (PR #32204); measured from Node's socket on every run
+NODE_KEEPCNT, NODE_KEEPINTVL = 10, 1
 
 
 # ---------------------------------------------------------------- the model

@@ -10,7 +10,8 @@ and the capture on ``lo`` sees every keepalive probe and retransmission.  On a T
 socket it needs ``CAP_NET_ADMIN`` (measured: ``EPERM`` as ``nobody`` and as root without
 capabilities, while UDP and Unix sockets take it; gVisor PR #14478 traces this to Linux
 commit 5d39580f68e6).  Inside a private lab the user is root over the lab's network, so
-it works there without root; on the machine itself it needs root.  Taking a lab's ``lo`` down instead gives the same detection times
+it works there without root; on the machine itself it needs root.  Taking a lab's ``lo`` down instead gives \
+the same detection times
 (keepalive 2/1/2: 4.07 s both ways; TCP_USER_TIMEOUT 1500 ms: 1.92 s both ways), but
 the capture then sees nothing between the handshake and the end: segments sent on a
 DOWN ``lo`` never reach the packet socket.  Before the peer is closed its filter is
@@ -287,7 +288,8 @@ def run_node(method: str, p: dict, capture: bool, node: str) -> dict:
         lines = node_tool.Lines(proc)
         first = lines.next(10)
         if not first or first.get("event") != "connected":
-            raise RuntimeError(f"Node did not connect: {first!r}; {proc.stderr.read()[-300:]!r}")  # type: ignore[union-attr]
+            raise RuntimeError(f"Node did not connect: {first!r}; "
+                               f"{proc.stderr.read()[-300:]!r}")  # type: ignore[union-attr]
         ports = (first["local_port"], ports[1])
         events.append({"t": first["t"], "event": "connected"})
         watch = _Watch(*ports, t0, _sample_every())

@@ -13,7 +13,8 @@ __all__ = ["with_settings", "machine_load", "NOTEBOOK_LOADS", "PLAYGROUND_SETTIN
 
 def _check_with_settings(sysctls: dict, **load_kwargs) -> None:
     if not isinstance(sysctls, dict) or not sysctls:
-        raise ValueError(f"sysctls must be a non-empty dict of settings, e.g. {{'tcp_tw_reuse': 0}}; got {sysctls!r}")
+        raise ValueError(f"sysctls must be a non-empty dict of settings, e.g. {{'tcp_tw_reuse': 0}}; got "
+                         f"{sysctls!r}")
     for name, value in sysctls.items():
         sysctl.validate(name, value)
     LoadRun(**{k: v for k, v in load_kwargs.items() if k not in ("progress", "lab", "between_hosts")})
@@ -34,15 +35,15 @@ NOTEBOOK_LOADS = (
 @experiment(
     notebook="04, 05", title="loads under changed kernel settings (04; 05's apply)",
     needs=[Need.KERNEL, Need.SETTINGS], check=_check_with_settings,
-    calls=[Call((sysctls,), kwargs, f"a load ({', '.join(f'{k}={v}' for k, v in kwargs.items())}) in a private "
-                                    f"lab with {sysctl.describe(sysctls)}")
+    calls=[Call((sysctls,), kwargs, f"a load ({', '.join(f'{k}={v}' for k, v in kwargs.items())}) in a "
+                                    f"private lab with {sysctl.describe(sysctls)}")
            for sysctls, kwargs in NOTEBOOK_LOADS]
           + [Call(({"ip_local_port_range": (40000, 40199)},), dict(rate=100, duration=4, between_hosts=True),
-                  "a load (rate=100, duration=4) from a private lab's client host to its server host, both with "
-                  "ip_local_port_range=(40000, 40199)")],
+                  "a load (rate=100, duration=4) from a private lab's client host to its server host, both "
+                  "with ip_local_port_range=(40000, 40199)")],
     rules=[BETWEEN_HOSTS],
-    notes={Where.LAB: lambda why, a: f"Ran in your private lab with {sysctl.describe(a['sysctls'])} (this machine's "
-                                     "settings untouched).",
+    notes={Where.LAB: lambda why, a: f"Ran in your private lab with {sysctl.describe(a['sysctls'])} (this "
+                                     "machine's settings untouched).",
            Where.ROOT: lambda why, a: f"No private lab ({why}); ran on this machine as root with "
                                       f"{sysctl.describe(a['sysctls'])}, then restored it."},
     show="show_load")

@@ -101,7 +101,8 @@ class LoadResult:
                 "netstat_before": {k: self.netstat_before.get(k, 0) for k in keep},
                 "netstat_after": {k: self.netstat_after.get(k, 0) for k in keep},
                 "stopped_because": self.stopped_because, "samples": rows(self.samples),
-                "target": list(self.target), "interference": self.interference, "four_tuples": self.four_tuples}
+                "target": list(self.target), "interference": self.interference,
+                "four_tuples": self.four_tuples}
 
     @classmethod
     def from_record(cls, record: dict, arguments: dict | None = None) -> LoadResult:
@@ -147,9 +148,11 @@ class LoadRun:
                                  or not 0 < rate <= MAX_RATE):
             raise ValueError(f"rate must be a number of connections per second in (0, {MAX_RATE}], "
                              f"or None for as fast as possible; got {rate!r}")
-        if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not 0 < duration <= MAX_DURATION:
+        if (isinstance(duration, bool) or not isinstance(duration, (int, float))
+                or not 0 < duration <= MAX_DURATION):
             raise ValueError(f"duration must be seconds in (0, {MAX_DURATION:g}]; got {duration!r}")
-        if count is not None and (isinstance(count, bool) or not isinstance(count, int) or not 0 < count <= MAX_COUNT):
+        if count is not None and (isinstance(count, bool) or not isinstance(count, int)
+                                  or not 0 < count <= MAX_COUNT):
             raise ValueError(f"count must be an int in [1, {MAX_COUNT}] or None; got {count!r}")
         if closer not in ("client", "server"):
             raise ValueError(f"closer must be 'client' or 'server'; got {closer!r}")
@@ -300,7 +303,8 @@ class LoadRun:
         if elapsed > 60.0:
             return None
         walks = self.settings["sources"]  # one port search per source address
-        return max(0, round(made - walks * model.distinct_ports(made / walks, model.ports_in_range(port_range))))
+        return max(0, round(made - walks * model.distinct_ports(made / walks,
+                                                                model.ports_in_range(port_range))))
 
     def _interference(self, samples, after: dict, made: int, elapsed: float) -> Interference:
         m = self._machine or Machine(None, None, None, None, [])
@@ -379,7 +383,8 @@ class LoadRun:
                 if sources is not None or bind_first:
                     src = sources[n % len(sources)] if sources else loopback_host(family)
                     if not bind_first:
-                        # choose the source address only; let connect() pick the port (ip-sysctl.rst, ``ip_autobind_reuse``: IP_BIND_ADDRESS_NO_PORT is the preferred solution)
+                        # choose the source address only; let connect() pick the port (ip-sysctl.rst,
+                        # ``ip_autobind_reuse``: IP_BIND_ADDRESS_NO_PORT is the preferred solution)
                         sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
                     sock.bind((src, 0))
                 sock.connect(target)
@@ -389,7 +394,8 @@ class LoadRun:
                     sock.recv(1)  # the server closes first: wait for its FIN
             except OSError as exc:
                 ok = False
-                name = errno_mod.errorcode.get(exc.errno, type(exc).__name__) if exc.errno else type(exc).__name__
+                name = (errno_mod.errorcode.get(exc.errno, type(exc).__name__) if exc.errno
+                        else type(exc).__name__)
                 errors[name] = errors.get(name, 0) + 1
                 if name in STOP_ON:
                     self.stop(f"{name}: {exc.strerror}")
@@ -508,11 +514,12 @@ def run_load(*, rate: float | None = None, duration: float = 5.0, count: int | N
         raise ValueError(f"between_hosts must be True or False; got {between_hosts!r}")
     if between_hosts:
         if not isinstance(lab, PrivateLab) or lab.host_count != 2:
-            raise ValueError(f"between_hosts=True needs lab=PrivateLab(hosts=2) (its client loads its server); "
-                             f"got lab={lab!r}")
+            raise ValueError("between_hosts=True needs lab=PrivateLab(hosts=2) (its client loads its "
+                             f"server); got lab={lab!r}")
         if target is not None or family != socket.AF_INET or sources != 1:
             raise ValueError("between_hosts=True starts its own server on the lab's server host over IPv4 "
-                             "from the client's one address: leave target, family and sources at their defaults")
+                             "from the client's one address: leave target, family and sources at their "
+                             "defaults")
         port = lab.run(_serve_remote, lab.address("server"), closer, host="server")
         try:
             return _drive(Place.of(lab, "client").call, {**settings, "target": (lab.address("server"), port)},

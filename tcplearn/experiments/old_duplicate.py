@@ -242,14 +242,16 @@ _WHAT = "in a private lab with tcp_max_tw_buckets=0"
 
 @experiment(notebook="02", title="an old duplicate delivered into a new connection on the same four-tuple",
             needs=[Need.KERNEL, Need.SETTINGS, Need.CAPTURE], check=_check,
-            calls=[Call((), {"ack": "as sent"}, f"an old segment replayed as it was sent, timestamps off, {_WHAT}"),
-                   Call((), {"ack": "fitted"}, f"the same with its ACK fitted to the new connection, {_WHAT}"),
+            calls=[Call((), {"ack": "as sent"},
+                        f"an old segment replayed as it was sent, timestamps off, {_WHAT}"),
+                   Call((), {"ack": "fitted"},
+                        f"the same with its ACK fitted to the new connection, {_WHAT}"),
                    Call((), {"timestamps": True}, f"the fitted copy with timestamps on (PAWS), {_WHAT}"),
-                   Call((), {"old_bytes": 16384}, f"a short old connection: its bytes stay behind the ISN clock, "
-                                                  f"{_WHAT}")],
+                   Call((), {"old_bytes": 16384}, "a short old connection: its bytes stay behind the ISN "
+                                                  f"clock, {_WHAT}")],
             notes={Where.LAB: "Ran in your private lab: a real old connection, a real new one on the same "
-                              "four-tuple, a captured segment delivered again with a raw socket (this machine's "
-                              "settings untouched)."},
+                              "four-tuple, a captured segment delivered again with a raw socket (this "
+                              "machine's settings untouched)."},
             show="tcplearn.view.why:show_old_duplicate")
 def old_duplicate(place: Place, timestamps: bool = False, ack: str = "fitted",
                   old_bytes: int = OLD_BYTES) -> OldDuplicate:
@@ -286,6 +288,7 @@ def old_duplicate(place: Place, timestamps: bool = False, ack: str = "fitted",
     return OldDuplicate(timestamps, ack, old_bytes, sport, cport, run["moved"], round(run["seconds"], 6),
                         chosen["isn_old"], chosen["isn_new"], round(chosen["gap"], 6), distance,
                         round(distance / chosen["gap"]) if chosen["gap"] > 0 else 0.0, reached,
-                        chosen["offset"], chosen["segment"].length, chosen["ack_offset"], data[:64], len(data),
+                        chosen["offset"], chosen["segment"].length, chosen["ack_offset"], data[:64],
+                        len(data),
                         _stopped_by(len(data), outcome["counters"]), outcome["counters"], attempt, segments,
                         len(first))

@@ -38,7 +38,8 @@ def time_wait_by_side(result: LoadResult) -> dict[str, int]:
     sides = {"server side": 0, "client side": 0}
     for s in sockets(port=port, states=TcpState.TIME_WAIT):
         server = s.local_port == port
-        if mine and ((s.remote_address, s.remote_port) if server else (s.local_address, s.local_port)) not in mine:
+        if mine and ((s.remote_address, s.remote_port) if server
+                     else (s.local_address, s.local_port)) not in mine:
             continue
         sides["server side" if server else "client side"] += 1
     return sides
@@ -55,7 +56,8 @@ def _sides_settled(result: LoadResult) -> dict[str, int]:
     that failed and the distinct four-tuples the connections used, all the load's own."""
     port, deadline = result.target[1], time.monotonic() + SETTLE_S
     while time.monotonic() < deadline:
-        if not any(s.state is not TcpState.TIME_WAIT for s in sockets(port=port) if s.state is not TcpState.LISTEN):
+        if not any(s.state is not TcpState.TIME_WAIT for s in sockets(port=port)
+                   if s.state is not TcpState.LISTEN):
             break
         time.sleep(0.02)
     return {"connections made": result.connections, "connects failed": sum(result.errors.values()),
@@ -76,20 +78,22 @@ def _check_by_closer(rate: float = 300, duration: float = 1.0, port_range: tuple
 
 @experiment(notebook="04", title="who holds TIME-WAIT: client-closes and server-closes loads",
             needs=[Need.KERNEL], check=_check_by_closer,
-            rules=[Rule(lambda a: "a narrowed ip_local_port_range would leave every other program on this machine "
-                                  "short of ports, so tcplearn sets it only in a private lab"
+            rules=[Rule(lambda a: "a narrowed ip_local_port_range would leave every other program on this "
+                                  "machine short of ports, so tcplearn sets it only in a private lab"
                         if a.get("port_range") is not None else "", needs=(Need.LAB,)), BETWEEN_HOSTS],
             calls=[Call((), {"rate": 300, "duration": 1.0},
-                        "two 1 s loads at 300 connections/s, client closing first, then server closing first, "
-                        "and where their TIME-WAIT sockets were"),
+                        "two 1 s loads at 300 connections/s, client closing first, then server closing "
+                        "first, and where their TIME-WAIT sockets were"),
                    Call((), {"rate": 400, "duration": 1.0, "port_range": NARROW_RANGE},
                         "the same two loads at 400 connections/s in a private lab whose ip_local_port_range "
                         "holds 200 ports"),
                    Call((), {"rate": 300, "duration": 1.0, "between_hosts": True},
-                        "two 1 s loads at 300 connections/s from a private lab's client host to its server host, "
-                        "client closing first, then server closing first, each host counting its own TIME-WAIT")])
+                        "two 1 s loads at 300 connections/s from a private lab's client host to its server "
+                        "host, client closing first, then server closing first, each host counting its own "
+                        "TIME-WAIT")])
 def time_wait_by_closer(place: Place, rate: float = 300, duration: float = 1.0,
-                        port_range: tuple | None = None, between_hosts: bool = False) -> dict[str, dict[str, int]]:
+                        port_range: tuple | None = None,
+                        between_hosts: bool = False) -> dict[str, dict[str, int]]:
     """Two short loads, one where the client closes first and one where the server does
     (with ``port_range``: in a private lab whose ``ip_local_port_range`` it is).  For each,
     once its connections have closed: ``connections made``, ``connects failed``,
@@ -109,7 +113,8 @@ def time_wait_by_closer(place: Place, rate: float = 300, duration: float = 1.0,
         for name, closer in (("client closes first", "client"), ("server closes first", "server")):
             result = run_load(rate=rate, duration=duration, closer=closer, progress=False, lab=place.lab,
                               between_hosts=between_hosts)
-            sides[name] = _hosts_settled(place.lab, result) if between_hosts else place.call(_sides_settled, result)
+            sides[name] = (_hosts_settled(place.lab, result) if between_hosts
+                           else place.call(_sides_settled, result))
     return sides
 
 
@@ -229,8 +234,8 @@ def _plateau_load(arguments: dict) -> dict:
 
 def _moved_note(reason: str, mirrored: dict) -> str:
     held = reason.removeprefix("This load would hold ").split(". ")[0]
-    return (f"Ran in your private lab, which is yours alone, with this machine's {sysctl.describe(mirrored)}: "
-            f"on the machine itself it would have held {held}.")
+    return ("Ran in your private lab, which is yours alone, with this machine's "
+            f"{sysctl.describe(mirrored)}: on the machine itself it would have held {held}.")
 
 
 #: A load too big to share this machine goes to a private lab set like it (else its recording).
@@ -240,13 +245,14 @@ TOO_BIG_FOR_THE_MACHINE = Rule(lambda arguments: "" if arguments.get("between_ho
 
 
 @experiment(notebook="04", title="TIME-WAIT during and after a steady load, beside the model",
-            needs=[Need.KERNEL], check=_check_plateau, concurrent=True, rules=[TOO_BIG_FOR_THE_MACHINE, BETWEEN_HOSTS],
+            needs=[Need.KERNEL], check=_check_plateau, concurrent=True,
+            rules=[TOO_BIG_FOR_THE_MACHINE, BETWEEN_HOSTS],
             remark=lambda run: run.note,
-            calls=[Call((), {"rate": 200}, "a client-closes load at 200 connections/s for 70 s, then its drain, "
-                                           "counted every second"),
+            calls=[Call((), {"rate": 200}, "a client-closes load at 200 connections/s for 70 s, then its "
+                                           "drain, counted every second"),
                    Call((), {"rate": 200, "between_hosts": True},
-                        "a client-closes load at 200 connections/s for 70 s from a private lab's client host to its "
-                        "server host, then its drain, counted every second on the client")],
+                        "a client-closes load at 200 connections/s for 70 s from a private lab's client host "
+                        "to its server host, then its drain, counted every second on the client")],
             show="show_plateau")
 def watch_plateau(place: Place, rate: float = 200, duration: float | None = None, drain: float | None = None,
                   between_hosts: bool = False, *, progress: bool = True) -> PlateauRun:
@@ -306,4 +312,5 @@ def _kernel_reuse(loopback: bool = True) -> tuple[bool, int | None]:
     and the port count."""
     tw_reuse, port_range = sysctl.read("tcp_tw_reuse"), sysctl.read("ip_local_port_range")
     ports = model.ports_in_range(port_range) if port_range else None
-    return (tw_reuse is not None and ports is not None and model.reuse_applies(tw_reuse, loopback=loopback)), ports
+    return (tw_reuse is not None and ports is not None
+            and model.reuse_applies(tw_reuse, loopback=loopback)), ports

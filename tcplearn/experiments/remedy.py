@@ -16,7 +16,8 @@ __all__ = ["sources_remedy", "SourcesRemedy"]
 #
 # A TIME-WAIT socket blocks its four-tuple, not its port: connect() takes a port when the
 # four-tuple (source address, source port, destination address, destination port) is free
-# (net/ipv4/inet_hashtables.c, __inet_hash_connect).  So a client with k source addresses has k times the four-tuples
+# (net/ipv4/inet_hashtables.c, __inet_hash_connect).  So a client with k source addresses has k times the
+# four-tuples
 # towards one destination, and k times the rate it can sustain without reuse.
 
 REMEDY_BASE_PORT = 40000
@@ -83,26 +84,30 @@ class SourcesRemedy:
 def _remedy_ranges(k_values, ports: int) -> list[tuple[int, int]]:
     """A fresh port range per run, side by side from 40000, so that one run's TIME-WAIT
     sockets never hold ports of the next."""
-    return [(REMEDY_BASE_PORT + i * ports, REMEDY_BASE_PORT + (i + 1) * ports - 1) for i in range(len(k_values))]
+    return [(REMEDY_BASE_PORT + i * ports, REMEDY_BASE_PORT + (i + 1) * ports - 1)
+            for i in range(len(k_values))]
 
 
 def _check_remedy(k_values=(1, 2, 4), rate: float = 400, ports: int = 200) -> None:
     if (not isinstance(k_values, (tuple, list)) or not k_values
-            or not all(isinstance(k, int) and not isinstance(k, bool) and 1 <= k <= MAX_SOURCES for k in k_values)
+            or not all(isinstance(k, int) and not isinstance(k, bool) and 1 <= k <= MAX_SOURCES
+                       for k in k_values)
             or len(set(k_values)) != len(k_values) or 1 not in k_values):
         raise ValueError(f"k_values must be distinct numbers of source addresses from 1 to {MAX_SOURCES}, "
                          f"including 1 (what the others are measured against); got {k_values!r}")
     if isinstance(ports, bool) or not isinstance(ports, int) or not 20 <= ports <= 2000:
         raise ValueError(f"ports must be an int from 20 to 2000 (each run's port range); got {ports!r}")
     if _remedy_ranges(k_values, ports)[-1][1] > 65535:
-        raise ValueError(f"{len(k_values)} ranges of {ports} ports from {REMEDY_BASE_PORT} do not fit below 65536")
+        raise ValueError(f"{len(k_values)} ranges of {ports} ports from {REMEDY_BASE_PORT} do not fit below "
+                         "65536")
     if rate is None:
-        raise ValueError("rate must be a number of connections per second: the remedy is measured at one rate")
+        raise ValueError("rate must be a number of connections per second: the remedy is measured at one "
+                         "rate")
     LoadRun(rate=rate, duration=1.0)
     for k in k_values:
         if _remedy_duration(k, rate, ports) > MAX_DURATION:
-            raise ValueError(f"{k} sources × {ports} ports at {rate}/s would run longer than {MAX_DURATION:g} s: "
-                             "raise the rate or lower ports")
+            raise ValueError(f"{k} sources × {ports} ports at {rate}/s would run longer than "
+                             f"{MAX_DURATION:g} s: raise the rate or lower ports")
 
 
 def _remedy_duration(k: int, rate: float, ports: int) -> float:
@@ -114,14 +119,15 @@ def _remedy_duration(k: int, rate: float, ports: int) -> float:
     notebook="04", title="the remedy: more source addresses, more four-tuples, a k-fold sustainable rate",
     needs=[Need.KERNEL, Need.SETTINGS], check=_check_remedy,
     calls=[Call((), {"k_values": (1, 2, 4)},
-                "loads at 400 connections/s from 1, 2 and 4 source addresses (127.0.0.1-4) to one server port, "
-                "each with tcp_tw_reuse=0 and a fresh 200-port ip_local_port_range=40000-40199, 40200-40399, "
-                "40400-40599, until connect() failed, in a private lab")],
+                "loads at 400 connections/s from 1, 2 and 4 source addresses (127.0.0.1-4) to one server "
+                "port, each with tcp_tw_reuse=0 and a fresh 200-port ip_local_port_range=40000-40199, "
+                "40200-40399, 40400-40599, until connect() failed, in a private lab")],
     notes={Where.LAB: lambda why, a: "Ran in your private lab with tcp_tw_reuse=0 and a fresh "
                                      f"{a['ports']}-port ip_local_port_range for each run (this machine's "
                                      "settings untouched).",
-           Where.ROOT: lambda why, a: f"No private lab ({why}); ran on this machine as root with tcp_tw_reuse=0 "
-                                      f"and a {a['ports']}-port ip_local_port_range per run, then restored them."},
+           Where.ROOT: lambda why, a: f"No private lab ({why}); ran on this machine as root with "
+                                      f"tcp_tw_reuse=0 and a {a['ports']}-port ip_local_port_range per run, "
+                                      "then restored them."},
             show="show_sources_remedy")
 def sources_remedy(place: Place, k_values=(1, 2, 4), rate: float = 400, ports: int = 200, *,
                    progress: bool = True) -> SourcesRemedy:

@@ -77,7 +77,8 @@ class Machine:
 
     @property
     def free_ports(self) -> int | None:
-        return None if self.ports is None or self.ports_in_use is None else max(0, self.ports - self.ports_in_use)
+        return (None if self.ports is None or self.ports_in_use is None
+                else max(0, self.ports - self.ports_in_use))
 
 
 def machine_now() -> Machine:
@@ -87,7 +88,8 @@ def machine_now() -> Machine:
         in_use = local_ports_in_use(*port_range) if port_range else None
     except OSError:
         in_use = None
-    return Machine(sockstat_tw(), sysctl.read("tcp_max_tw_buckets"), tuple(port_range) if port_range else None,
+    return Machine(sockstat_tw(), sysctl.read("tcp_max_tw_buckets"),
+                   tuple(port_range) if port_range else None,
                    in_use, running_loads())
 
 
@@ -103,7 +105,8 @@ class HostShareError(ValueError):
 
 def _need(settings: dict, ports: int) -> tuple[float, float]:
     """TIME-WAIT sockets and ephemeral ports a load would hold at its peak (the model)."""
-    rate = settings.get("rate") or 20_000.0  # as fast as possible: ~14k-20k/s measured (measured: 14k-20k/s on loopback, benchmarks/bench_load.py)
+    # as fast as possible: ~14k-20k/s measured (measured: 14k-20k/s on loopback, benchmarks/bench_load.py)
+    rate = settings.get("rate") or 20_000.0
     duration = settings.get("duration") or 5.0
     total = rate * duration if settings.get("count") is None else min(settings["count"], rate * duration)
     window = min(total, rate * min(duration, 61.0))  # what is still in TIME-WAIT at the peak
@@ -137,10 +140,12 @@ def host_share_check(settings: dict, machine: Machine | None = None) -> Machine:
                         f"{machine.free_ports:,} free ones (ip_local_port_range {low}-{high}, "
                         f"{machine.ports_in_use:,} in use now)")
     if problems:
-        held = ("This load would hold " + " and ".join(problems) + ". Other programs and other learners share "
+        held = ("This load would hold " + " and ".join(problems) + ". Other programs and other learners "
+                "share "
                 f"this machine's table and ports, so a load here takes at most {SHARE:.0%} of what is free.")
         raise HostShareError(
-            held + " Run it in a private lab (run_load(..., lab=lab) inside `with tcplearn.PrivateLab() as lab:`, "
+            held + " Run it in a private lab (run_load(..., lab=lab) inside `with tcplearn.PrivateLab() as "
+            "lab:`, "
             "or watch_plateau, which moves there by itself when a lab can start), or lower the rate or the "
             "duration.", held)
     return machine
@@ -226,17 +231,19 @@ class Interference:
                 many, how = f"{own:,}", "counted by TcpExt TWRecycled in your lab, whose counters are yours"
             else:
                 many, how = f"up to {own:,}", (
-                    f"its own sockets show it: {self.made:,} connections made, at most {own:,} of their TIME-WAIT "
-                    f"sockets gone; TcpExt TWRecycled, which counts every program on the machine, rose by "
-                    f"{self.recycled:,}")
+                    f"its own sockets show it: {self.made:,} connections made, at most {own:,} of their "
+                    "TIME-WAIT sockets gone; TcpExt TWRecycled, which counts every program on the machine, "
+                    f"rose by {self.recycled:,}")
             return [f"{many} of this load's connections took over a port it had used, still in TIME-WAIT "
                     f"(tcp_tw_reuse; {how}), {extra:,} more than the model's port search expects; each ended "
                     f"that TIME-WAIT early, so this load's count can sit up to {extra:,} below the model"]
         if not self.counters_own and self.recycled - expected > noticeable:
-            mine = "" if own is None else "; its own sockets show that none of them was this load's" if not own \
+            mine = "" if own is None \
+                else "; its own sockets show that none of them was this load's" if not own \
                 else f"; its own sockets show that at most {own:,} of them were this load's"
-            return [f"TcpExt TWRecycled, which counts every program on the machine, rose by {self.recycled:,} "
-                    f"(connections taking over a port still in TIME-WAIT, tcp_tw_reuse){mine}"]
+            return ["TcpExt TWRecycled, which counts every program on the machine, rose by "
+                    f"{self.recycled:,} (connections taking over a port still in TIME-WAIT, "
+                    f"tcp_tw_reuse){mine}"]
         return []
 
     def sentence(self) -> str:
@@ -246,17 +253,19 @@ class Interference:
             lost = f" {self.overflow:,} closes got no TIME-WAIT (TCPTimeWaitOverflow)" if self.overflow else \
                 " closes beyond it got no TIME-WAIT"
             parts.append(f"the machine held {self.machine_tw_max:,} TIME-WAIT sockets, the kernel's cap "
-                         f"(tcp_max_tw_buckets = {self.tw_cap:,}), {self.foreign_tw_max:,} of them other programs', "
-                         f"so{lost} and the model is capped at the {self.free_slots:,} slots left")
+                         f"(tcp_max_tw_buckets = {self.tw_cap:,}), {self.foreign_tw_max:,} of them other "
+                         f"programs', so{lost} and the model is capped at the {self.free_slots:,} slots left")
         elif self.tw_cap and self.foreign_tw_max >= 0.5 * self.tw_cap:
-            parts.append(f"other programs held {self.foreign_tw_max:,} TIME-WAIT sockets, near the kernel's cap "
-                         f"(tcp_max_tw_buckets = {self.tw_cap:,}); the model is capped at the "
+            parts.append(f"other programs held {self.foreign_tw_max:,} TIME-WAIT sockets, near the kernel's "
+                         f"cap (tcp_max_tw_buckets = {self.tw_cap:,}); the model is capped at the "
                          f"{self.free_slots:,} slots left")
         elif self.foreign_tw_max >= max(100, 0.05 * self.own_peak):
-            parts.append(f"other programs held up to {self.foreign_tw_max:,} TIME-WAIT sockets on this machine, "
-                         "which are not counted here")
-        if self.ports and self.ports_in_use_before is not None and self.ports_in_use_before >= 0.5 * self.ports:
-            parts.append(f"{self.ports_in_use_before:,} of the {self.ports:,} ephemeral ports were already in use")
+            parts.append(f"other programs held up to {self.foreign_tw_max:,} TIME-WAIT sockets on this "
+                         "machine, which are not counted here")
+        if (self.ports and self.ports_in_use_before is not None
+                and self.ports_in_use_before >= 0.5 * self.ports):
+            parts.append(f"{self.ports_in_use_before:,} of the {self.ports:,} ephemeral ports were already "
+                         "in use")
         parts += self._taken_over()
         if self.other_loads:
             n = len(self.other_loads)

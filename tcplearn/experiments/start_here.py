@@ -78,8 +78,8 @@ def _from_split(record: dict, arguments: dict):
 
 @experiment(notebook="00", title="a private lab's setting beside this machine's",
             needs=[Need.SETTINGS], check=_check_setting, model=_host_only,
-            calls=[Call(("tcp_fin_timeout", 5), {}, "a private lab's tcp_fin_timeout read, set to 5 and read again, "
-                                                   "beside the machine's")],
+            calls=[Call(("tcp_fin_timeout", 5), {}, "a private lab's tcp_fin_timeout read, set to 5 and read "
+                                                   "again, beside the machine's")],
             to_record=_split, from_record=_from_split,
             notes={Where.MODEL: _no_lab_note, Where.ROOT: _no_lab_note})
 def lab_side_by_side(place, name: str = "tcp_fin_timeout", value: object = 5):
@@ -139,7 +139,8 @@ class CapturedConnection:
 
 @experiment(notebook="00", title="one connection opened and closed, its segments captured",
             needs=[Need.KERNEL, Need.CAPTURE],
-            calls=[Call((), {}, "one loopback connection opened and closed in a private lab, captured on its loopback")],
+            calls=[Call((), {}, "one loopback connection opened and closed in a private lab, captured on its "
+                                "loopback")],
             show="show_captured")
 def capture_one_connection(place) -> CapturedConnection:
     """Open and close one loopback connection and capture its segments: in a private lab

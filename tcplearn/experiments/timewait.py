@@ -206,7 +206,8 @@ def sample_countdown(place: Place, seconds: float | None = None, interval: float
 
 def _check_length(*, limit: float = 130.0) -> None:
     if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not 61 <= limit <= 600:
-        raise ValueError(f"limit={limit!r}: expected seconds from 61 to 600 (Linux's TIME-WAIT lasts about 60 s)")
+        raise ValueError(f"limit={limit!r}: expected seconds from 61 to 600 (Linux's TIME-WAIT lasts about "
+                         "60 s)")
 
 
 @experiment(notebook="02", title="one TIME-WAIT socket's whole life, timed until it leaves the table",
@@ -272,10 +273,12 @@ def _watch_both(run, watch: float, progress: bool):
 @experiment(notebook="02", title="a server restarted on its port while its TIME-WAIT remains",
             needs=[Need.KERNEL],
             calls=[Call((new,), {"old_server_reuse_address": old},
-                        f"a server restarted on its port while its TIME-WAIT remains (SO_REUSEADDR: new server "
-                        f"{'on' if new else 'off'}, old server {'on' if (new if old is None else old) else 'off'})")
+                        "a server restarted on its port while its TIME-WAIT remains (SO_REUSEADDR: new "
+                        f"server {'on' if new else 'off'}, old server "
+                        f"{'on' if (new if old is None else old) else 'off'})")
                    for new in (False, True) for old in (None, False, True)])
-def server_restart(place: Place, reuse_address: bool, *, old_server_reuse_address: bool | None = None) -> dict:
+def server_restart(place: Place, reuse_address: bool, *,
+                   old_server_reuse_address: bool | None = None) -> dict:
     """A server closes its connection first, so TIME-WAIT sits on its own port; then a new
     server tries to ``bind`` that port.  ``reuse_address`` says whether the new server sets
     ``SO_REUSEADDR``; ``old_server_reuse_address`` whether the old one did (default: the
@@ -325,11 +328,11 @@ def os_defaults():
         ("Linux", "—", "60 s", "none: compiled in", True,
          "include/net/tcp.h: #define TCP_TIMEWAIT_LEN (60*HZ); measured in this notebook"),
         ("macOS (XNU)", "15 s", "30 s (2 × MSL)", "net.inet.tcp.msl (ms)", False,
-         "xnu bsd/netinet/tcp_timer.h TCPTV_MSL (15*TCP_RETRANSHZ); tcp_input.c add_to_time_wait(tp, 2 * tcp_msl). "
-         "Partly: TCP_RETRANSHZ = 1000/s (tcp_var.h) was not re-read"),
+         "xnu bsd/netinet/tcp_timer.h TCPTV_MSL (15*TCP_RETRANSHZ); tcp_input.c add_to_time_wait(tp, 2 * "
+         "tcp_msl). Partly: TCP_RETRANSHZ = 1000/s (tcp_var.h) was not re-read"),
         ("FreeBSD", "30 s", "60 s (2 × MSL)", "net.inet.tcp.msl (ms)", False,
-         "sys/netinet/tcp_timer.h TCPTV_MSL. Partly: the stored source is a 1995 revision (30*PR_SLOWHZ, also "
-         "30 s); the modern form (30*hz) was seen only in a FreeBSD-derived excerpt"),
+         "sys/netinet/tcp_timer.h TCPTV_MSL. Partly: the stored source is a 1995 revision (30*PR_SLOWHZ, "
+         "also 30 s); the modern form (30*hz) was seen only in a FreeBSD-derived excerpt"),
         ("Windows", "—", "120 s (Windows Server 2003 docs; 240 s on Windows 2000)",
          "TcpTimedWaitDelay (registry, s)", False,
          "Microsoft TechNet cc757512 (WS2003), cc938217 (Win2000); today's default unconfirmed"),
@@ -438,9 +441,10 @@ def _check_myth(fin_timeout: int = 5, *, watch: float | None = None) -> None:
 @experiment(
     notebook="02", title="the tcp_fin_timeout myth: FIN-WAIT-2 and TIME-WAIT timers side by side",
     needs=[Need.KERNEL, Need.SETTINGS], check=_check_myth,
-    calls=[Call((), {"fin_timeout": 5}, "tcp_fin_timeout=5 in a private lab; an orphaned FIN-WAIT-2, a TIME-WAIT "
-                     "and an orphaned FIN-WAIT-2 whose peer closes at 2 s, their kernel timers read every half "
-                     "second")],
+    calls=[Call((), {"fin_timeout": 5}, "tcp_fin_timeout=5 in a private lab; an orphaned FIN-WAIT-2, a "
+                     "TIME-WAIT "
+                     "and an orphaned FIN-WAIT-2 whose peer closes at 2 s, their kernel timers read every "
+                     "half second")],
     to_record=lambda r: _rows(r.table),
     from_record=lambda rows, arguments: MythResult(_frame_from(rows), arguments["fin_timeout"]),
     notes={Where.LAB: "`tcp_fin_timeout` was set to {fin_timeout} s in your private lab (the machine's own "

@@ -169,12 +169,12 @@ def _check_lost(time_wait: bool = True, retransmissions: int = 2) -> None:
 
 @experiment(notebook="02", title="the lost last ACK, with and without TIME-WAIT",
             needs=[Need.KERNEL, Need.SETTINGS, Need.CAPTURE], check=_check_lost,
-            calls=[Call((), {"time_wait": True}, "the server's FIN retransmitted while its ACKs are lost, the client "
-                                                 "in TIME-WAIT, in a private lab"),
+            calls=[Call((), {"time_wait": True}, "the server's FIN retransmitted while its ACKs are lost, "
+                                                 "the client in TIME-WAIT, in a private lab"),
                    Call((), {"time_wait": False}, "the same with tcp_max_tw_buckets=0 (no TIME-WAIT), in a "
                                                   "private lab")],
-            notes={Where.LAB: "Ran in your private lab: a real close whose last ACK was lost, captured on its "
-                              "loopback (this machine's settings untouched)."},
+            notes={Where.LAB: "Ran in your private lab: a real close whose last ACK was lost, captured on "
+                              "its loopback (this machine's settings untouched)."},
             show="tcplearn.view.why:show_lost_last_ack")
 def lost_last_ack(place: Place, time_wait: bool = True, retransmissions: int = 2) -> LostLastAck:
     """Lose the client's last ACK and watch the server retransmit its FIN: with TIME-WAIT
@@ -273,8 +273,8 @@ def _check_rfc1337(rfc1337: int = 0) -> None:
             calls=[Call((), {"rfc1337": 0}, "a duplicate of the last ACK draws an RST into TIME-WAIT, "
                                             "tcp_rfc1337=0, in a private lab"),
                    Call((), {"rfc1337": 1}, "the same with tcp_rfc1337=1, in a private lab")],
-            notes={Where.LAB: "Ran in your private lab: a real TIME-WAIT, a real duplicate delivered with a raw "
-                              "socket, captured on its loopback (this machine's settings untouched)."},
+            notes={Where.LAB: "Ran in your private lab: a real TIME-WAIT, a real duplicate delivered with a "
+                              "raw socket, captured on its loopback (this machine's settings untouched)."},
             show="tcplearn.view.why:show_assassination")
 def time_wait_assassination(place: Place, rfc1337: int = 0) -> TimeWaitAssassination:
     """Deliver a copy of the client's last ACK after a normal close: the server answers

@@ -210,7 +210,8 @@ def load_summary(result: LoadResult) -> str:
                 f"{result.first_error_at():.1f} s (within the 0.1 s before)")
     # TcpExt counters are per network namespace: a lab's are the load's own, the machine's count every program
     own = (result.interference or {}).get("counters_own")
-    whose = "" if own is None else " (your lab's, this load's own)" if own else " (the machine's, every program's)"
+    whose = ("" if own is None else " (your lab's, this load's own)" if own
+             else " (the machine's, every program's)")
     return (f"**{result.connections}** connections in {result.elapsed:.1f} s ({rate}); errors: {errors}; "
             f"kernel counters{whose}: {delta}.")
 

@@ -18,7 +18,8 @@ from ..experiments.old_duplicate import ISN_HZ, OldDuplicate
 from ..experiments.why_time_wait import LostLastAck, TimeWaitAssassination
 from .show import _display, _md  # one way to hand IPython what a cell shows
 
-__all__ = ["why_diagram", "counters_table", "lost_last_ack_table", "old_duplicate_table", "old_duplicates_table",
+__all__ = ["why_diagram", "counters_table", "lost_last_ack_table", "old_duplicate_table",
+           "old_duplicates_table",
            "show_old_duplicates",
            "assassination_table", "show_lost_last_ack", "show_old_duplicate", "show_assassination",
            "COUNTER_MEANING", "TCP_MEANING"]
@@ -98,7 +99,8 @@ def why_diagram(segments: list[Segment], server_port: int, *, replayed: int | No
         sender = "server" if seg.sport == server_port else "client"
         x0 = _LANE[sender]
         x1 = 1.0 - x0
-        kind = "replayed" if i == replayed else "unheard" if i in unheard else "rst" if seg.has("RST") else "segment"
+        kind = ("replayed" if i == replayed else "unheard" if i in unheard
+                else "rst" if seg.has("RST") else "segment")
         color = {"replayed": _REPLAYED, "unheard": "#888888", "rst": _RST}.get(kind, "#222222")
         ax.add_patch(FancyArrowPatch((x0, y), (x1, y + 0.5), arrowstyle="-|>", mutation_scale=13, color=color,
                                      linestyle="--" if kind == "unheard" else "-",
@@ -130,8 +132,10 @@ def counters_table(changed: dict[str, int], tcp: dict[str, int] | None = None):
     import pandas as pd
 
     order = sorted(changed, key=lambda n: (n not in COUNTER_MEANING, n))
-    rows = [{"counter": f"TcpExt {n}", "change": changed[n], "counts": COUNTER_MEANING.get(n, "")} for n in order]
-    rows += [{"counter": f"Tcp {n}", "change": v, "counts": TCP_MEANING.get(n, "")} for n, v in (tcp or {}).items()]
+    rows = [{"counter": f"TcpExt {n}", "change": changed[n], "counts": COUNTER_MEANING.get(n, "")}
+            for n in order]
+    rows += [{"counter": f"Tcp {n}", "change": v, "counts": TCP_MEANING.get(n, "")}
+             for n, v in (tcp or {}).items()]
     return pd.DataFrame(rows, columns=["counter", "change", "counts"])
 
 
@@ -172,9 +176,9 @@ def lost_last_ack_summary(run: LostLastAck) -> str:
     client = run.client_state_while_lost or "no socket at all (the kernel destroyed it)"
     error = f"`{run.passive_error}`" if run.passive_error else "none (`SO_ERROR` 0)"
     return (f"**{'With' if run.time_wait else 'Without'} TIME-WAIT.** While its last ACK was lost the client "
-            f"held **{client}**; the server went {' → '.join(run.server_states)}. Its retransmitted FINs drew: "
-            f"**{', '.join(a or '(nothing)' for a in run.answers)}**. The server's socket error at the end: "
-            f"**{error}**.")
+            f"held **{client}**; the server went {' → '.join(run.server_states)}. Its retransmitted FINs "
+            f"drew: **{', '.join(a or '(nothing)' for a in run.answers)}**. The server's socket error at the "
+            f"end: **{error}**.")
 
 
 def show_lost_last_ack(run: LostLastAck) -> None:
@@ -192,13 +196,16 @@ def old_duplicate_table(run: OldDuplicate):
     import pandas as pd
 
     rows = [
-        ("old connection moved (each way)", f"{run.old_bytes_moved:,} bytes in {run.old_seconds * 1000:.0f} ms"),
+        ("old connection moved (each way)",
+         f"{run.old_bytes_moved:,} bytes in {run.old_seconds * 1000:.0f} ms"),
         ("ISN of the old / the new connection (client)", f"{run.isn_old:,} / {run.isn_new:,}"),
         ("the ISN clock moved", f"{run.isn_distance:,} in {run.isn_gap_s * 1000:.1f} ms "
                                 f"({run.isn_rate / 1e6:.3f} million/s; one per 64 ns is {ISN_HZ / 1e6:g})"),
         ("the old bytes reached the new connection's first byte", run.in_reach),
-        ("the copy starts, from the new rcv_nxt", f"{run.replayed_offset:+,} bytes ({run.replayed_length:,} long)"),
-        ("its ACK, from the new snd_una", f"{run.ack_offset:+,}" + (" (fitted)" if run.ack == "fitted" else "")),
+        ("the copy starts, from the new rcv_nxt",
+         f"{run.replayed_offset:+,} bytes ({run.replayed_length:,} long)"),
+        ("its ACK, from the new snd_una",
+         f"{run.ack_offset:+,}" + (" (fitted)" if run.ack == "fitted" else "")),
         ("timestamps (PAWS)", "on" if run.timestamps else "off"),
         ("the new reader got", f"{run.old_bytes_delivered:,} bytes"
                                + (f": {run.delivered[:24]!r}…" if run.delivered else "")),
@@ -224,7 +231,8 @@ def show_old_duplicate(run: OldDuplicate) -> None:
     if new_syn is not None:
         notes[new_syn] = "no TIME-WAIT: a new connection on the same four-tuple"
     _display(old_duplicate_table(run), counters_table(run.counters),
-             why_diagram(run.captured, run.server_port, replayed=run.replayed, notes=notes, skip=_old_skip(run)))
+             why_diagram(run.captured, run.server_port, replayed=run.replayed, notes=notes,
+                         skip=_old_skip(run)))
 
 
 def old_duplicates_table(runs: dict):
@@ -275,7 +283,8 @@ def assassination_table(run: TimeWaitAssassination):
 def show_assassination(run: TimeWaitAssassination) -> None:
     """The summary, the rows before and after, the diagram."""
     fate = "**survived**" if run.time_wait_survived else "**was killed at once**"
-    match = ("exactly" if run.rst_seq == run.time_wait_expects else "not") if run.rst_seq is not None else "no RST:"
+    match = (("exactly" if run.rst_seq == run.time_wait_expects else "not") if run.rst_seq is not None
+             else "no RST:")
     _display(_md(f"`tcp_rfc1337={run.rfc1337}`: the RST's sequence number was {run.rst_seq}, {match} the "
                  f"{run.time_wait_expects} the TIME-WAIT socket expected; TIME-WAIT {fate}."),
              assassination_table(run), counters_table(run.counters, run.tcp_counters),

@@ -180,7 +180,8 @@ class Playground:
         live, apply = watch_plateau.plan(), with_settings.plan()
         self.live_why = live.why if live.where is not Where.LIVE else ""  # '' where loads run live
         self.run_button = w.Button(
-            description="Show the recorded run" if self.live_why else f"Run live (at most {LIVE_MAX_DURATION:g} s)",
+            description="Show the recorded run" if self.live_why else "Run live (at most "
+                                                                      f"{LIVE_MAX_DURATION:g} s)",
             button_style="info", icon="play", layout=w.Layout(width="auto", min_width="fit-content"))
         self.apply_toggle = w.Checkbox(value=False, description="apply the chosen values for this run",
                                        indent=False, layout=w.Layout(width="auto", min_width="fit-content"))
@@ -192,8 +193,8 @@ class Playground:
         else:
             self.apply_reason = ("Ticked, the run applies your values inside a private lab: no root needed, "
                                  "this machine untouched." if apply.where is Where.LAB else
-                                 "Ticked, the run applies your values on this machine as root (no lab here); they are "
-                                 "restored after.")
+                                 "Ticked, the run applies your values on this machine as root (no lab here); "
+                                 "they are restored after.")
         self.apply_note = w.HTML()
         self.last: dict = {}
         for control in self.controls.values():
@@ -306,7 +307,8 @@ class Playground:
                 else:
                     # on the machine, or (too big to share it) in a lab set like it: the ladder's choice
                     ran = machine_load(**kwargs)
-            except BaseException as exc:  # noqa: BLE001 - raised below, outside the Output, which would eat it
+            # raised below, outside the Output, which would eat it
+            except BaseException as exc:  # noqa: BLE001
                 error = exc
         if error is None and ran.value is None:
             error = RuntimeError(ran.note)
@@ -334,9 +336,9 @@ class Playground:
         errors = ", ".join(f"{k} {n}" for k, n in sorted(result.errors.items())) or "no errors"
         self.status.value = (
             f"{where} {result.connections} connections in {result.elapsed:.1f} s, {errors}.<br>"
-            f"<span class='tcplearn-agreement'>Measured: a TIME-WAIT peak of {agree['measured']:.0f}, reached by "
-            f"{agree['measured_by']:.1f} s; the model for the settings it ran under: {agree['model']:.0f}, by "
-            f"{agree['model_by']:.1f} s.</span>")
+            f"<span class='tcplearn-agreement'>Measured: a TIME-WAIT peak of {agree['measured']:.0f}, "
+            f"reached by {agree['measured_by']:.1f} s; the model for the settings it ran under: "
+            f"{agree['model']:.0f}, by {agree['model_by']:.1f} s.</span>")
         self.plot.clear_output(wait=True)
         with self.plot:
             display(self.last["figure"])

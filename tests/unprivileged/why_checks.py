@@ -21,7 +21,8 @@ def main() -> None:
             "assassination": time_wait_assassination(rfc1337=0)}
     after = {n: sysctl.read(n) for n in NAMES}
     print(json.dumps({"uid": os.getuid(), "before": before, "after": after,
-                      "runs": {k: {"where": str(r.where), "value": r.value.to_record()} for k, r in runs.items()}}))
+                      "runs": {k: {"where": str(r.where), "value": r.value.to_record()}
+                               for k, r in runs.items()}}))
 
 
 if __name__ == "__main__":

@@ -145,7 +145,8 @@ class PrivateLab:
     def _link(self) -> None:
         try:
             self._call("client", ("link", self._workers["server"][0]))
-            self.netem_missing = self._call("client", ("configure", self.address("client"), _hosts.PREFIX, True))
+            self.netem_missing = self._call("client", ("configure", self.address("client"), _hosts.PREFIX,
+                                                       True))
             self._call("server", ("configure", self.address("server"), _hosts.PREFIX, False))
         except OSError as exc:
             raise LabUnavailable(f"a two-host lab cannot start here: {exc.strerror or exc}") from exc
@@ -272,7 +273,8 @@ class PrivateLab:
         return now
 
     def read_sysctl(self, name: str, host: str | None = None) -> object:
-        """A known setting's value as the lab's (or ``host``'s) kernel reports it (``None`` if absent there)."""
+        """A known setting's value as the lab's (or ``host``'s) kernel reports it \
+(``None`` if absent there)."""
         return self.run(_sysctl.read, _sysctl.setting(name).short, host=host)
 
     def sockets(self, host: str | None = None, **filters: Any) -> list[TcpSocket]:

@@ -70,7 +70,8 @@ def create_veth(peer_pid: int, name: str = LINK) -> None:
     """Make a veth pair: ``name`` here, and its peer, also called ``name``, in the network
     namespace of process ``peer_pid`` (both ends down, unaddressed)."""
     ifname = _attr(IFLA_IFNAME, name.encode() + b"\0")
-    peer = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + ifname + _attr(IFLA_NET_NS_PID, struct.pack("=I", peer_pid))
+    peer = (_IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + ifname
+            + _attr(IFLA_NET_NS_PID, struct.pack("=I", peer_pid)))
     info = _attr(IFLA_INFO_KIND, b"veth\0") + _attr(IFLA_INFO_DATA, _attr(VETH_INFO_PEER, peer))
     body = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + ifname + _attr(IFLA_LINKINFO, info)
     try:
@@ -104,7 +105,8 @@ def configure(address: str, prefix: int, name: str = LINK) -> None:
             flags = struct.unpack("16sh", fcntl.ioctl(s, SIOCGIFFLAGS, ifr))[1]
             fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sh", name.encode(), flags | IFF_UP))
     except OSError as exc:
-        raise LinkError(exc.errno, f"could not address the lab's link as {address}/{prefix}: {exc.strerror}") from exc
+        raise LinkError(exc.errno,
+                        f"could not address the lab's link as {address}/{prefix}: {exc.strerror}") from exc
 
 
 def netem_missing(name: str = LINK) -> str:

@@ -105,7 +105,8 @@ def enter_beside(pid: int) -> None:
         raise NamespaceError(f"could not open the lab's user namespace: {exc.strerror}") from exc
     try:
         if libc.setns(fd, CLONE_NEWUSER) != 0:
-            raise NamespaceError(f"could not join the lab's user namespace ({os.strerror(ctypes.get_errno())})")
+            raise NamespaceError("could not join the lab's user namespace "
+                                 f"({os.strerror(ctypes.get_errno())})")
     finally:
         os.close(fd)
     if libc.unshare(CLONE_NEWNET) != 0:

@@ -58,7 +58,8 @@ class StateSampler:
 
     def sample(self) -> dict[str, float | None]:
         counts = count_states(port=self.port)
-        row: dict[str, float | None] = {"t": time.monotonic() - self._t0, **{s.name: counts[s] for s in TcpState.rfc_states()}}
+        row: dict[str, float | None] = {"t": time.monotonic() - self._t0,
+                                        **{s.name: counts[s] for s in TcpState.rfc_states()}}
         if self.machine_tw:
             row["machine_tw"] = sockstat_tw()
         self.rows.append(row)

@@ -9,7 +9,8 @@ from ..states import TcpState
 
 __all__ = ["TcpSocket", "TIMER_NAMES"]
 
-#: Timer names, indexed by the ``tr`` code of ``/proc/net/tcp`` (``get_tcp4_sock()`` in ``net/ipv4/tcp_ipv4.c``).
+#: Timer names, indexed by the ``tr`` code of ``/proc/net/tcp`` (``get_tcp4_sock()`` in
+#: ``net/ipv4/tcp_ipv4.c``).
 TIMER_NAMES = ("off", "retransmit", "keepalive", "timewait", "probe")
 
 

@@ -256,8 +256,8 @@ class ConnectionPair:
         self.server = None
         if got != [b""]:
             raise RuntimeError(f"the server thread expected EOF (b'') from recv(), got {got!r}")
-        label = "client close(); server's recv() -> b'', then close()" + (f" after {pause * 1000:g} ms" if pause else
-                                                                          " at once")
+        label = "client close(); server's recv() -> b'', then close()" + (f" after {pause * 1000:g} ms"
+                                                                          if pause else " at once")
         return self._record("both", label, segments, (client_state, server_state))
 
     def _shutdown(self, end: str) -> Step:
@@ -288,7 +288,8 @@ class ConnectionPair:
 
     def _abort(self, end: str) -> Step:
         sock = self._sock(end)
-        # SO_LINGER on with a zero timeout: close() sends RST and skips TIME-WAIT (net/ipv4/tcp.c, __tcp_close, "Check zero linger").
+        # SO_LINGER on with a zero timeout: close() sends RST and skips TIME-WAIT (net/ipv4/tcp.c,
+        # __tcp_close, "Check zero linger").
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self._closed.add(end)
         return self._step(end, [(end, Event.ABORT)], lambda: self._release(end),

@@ -71,7 +71,8 @@ def packet(frame: bytes, *, ack: int | None = None) -> bytes:
     total = struct.unpack_from("!H", frame, off + 2)[0]
     ip = bytearray(frame[off:off + total])
     if len(ip) != total:
-        raise ValueError(f"the frame is cut short: its IP packet says {total} bytes, the frame holds {len(ip)}")
+        raise ValueError(f"the frame is cut short: its IP packet says {total} bytes, the frame holds "
+                         f"{len(ip)}")
     if ack is not None:
         if not 0 <= ack < 2**32:
             raise ValueError(f"ack={ack} is not a 32-bit sequence number (0 to 2**32 - 1)")
@@ -94,6 +95,7 @@ def inject(ip_packet: bytes) -> None:
         raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
     except PermissionError as exc:
         raise PermissionError(exc.errno, "sending a raw segment needs CAP_NET_RAW: run in a private lab "
-                                         "(root over its own network, no real root needed) or as root") from None
+                                         "(root over its own network, no real root needed) or as "
+                                         "root") from None
     with raw:
         raw.sendto(ip_packet, (dst, 0))

@@ -52,7 +52,8 @@ class TrickleServer:
                 raise ValueError(f"schedule entries must be (seconds, bytes), got {entry!r}") from None
             if not isinstance(data, (bytes, bytearray)) or not isinstance(at, (int, float)) \
                     or not 0 <= at <= MAX_SCHEDULE_S:
-                raise ValueError(f"schedule entries must be (0-{MAX_SCHEDULE_S:g} seconds, bytes), got {entry!r}")
+                raise ValueError(f"schedule entries must be (0-{MAX_SCHEDULE_S:g} seconds, bytes), got "
+                                 f"{entry!r}")
             out.append((float(at), bytes(data)))
         return sorted(out, key=lambda e: e[0])
 

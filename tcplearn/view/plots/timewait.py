@@ -144,10 +144,12 @@ def _arrival_note(facts: dict) -> str:
     """What the server made of the copy, from the model's verdicts on its two numbers."""
     head = f"the copy arrives at t={facts['arrives']:g} s:\n"
     if facts["delivered"]:
-        return (head + f"seq {facts['old_seq']} is the next byte expected\nand ACK {facts['old_ack']} the one "
+        return (head + f"seq {facts['old_seq']} is the next byte expected\nand ACK {facts['old_ack']} the "
+                "one "
                 "accepted,\nso it is read as new data")
     if facts["seq_verdict"] == "out of order":
-        return head + f"seq {facts['old_seq']} is in the window but after\n{facts['rcv_nxt']}: queued out of order"
+        return head + (f"seq {facts['old_seq']} is in the window but after\n{facts['rcv_nxt']}: "
+                       "queued out of order")
     if facts["seq_verdict"] in ("duplicate", "outside"):
         return head + f"seq {facts['old_seq']}: {facts['seq_verdict']}, dropped"
     return head + f"ACK {facts['old_ack']} is not {facts['snd_una']}:\ndropped, answered by an ACK"
@@ -227,11 +229,13 @@ def _old_duplicate_diagram(sim, facts: dict, title: str):
             f"{facts['server_isn_1']},\nso its data starts at seq {isn_1 + 1} with ACK {facts['old_ack']}",
             ha="left", va="center", fontsize=8.5, gid="isn:1")
     ax.text(1.38, step_row[3] + 0.35, f"connection 2: the client's ISN {isn_2}, the server's "
-            f"{facts['server_isn_2']};\nafter {facts['new_bytes']} bytes the server expects seq {facts['rcv_nxt']}\n"
-            f"(window {facts['rcv_nxt']}–{facts['rcv_nxt'] + window - 1}) and accepts ACK {facts['snd_una']}",
+            f"{facts['server_isn_2']};\nafter {facts['new_bytes']} bytes the server expects seq "
+            f"{facts['rcv_nxt']}\n(window {facts['rcv_nxt']}–{facts['rcv_nxt'] + window - 1}) and accepts "
+            f"ACK {facts['snd_una']}",
             ha="left", va="center", fontsize=8.5, gid="isn:2")
     ax.set_title(title, fontsize=10)
     fig.text(0.5, 0.005, f"Model assumptions: MSL = {msl:g} s (RFC 9293 takes 2 min; Linux holds TIME-WAIT "
-             f"60 s); ISNs chosen so that the copy's seq and ACK both fit, the bad case.  Rows in order, not to scale.", ha="center", va="bottom", fontsize=8, color="#333333", gid="note:model")
+             "60 s); ISNs chosen so that the copy's seq and ACK both fit, the bad case.  Rows in order, not "
+             "to scale.", ha="center", va="bottom", fontsize=8, color="#333333", gid="note:model")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     return fig
