@@ -287,7 +287,8 @@ class LoadRun:
         s = self.settings
         tw_reuse = sysctl.read("tcp_tw_reuse")
         # before start() the target is the one it will have: the given one, else loopback
-        host = self.target[0] if hasattr(self, "target") else (s["target"] or (loopback_host(s["family"]),))[0]
+        planned = s["target"] or (loopback_host(s["family"]),)
+        host = self.target[0] if hasattr(self, "target") else planned[0]
         return s["closer"] == "client" and tw_reuse is not None and \
             model.reuse_applies(tw_reuse, loopback=is_loopback(host),
                                 bind_before_connect=s["bind_before_connect"])
