@@ -12,8 +12,8 @@ The public API, re-exported here and stable (``__all__``):
 * ``doctor()`` — what this machine offers the series and where each experiment runs;
 * the experiments, each returning a ``Result`` (value, ``where`` it ran, one-line ``note``):
   ``first_look``, ``lab_side_by_side``, ``capture_one_connection`` (00), ``run_scenario``
-  and ``ConnectionPair`` (01), ``sample_countdown``, ``measure_time_wait``, ``summarize``, \
-``fin_wait_2_vs_setting``,
+  and ``ConnectionPair`` (01), ``sample_countdown``, ``measure_time_wait``, ``summarize``,
+  ``fin_wait_2_vs_setting``,
   ``myth_demo``, ``server_restart``, ``os_defaults``, and why TIME-WAIT exists:
   ``lost_last_ack``, ``old_duplicate``, ``time_wait_assassination`` (02), ``compare``, ``TrickleServer``
   (03), ``run_load``, ``LoadResult``, ``watch_plateau``, ``time_wait_by_closer``,

@@ -39,8 +39,8 @@ LINKED_PAGES = ("glossary.md", "references.md")
 
 
 def pages() -> list[Path]:
-    """Everything a learner's copy needs: the notebooks, then the pages they link to \
-(glossary, references)."""
+    """Everything a learner's copy needs: the notebooks, then the pages they link to
+    (glossary, references)."""
     folder = _folder()
     return notebooks() + [folder / name for name in LINKED_PAGES if (folder / name).exists()]
 

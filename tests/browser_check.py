@@ -46,8 +46,8 @@ LAYOUT_PROBLEMS = """() => {
   if (!pg) return ['no playground'];
   if (![...pg.querySelectorAll('.widget-readout')].some(e => e.getBoundingClientRect().width > 0))
     return ['no readout laid out'];
-  const right = Math.min(window.innerWidth, \
-document.querySelector('.jp-NotebookPanel').getBoundingClientRect().right);
+  const right = Math.min(window.innerWidth,
+  document.querySelector('.jp-NotebookPanel').getBoundingClientRect().right);
   for (const el of pg.querySelectorAll('.widget-readout, button, .widget-checkbox label, .widget-checkbox')) {
     const r = el.getBoundingClientRect();
     if (r.width === 0) continue;

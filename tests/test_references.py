@@ -115,8 +115,8 @@ def test_the_glossary_links_the_references():
 
 
 def test_the_seed_is_cited_where_it_is_first_quoted():
-    """Notebook 02 quotes the seed first: there it is named by title, site and date, \
-and the entry holds its URL."""
+    """Notebook 02 quotes the seed first: there it is named by title, site and date,
+    and the entry holds its URL."""
     seed = _entries()["seed"]
     assert ("TCP 协议的 time_wait 超时时间" in seed and "2024" in seed
             and "blog.huangque888.com/archives/41409" in seed)
@@ -140,8 +140,8 @@ BINDER = re.compile(r"https://mybinder\.org/v2/gh/([^/\s]+/[^/\s]+)/([^?\s]+)\?u
 
 
 def test_the_binder_links_open_a_file_of_the_repository():
-    """The badge (and teaching.md's launch link) open 00 in JupyterLab: \
-the path after lab/tree/ exists here."""
+    """The badge (and teaching.md's launch link) open 00 in JupyterLab:
+    the path after lab/tree/ exists here."""
     readme = (ROOT / "README.md").read_text()
     links = [(where, m) for where, text in (("README.md", readme),
                                              ("docs/teaching.md",

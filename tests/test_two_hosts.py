@@ -466,7 +466,7 @@ def busy():
     time.sleep(60)
 
 lab = PrivateLab(hosts=2).__enter__()
-print(json.dumps({"pids": list(lab.pids.values()), "inodes": [lab.run(inode, host=h) for h in lab.hosts]}), \
+print(json.dumps({"pids": list(lab.pids.values()), "inodes": [lab.run(inode, host=h) for h in lab.hosts]}),
 flush=True)
 lab.run(busy, host="server")  # killed meanwhile: the server's worker is busy, not listening
 '''

@@ -246,8 +246,8 @@ def distinct_ports(n: float, ports: int, *, walk: bool = True) -> float:
     that may each reuse a TIME-WAIT port (``tcp_tw_reuse``), with ``ports`` in the range.
 
     The search scans ports of one parity (``H = ports / 2`` of them).  ``walk=True`` follows
-    the kernel (``__inet_hash_connect()``, ``net/ipv4/inet_hashtables.c``): it starts where the last search \
-ended and moves on by
+    the kernel (``__inet_hash_connect()``, ``net/ipv4/inet_hashtables.c``): it starts where the last search
+    ended and moves on by
     ``WALK_ADVANCE`` = 4.5 of those ports on average, so it sweeps the range in passes of
     ``H / 4.5`` connections, each pass touching a given port with probability ``p = 1/4.5``.
     After ``k`` whole passes and a fraction ``f`` of the next, a port is still untouched

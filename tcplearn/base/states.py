@@ -280,8 +280,8 @@ class TransitionTable(Mapping[TcpState, Mapping[Event, TcpState]]):
 
     Convention: RFC 9293 Figure 5 (section 3.3.2), with the arcs the figure leaves out
     taken from the text: ABORT and "rcv RST" from every synchronized state (sections 3.10.5
-    and 3.10.7.4; an ABORT sends its RST only from ``ABORT_SENDS_RST``), SYN-RECEIVED back to LISTEN on RST, \
-and FIN-WAIT-1
+    and 3.10.7.4; an ABORT sends its RST only from ``ABORT_SENDS_RST``), SYN-RECEIVED back to LISTEN on RST,
+    and FIN-WAIT-1
     straight to TIME-WAIT when one segment carries the peer's FIN and the ACK of ours
     (section 3.10.7.4).  Only the eleven RFC states appear; ``Event.in_figure`` tells
     which arcs the figure draws.  Read-only.

@@ -6,7 +6,7 @@ drop-all socket filter on the *listening* socket, so the kernel neither answers 
 SYN-ACK nor with RST), and beside it a plain blocking ``connect()`` with no timeout at all,
 which only the kernel ends: after ``net.ipv4.tcp_syn_retries`` retransmissions of the SYN,
 with ``ETIMEDOUT`` (the Python docs' ``socket.connect``: "the system network stack may
-also return a connection timeout error of its own"; ip-sysctl.rst ``tcp_syn_retries``).  Both raise \
+also return a connection timeout error of its own"; ip-sysctl.rst ``tcp_syn_retries``).  Both raise
 ``TimeoutError`` in Python; the errno tells
 them apart (``None`` for Python's own timeout, 110 ``ETIMEDOUT`` for the kernel's).
 

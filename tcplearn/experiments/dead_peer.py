@@ -62,8 +62,8 @@ class DeadPeerResult:
     ``detected_after`` is seconds from the start of the silence until the local end saw
     an error (None: it never noticed); ``error`` that error's errno name (``"ETIMEDOUT"``);
     where it ran is the ``Result``'s to say, not the value's.  ``how`` says in one sentence
-    what made it notice; ``timeline`` (a pandas DataFrame built from ``timeline_rows``) the local end's \
-``/proc/net/tcp`` row over
+    what made it notice; ``timeline`` (a pandas DataFrame built from ``timeline_rows``) the local end's
+    ``/proc/net/tcp`` row over
     time: ``t``, ``state``, timer code ``tr`` and its name, ``when_s`` left on it,
     ``retrnsmt``, ``timeout`` (unanswered probes); ``segments`` the capture (each with
     ``t`` on the same axis, ``from`` "local" or "peer" and a ``kind``), or None without

@@ -10,7 +10,7 @@ and the capture on ``lo`` sees every keepalive probe and retransmission.  On a T
 socket it needs ``CAP_NET_ADMIN`` (measured: ``EPERM`` as ``nobody`` and as root without
 capabilities, while UDP and Unix sockets take it; gVisor PR #14478 traces this to Linux
 commit 5d39580f68e6).  Inside a private lab the user is root over the lab's network, so
-it works there without root; on the machine itself it needs root.  Taking a lab's ``lo`` down instead gives \
+it works there without root; on the machine itself it needs root.  Taking a lab's ``lo`` down instead gives
 the same detection times
 (keepalive 2/1/2: 4.07 s both ways; TCP_USER_TIMEOUT 1500 ms: 1.92 s both ways), but
 the capture then sees nothing between the handshake and the end: segments sent on a

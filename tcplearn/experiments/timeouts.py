@@ -73,8 +73,8 @@ def settimeout_timeline(address, timeout_s: float | None, duration_s: float, *,
     Node clients use), ``"write"`` (a send of ours went out),
     ``"timeout"`` (a ``recv`` raised ``TimeoutError``; the socket stays usable and reading
     goes on; ``"since_call"`` is how long that ``recv`` call had waited), ``"eof"`` (the
-    peer closed), ``"close"`` (this client closed its socket, at the end).  The writes do not touch the \
-``recv`` in progress: its timeout counts
+    peer closed), ``"close"`` (this client closed its socket, at the end).  The writes do not touch the
+    ``recv`` in progress: its timeout counts
     from the moment the call started.
     """
     duration_s = _check_duration(duration_s)

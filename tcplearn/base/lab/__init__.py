@@ -273,8 +273,8 @@ class PrivateLab:
         return now
 
     def read_sysctl(self, name: str, host: str | None = None) -> object:
-        """A known setting's value as the lab's (or ``host``'s) kernel reports it \
-(``None`` if absent there)."""
+        """A known setting's value as the lab's (or ``host``'s) kernel reports it
+        (``None`` if absent there)."""
         return self.run(_sysctl.read, _sysctl.setting(name).short, host=host)
 
     def sockets(self, host: str | None = None, **filters: Any) -> list[TcpSocket]:

@@ -3,7 +3,7 @@
 Every frame on ``lo`` is seen twice by a packet socket, once leaving (PACKET_OUTGOING)
 and once arriving (PACKET_HOST); only the outgoing copy is kept, so each segment
 appears once.  On one end of a two-host lab's link (``eth0``) a frame is seen once, leaving
-or arriving, so both kinds are kept there.  Timestamps are the kernel's (SO_TIMESTAMPNS).  Each ``Segment`` \
+or arriving, so both kinds are kept there.  Timestamps are the kernel's (SO_TIMESTAMPNS).  Each ``Segment``
 keeps
 its frame's bytes exactly as read and the kernel's timestamp in nanoseconds, so
 ``tcplearn.lab.pcap.write_pcap`` can save the real capture.

@@ -224,8 +224,8 @@ def _compat_ok() -> bool:
 
 def sockstat_tw(proc_root: str = "/proc") -> int | None:
     """The ``tw`` field of ``/proc/net/sockstat``: the kernel's own count of timewait
-    mini-sockets in this namespace (TIME-WAIT plus orphaned FIN-WAIT-2; ``sockstat_seq_show()`` in \
-``net/ipv4/proc.c``)."""
+    mini-sockets in this namespace (TIME-WAIT plus orphaned FIN-WAIT-2; ``sockstat_seq_show()`` in
+    ``net/ipv4/proc.c``)."""
     try:
         with open(f"{proc_root}/net/sockstat") as f:
             for line in f:

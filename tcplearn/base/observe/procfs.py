@@ -1,6 +1,6 @@
 """Parse ``/proc/net/tcp`` and ``/proc/net/tcp6``.
 
-The format (``Documentation/networking/proc_net_tcp.rst``; ``tcp4_seq_show()`` in ``net/ipv4/tcp_ipv4.c``): \
+The format (``Documentation/networking/proc_net_tcp.rst``; ``tcp4_seq_show()`` in ``net/ipv4/tcp_ipv4.c``):
 one header line, then per socket
 ``sl: laddr:lport raddr:rport st tx:rx tr:when retrnsmt uid timeout inode ...``.
 Addresses are the network-order words printed as host-order integers, so on a
