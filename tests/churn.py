@@ -35,14 +35,19 @@ def start_churn(connections: int) -> tuple[subprocess.Popen, int]:
     return proc, int(proc.stdout.readline())
 
 
-def stop_churn(proc: subprocess.Popen) -> None:
-    proc.stdin.close()  # the churn ends, and its server with it
+def _end(proc: subprocess.Popen) -> None:
+    """Wait for a churn told to stop (up to 5 s, then kill it), and close its output."""
     try:
         proc.wait(timeout=5)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
     proc.stdout.close()
+
+
+def stop_churn(proc: subprocess.Popen) -> None:
+    proc.stdin.close()  # the churn ends, and its server with it
+    _end(proc)
 
 
 def wait_tw(at_least: int, timeout: float) -> int:
@@ -81,9 +86,4 @@ def start_reusing_churn(rate: float) -> tuple[subprocess.Popen, int]:
 
 def stop_reusing_churn(proc: subprocess.Popen) -> None:
     proc.terminate()  # its server's stdin closes with it, and the server ends
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    proc.stdout.close()
+    _end(proc)

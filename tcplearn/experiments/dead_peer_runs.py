@@ -331,9 +331,7 @@ def run_node(method: str, p: dict, capture: bool, node: str) -> dict:
         measured["node"] = (done or {}).get("node")
     finally:
         if proc is not None:
-            if proc.poll() is None:
-                proc.kill()
-            proc.communicate(timeout=10)
+            node_tool.stop(proc)
         if peer is not None:
             unsilence(peer)
             _abort(peer)

@@ -13,7 +13,6 @@ import os
 import select
 import socket
 import struct
-import subprocess
 import time
 import warnings
 
@@ -300,12 +299,5 @@ def node_socket_options(timeout_ms: float = 1000) -> dict:
         except (LookupError, OSError, ValueError) as exc:
             result["reason"] = f"not available here: {exc}"
         finally:
-            proc.stdin.close()  # Node destroys its socket and exits
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            proc.stdout.close()
-            proc.stderr.close()
+            node_tool.stop(proc, grace=5)  # its closed stdin makes Node destroy its socket and exit
     return result

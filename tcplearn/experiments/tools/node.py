@@ -16,7 +16,7 @@ from importlib import resources
 
 from ...base.experiment import node_executable
 
-__all__ = ["script", "start", "Lines", "run"]
+__all__ = ["script", "start", "stop", "Lines", "run"]
 
 
 def script(name: str) -> str:
@@ -34,9 +34,19 @@ def _node() -> str:
 def start(name: str, args: dict, *, stdin: bool = False) -> subprocess.Popen:
     """Node running ``name`` with ``args`` (as one JSON argument), its stdout a pipe to read
     with ``Lines`` (``stdin``: a pipe too, which a script may wait on to end); the caller
-    kills and reaps it (``proc.kill(); proc.communicate()``)."""
+    ends it with ``stop``."""
     return subprocess.Popen([_node(), script(name), json.dumps(args)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL)
+
+
+def stop(proc: subprocess.Popen, grace: float = 0.0) -> None:
+    """End a child from ``start``: close its stdin (a script that waits on it ends by
+    itself), give it ``grace`` seconds, then kill it; reaped and its output drained either way."""
+    try:
+        proc.communicate(timeout=grace)  # closes stdin, reads what is left, reaps
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate(timeout=10)
 
 
 class Lines:
